@@ -1,0 +1,124 @@
+"""Typed errors. Every error says what went wrong and, where it can, what to do.
+
+Each class has a stable ``code`` (used as the ``error`` field of HTTP error bodies) and,
+for the HTTP layer, the ``status`` it maps to.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class TaskcastError(Exception):
+    """Base class of every error taskcast raises on purpose."""
+
+    code = "taskcast_error"
+    status = 500
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON body of this error: ``{"error": code, "message": ..., **details}``."""
+        return {"error": self.code, "message": self.message, **self.details}
+
+
+class UnknownTask(TaskcastError):
+    """No task is registered under that name."""
+
+    code = "unknown_task"
+    status = 404
+
+    def __init__(self, name: str, known: list[str]) -> None:
+        listing = ", ".join(sorted(known)) or "none"
+        super().__init__(
+            f"unknown task {name!r}; registered tasks: {listing}", task=name, known=sorted(known)
+        )
+
+
+class InvalidArguments(TaskcastError):
+    """The arguments do not fit the task's signature; ``problems`` names each parameter."""
+
+    code = "invalid_arguments"
+    status = 422
+
+    def __init__(self, task: str, problems: list[dict[str, Any]]) -> None:
+        text = "; ".join(f"{p['param']}: {p['problem']}" for p in problems)
+        super().__init__(f"bad arguments for task {task!r}: {text}", task=task, problems=problems)
+
+
+class InvalidRequest(TaskcastError):
+    """A request is malformed in a way that is not about one task's arguments."""
+
+    code = "invalid_request"
+    status = 422
+
+
+class NotSerializable(TaskcastError):
+    """A value that must be stored as JSON (arguments, event data, a result) is not JSON."""
+
+    code = "not_serializable"
+    status = 422
+
+
+class RunNotFound(TaskcastError):
+    """No run has that id."""
+
+    code = "run_not_found"
+    status = 404
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(f"no run with id {run_id!r}", run_id=run_id)
+
+
+class RunFinished(TaskcastError):
+    """The run already reached a terminal state, so it cannot take this request."""
+
+    code = "run_finished"
+    status = 409
+
+    def __init__(self, run_id: str, state: str) -> None:
+        super().__init__(f"run {run_id!r} already finished ({state})", run_id=run_id, state=state)
+
+
+class QueueFull(TaskcastError):
+    """The queue is at its bound; retry after ``retry_after`` seconds."""
+
+    code = "queue_full"
+    status = 429
+
+    def __init__(self, limit: int, retry_after: float = 1.0) -> None:
+        super().__init__(
+            f"the queue is full ({limit} runs waiting); retry in {retry_after:g} s",
+            limit=limit,
+            retry_after=retry_after,
+        )
+        self.retry_after = retry_after
+
+
+class ShuttingDown(TaskcastError):
+    """The app is shutting down (or not started) and takes no new work."""
+
+    code = "shutting_down"
+    status = 503
+
+
+class StoreError(TaskcastError):
+    """The store cannot be opened or used."""
+
+    code = "store_error"
+    status = 500
+
+
+class SchemaError(StoreError):
+    """The store was written by a newer taskcast (unknown schema version)."""
+
+    code = "schema_error"
+
+
+class TaskFailed(TaskcastError):
+    """Raised by ``Context.map``/``wait`` helpers when a run they depend on did not complete."""
+
+    code = "task_failed"

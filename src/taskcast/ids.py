@@ -1,0 +1,40 @@
+"""Run ids: ULIDs (26 characters, Crockford base32), sortable by creation time.
+
+Written by hand rather than taken from python-ulid because ids must also be *monotonic* within
+one millisecond (runs submitted in a burst list in submit order), which that library does not do.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_RANDOM_BITS = 80
+
+
+class UlidGenerator:
+    """Makes ULIDs that strictly increase within this process, even within one millisecond."""
+
+    def __init__(self) -> None:
+        self._last_ms = -1
+        self._last_random = 0
+
+    def new(self) -> str:
+        ms = time.time_ns() // 1_000_000
+        if ms <= self._last_ms:
+            # Same (or earlier, if the clock stepped back) millisecond: count up from the last id.
+            ms = self._last_ms
+            randomness = self._last_random + 1
+        else:
+            randomness = int.from_bytes(os.urandom(10), "big") >> 1  # headroom for the increments
+        self._last_ms, self._last_random = ms, randomness
+        value = (ms << _RANDOM_BITS) | randomness
+        chars = []
+        for _ in range(26):
+            chars.append(_ALPHABET[value & 31])
+            value >>= 5
+        return "".join(reversed(chars))
+
+
+new_run_id = UlidGenerator().new

@@ -1,0 +1,97 @@
+"""The two records everything else passes around: ``Run`` and ``Event``.
+
+Plain slotted dataclasses: they are created for every run and every event, so they stay cheap.
+Times are Unix timestamps in seconds (``float``), the same in Python and in JSON.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from .states import TERMINAL_EVENT_TYPES, RunState
+
+
+@dataclass(slots=True)
+class Run:
+    """One execution of a task with JSON arguments, as stored.
+
+    ``attempt`` counts started attempts (0 while it never started); ``error`` is
+    ``{"type", "message"}`` for failed, cancelled and timed-out runs; ``last_seq`` is the ``seq``
+    of the newest event in its log.
+    """
+
+    id: str
+    task: str
+    args: dict[str, Any]
+    state: RunState = RunState.QUEUED
+    attempt: int = 0
+    max_attempts: int = 1
+    timeout: float | None = None
+    result: Any = None
+    error: dict[str, Any] | None = None
+    created_at: float = 0.0
+    started_at: float | None = None
+    finished_at: float | None = None
+    not_before: float | None = None
+    last_seq: int = 0
+
+    @property
+    def is_finished(self) -> bool:
+        """True once the run reached a terminal state."""
+        return self.state.is_terminal
+
+    def copy(self) -> Run:
+        return dataclasses.replace(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The run as JSON-ready data (the shape of ``GET /runs/{id}``)."""
+        return {
+            "id": self.id,
+            "task": self.task,
+            "args": self.args,
+            "state": self.state.value,
+            "attempt": self.attempt,
+            "max_attempts": self.max_attempts,
+            "timeout": self.timeout,
+            "result": self.result,
+            "error": self.error,
+            "created_at": self.created_at,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "last_seq": self.last_seq,
+        }
+
+
+@dataclass(slots=True)
+class Event:
+    """One entry of a run's log: ``seq`` is 1, 2, 3 ... per run, without gaps."""
+
+    run_id: str
+    seq: int
+    type: str
+    data: Any
+    at: float
+    _json: str | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def is_terminal(self) -> bool:
+        """True for the one event that ends a run's log (completed, failed, ...)."""
+        return self.type in TERMINAL_EVENT_TYPES
+
+    def data_json(self) -> str:
+        """``data`` encoded as compact JSON, once per event however many watchers send it."""
+        if self._json is None:
+            self._json = json.dumps(self.data, separators=(",", ":"))
+        return self._json
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "seq": self.seq,
+            "type": self.type,
+            "data": self.data,
+            "at": self.at,
+        }
