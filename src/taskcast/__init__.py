@@ -1,3 +1,51 @@
-"""taskcast: run long-lived async tasks, stream every event to any number of clients, stop cleanly."""
+"""taskcast: run long-lived async tasks, stream every event to any number of clients, stop cleanly.
+
+app = taskcast.App(store="sqlite:///taskcast.db")
+
+@app.task(timeout=60, retries=3)
+async def fetch(ctx: taskcast.Context, url: str) -> dict: ...
+"""
+
+from .app import App
+from .context import Context
+from .coordinator import ShutdownReport
+from .errors import (
+    InvalidArguments,
+    InvalidRequest,
+    NotSerializable,
+    QueueFull,
+    RunFinished,
+    RunNotFound,
+    SchemaError,
+    ShuttingDown,
+    StoreError,
+    TaskcastError,
+    UnknownTask,
+)
+from .models import Event, Run
+from .states import RunState
+from .tasks import ThreadContext
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "App",
+    "Context",
+    "Event",
+    "InvalidArguments",
+    "InvalidRequest",
+    "NotSerializable",
+    "QueueFull",
+    "Run",
+    "RunFinished",
+    "RunNotFound",
+    "RunState",
+    "SchemaError",
+    "ShutdownReport",
+    "ShuttingDown",
+    "StoreError",
+    "TaskcastError",
+    "ThreadContext",
+    "UnknownTask",
+    "__version__",
+]

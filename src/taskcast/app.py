@@ -1,0 +1,321 @@
+"""``App``: register tasks, submit runs, watch them, cancel them, shut down cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from types import TracebackType
+from typing import Any, TypeVar, overload
+
+from .coordinator import Coordinator, ShutdownReport
+from .errors import InvalidRequest, RunNotFound, ShuttingDown, UnknownTask
+from .log import EventLog
+from .models import Event, Run
+from .states import RunState
+from .stores import Store, store_from_url
+from .tasks import RetryPolicy, TaskDefinition
+
+logger = logging.getLogger("taskcast")
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+class App:
+    """A taskcast application: a task registry bound to a store.
+
+    ``store`` is a URL (``memory://``, ``sqlite:///PATH``) or a ``Store``. ``max_concurrency``
+    bounds runs executing at once; ``max_queue`` bounds runs waiting (submit raises ``QueueFull``
+    beyond it); ``cancel_timeout`` is how long a cancelled body may ignore the cancellation before
+    the run is recorded ``cancelled`` regardless.
+
+    Use ``async with app:`` (or ``await app.start()`` ... ``await app.shutdown()``).
+    """
+
+    def __init__(
+        self,
+        store: str | Store = "memory://",
+        *,
+        max_concurrency: int = 100,
+        max_queue: int = 10_000,
+        cancel_timeout: float = 10.0,
+        grace: float = 10.0,
+        shutdown_timeout: float = 5.0,
+    ) -> None:
+        if max_concurrency < 1:
+            raise ValueError(f"max_concurrency must be >= 1, got {max_concurrency}")
+        if max_queue < 1:
+            raise ValueError(f"max_queue must be >= 1, got {max_queue}")
+        self.store = store_from_url(store) if isinstance(store, str) else store
+        self.tasks: dict[str, TaskDefinition] = {}
+        self.max_concurrency = max_concurrency
+        self.max_queue = max_queue
+        self.cancel_timeout = cancel_timeout
+        self.grace = grace
+        self.shutdown_timeout = shutdown_timeout
+        self._coordinator: Coordinator | None = None
+        self._log: EventLog | None = None
+        self.started = False
+        self.stopped = False
+
+    # -- registering tasks -------------------------------------------------------------------
+
+    @overload
+    def task(self, function: _F, /) -> _F: ...
+
+    @overload
+    def task(
+        self,
+        function: None = None,
+        /,
+        *,
+        name: str | None = None,
+        timeout: float | None = None,
+        retries: int = 0,
+        retry_on: tuple[type[BaseException], ...] = (Exception,),
+        backoff: float = 1.0,
+        backoff_max: float = 60.0,
+        jitter: bool = True,
+        concurrency: int | None = None,
+    ) -> Callable[[_F], _F]: ...
+
+    def task(
+        self,
+        function: Any = None,
+        /,
+        *,
+        name: str | None = None,
+        timeout: float | None = None,
+        retries: int = 0,
+        retry_on: tuple[type[BaseException], ...] = (Exception,),
+        backoff: float = 1.0,
+        backoff_max: float = 60.0,
+        jitter: bool = True,
+        concurrency: int | None = None,
+    ) -> Any:
+        """Register a task (decorator, with or without arguments). Returns the function as is.
+
+        ``timeout``: seconds per attempt (``timed_out`` after). ``retries``: extra attempts after a
+        failure (so ``max_attempts = retries + 1``), for exceptions in ``retry_on``, after
+        ``backoff * 2**(attempt-1)`` seconds at most (capped by ``backoff_max``, with full jitter).
+        ``concurrency``: runs of this task executing at once. ``name`` defaults to
+        ``module.function``. Raises ``ValueError`` for a duplicate name or a bad policy.
+        """
+
+        def register(fn: _F) -> _F:
+            definition = TaskDefinition.from_function(
+                fn,
+                name=name,
+                timeout=timeout,
+                retry=RetryPolicy(
+                    retries=retries,
+                    backoff=backoff,
+                    backoff_max=backoff_max,
+                    jitter=jitter,
+                    retry_on=retry_on,
+                ),
+                concurrency=concurrency,
+            )
+            if definition.name in self.tasks:
+                raise ValueError(f"a task named {definition.name!r} is already registered")
+            self.tasks[definition.name] = definition
+            return fn
+
+        return register(function) if function is not None else register
+
+    def definition(self, task: str) -> TaskDefinition:
+        """The registered task ``task``, or ``UnknownTask`` listing the registered names."""
+        try:
+            return self.tasks[task]
+        except KeyError:
+            raise UnknownTask(task, list(self.tasks)) from None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the store, resume unfinished runs (see ``Coordinator.start``), accept work.
+
+        Raises ``StoreError`` if the store cannot be opened.
+        """
+        if self.started:
+            raise RuntimeError("this App was already started; an App runs once")
+        self.started = True
+        await self.store.open()
+        self._log = EventLog(self.store)
+        self._coordinator = Coordinator(
+            self.store,
+            self._log,
+            self.tasks,
+            max_concurrency=self.max_concurrency,
+            max_queue=self.max_queue,
+            cancel_timeout=self.cancel_timeout,
+        )
+        resumed = await self._coordinator.start()
+        if resumed:
+            logger.info("resumed %d unfinished runs", len(resumed))
+
+    async def shutdown(
+        self, grace: float | None = None, timeout: float | None = None
+    ) -> ShutdownReport:
+        """Stop cleanly and return what happened to each unfinished run.
+
+        New submits raise ``ShuttingDown`` at once. Running runs get ``grace`` seconds to finish;
+        the rest are cancelled (their cleanup runs) and get ``timeout`` more seconds, then are
+        persisted as ``interrupted`` (resumed on the next start). Queued runs stay queued. Every
+        unfinished run's log gets a ``shutdown`` event, every watcher's stream ends after it, each
+        unfinished run is logged, and the store is closed. Calling it again returns the same
+        report. Defaults: the App's ``grace`` and ``shutdown_timeout``.
+        """
+        if self._coordinator is None:
+            raise RuntimeError("this App was never started")
+        report = await self._coordinator.shutdown(
+            self.grace if grace is None else grace,
+            self.shutdown_timeout if timeout is None else timeout,
+        )
+        if not self.stopped:
+            self.stopped = True
+            await self.store.close()
+        return report
+
+    async def __aenter__(self) -> App:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.shutdown()
+
+    def _running(self) -> Coordinator:
+        if self._coordinator is None:
+            raise ShuttingDown("this App is not started: use `async with app:` or app.start()")
+        return self._coordinator
+
+    @property
+    def accepting(self) -> bool:
+        """True while the app takes new runs (started, not shutting down)."""
+        return self._coordinator is not None and self._coordinator.accepting
+
+    def stats(self) -> dict[str, int]:
+        """Counts at a glance: ``queued``, ``running``, ``watchers``, ``tasks``."""
+        return self._running().stats()
+
+    # -- runs --------------------------------------------------------------------------------
+
+    async def submit(self, task: str, /, **args: Any) -> Run:
+        """Queue a run of ``task`` with ``args`` and return it (state ``queued``).
+
+        Raises ``UnknownTask``, ``InvalidArguments`` (naming each bad parameter),
+        ``NotSerializable``, ``QueueFull`` (retry later) or ``ShuttingDown``; nothing is stored
+        then. For options (timeout, attempts, idempotency id) use ``submit_with``.
+        """
+        return await self.submit_with(task, args)
+
+    async def submit_with(
+        self,
+        task: str,
+        args: Mapping[str, Any] | None = None,
+        *,
+        id: str | None = None,
+        timeout: float | None = None,
+        max_attempts: int | None = None,
+    ) -> Run:
+        """``submit`` with options: a per-run ``timeout`` (seconds per attempt), ``max_attempts``
+        (overrides the task's), and ``id``, an idempotency key: submitting an id that exists
+        returns the existing run and queues nothing.
+        """
+        coordinator = self._running()
+        definition = self.definition(task)
+        return await coordinator.submit(
+            definition, args or {}, run_id=id, timeout=timeout, max_attempts=max_attempts
+        )
+
+    async def get(self, run_id: str) -> Run:
+        """The run as stored. Raises ``RunNotFound``."""
+        run = await self._running().store.get_run(run_id)
+        if run is None:
+            raise RunNotFound(run_id)
+        return run
+
+    async def runs(
+        self,
+        *,
+        state: RunState | str | None = None,
+        task: str | None = None,
+        limit: int = 100,
+        before: str | None = None,
+    ) -> list[Run]:
+        """Runs newest first, filtered by ``state`` and ``task``; page with ``before=<last id>``."""
+        if state is not None and not isinstance(state, RunState):
+            try:
+                state = RunState(state)
+            except ValueError:
+                allowed = ", ".join(s.value for s in RunState)
+                raise InvalidRequest(f"unknown state {state!r}; use one of {allowed}") from None
+        if not 1 <= limit <= 1000:
+            raise InvalidRequest(f"limit must be between 1 and 1000, got {limit}")
+        return await self._running().store.list_runs(
+            state=state, task=task, limit=limit, before=before
+        )
+
+    async def event_batches(self, run_id: str, after: int = 0) -> AsyncIterator[list[Event]]:
+        """Like ``events`` but yields lists of events (what is available at once)."""
+        coordinator = self._running()
+        if await coordinator.store.get_run(run_id) is None:
+            raise RunNotFound(run_id)
+        async for batch in coordinator.log.batches(run_id, after):
+            yield batch
+
+    async def events(self, run_id: str, after: int = 0) -> AsyncIterator[Event]:
+        """The run's events with ``seq > after``: the stored log, then live ones as they come.
+
+        Ends after the terminal event, or after ``shutdown`` when the app shuts down. Raises
+        ``RunNotFound``. Reading never slows the run: a slow reader falls behind and catches up
+        from the store.
+        """
+        async for batch in self.event_batches(run_id, after):
+            for event in batch:
+                yield event
+
+    async def cancel(self, run_id: str, reason: str = "cancelled") -> bool:
+        """Cancel a queued or running run. True if the run will end ``cancelled``.
+
+        False for an unknown or finished run, or one already past cancelling (its terminal write
+        is under way). A running run gets ``CancelledError`` in its body, so its cleanup runs;
+        ``cancelled`` is written once that is done. Calling it again is harmless. Returns without
+        waiting for the run to end: use ``wait`` for that.
+        """
+        return await self._running().cancel(run_id, reason)
+
+    async def signal(self, run_id: str, name: str, data: Any = None) -> None:
+        """Send the signal ``name`` with JSON ``data`` to a queued or running run.
+
+        It is logged as a ``signal`` event and handed to ``ctx.signal(name)``. Raises
+        ``RunNotFound``, ``RunFinished``, ``InvalidRequest`` or ``NotSerializable``.
+        """
+        await self._running().signal(run_id, name, data)
+
+    async def wait(self, run_id: str, timeout: float | None = None) -> Run:
+        """Wait until the run finishes and return it as stored.
+
+        Raises ``RunNotFound``, and ``TimeoutError`` after ``timeout`` seconds. If the app shuts
+        down first, returns the run as it was left (e.g. ``interrupted``).
+        """
+        run = await self.get(run_id)
+        if run.is_finished:
+            return run
+        async with asyncio.timeout(timeout):
+            async for _ in self.event_batches(run_id, after=run.last_seq):
+                pass
+        return await self.get(run_id)
+
+    async def prune(self, older_than: float) -> int:
+        """Delete finished runs that finished more than ``older_than`` seconds ago, with their
+        logs. Returns how many were deleted."""
+        if older_than < 0:
+            raise InvalidRequest(f"older_than must be >= 0 seconds, got {older_than}")
+        return await self._running().store.prune(time.time() - older_than)

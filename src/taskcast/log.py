@@ -1,0 +1,131 @@
+"""The event log as watchers see it: read from a cursor, then wait for what comes next.
+
+There is one way for events to flow: the store commits an event and announces it (in ``seq``
+order) to this log; the log keeps a short shared *tail* of recent events per watched run and wakes
+that run's watchers; each watcher copies what lies after its own cursor. A watcher that falls
+further behind than the tail reaches reads the store instead, in pages. So:
+
+* watchers never slow the task (appending never waits for a watcher) nor each other;
+* there is no per-watcher buffer: memory is one bounded tail per watched run;
+* what a watcher sees is exactly what the store holds, in order, with no gap and no duplicate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import AsyncIterator, Sequence
+
+from .models import Event
+from .stores.base import Store
+
+TAIL_SIZE = 1024
+"""Events kept in memory per watched run; a watcher further behind reads the store."""
+
+PAGE_SIZE = 1000
+"""Events read from the store per page by a watcher that is catching up."""
+
+
+class _Channel:
+    """The shared state of one watched run: its recent events and the watchers' wake-up."""
+
+    __slots__ = ("changed", "tail", "watchers")
+
+    def __init__(self) -> None:
+        self.tail: deque[Event] = deque(maxlen=TAIL_SIZE)
+        self.changed = asyncio.Event()
+        self.watchers = 0
+
+    def after(self, cursor: int) -> list[Event] | None:
+        """Events after ``cursor`` from the tail; ``None`` if the tail does not reach back."""
+        tail = self.tail
+        if not tail or tail[-1].seq <= cursor:
+            return []
+        first = tail[0].seq
+        if first > cursor + 1:
+            return None
+        start = cursor + 1 - first
+        if start == 0:
+            return list(tail)
+        return [tail[i] for i in range(start, len(tail))]
+
+
+class EventLog:
+    """Reads run logs for watchers; fed by the store's announcements (see module docstring)."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._channels: dict[str, _Channel] = {}
+        self._closing = False
+        store.set_listener(self._on_committed)
+
+    @property
+    def watcher_count(self) -> int:
+        """How many watchers are reading a log right now."""
+        return sum(channel.watchers for channel in self._channels.values())
+
+    @property
+    def closing(self) -> bool:
+        return self._closing
+
+    def _on_committed(self, events: Sequence[Event]) -> None:
+        channels = self._channels
+        if not channels:
+            return
+        woken: set[_Channel] = set()
+        for event in events:
+            channel = channels.get(event.run_id)
+            if channel is not None:
+                channel.tail.append(event)
+                woken.add(channel)
+        for channel in woken:
+            channel.changed.set()
+            channel.changed.clear()
+
+    def close(self) -> None:
+        """Stop live reading: every watcher drains what is committed, then its stream ends."""
+        self._closing = True
+        for channel in self._channels.values():
+            channel.changed.set()
+            channel.changed.clear()
+
+    async def batches(self, run_id: str, after: int = 0) -> AsyncIterator[list[Event]]:
+        """Yield the run's events with ``seq > after`` in batches, in order, live.
+
+        Ends after the batch that holds the terminal event, or, once the log is closing (the app
+        is shutting down), after the last committed event. Batches are never empty. Cancelling
+        the consumer only stops this reader.
+        """
+        channel = self._channels.get(run_id)
+        if channel is None:
+            channel = self._channels[run_id] = _Channel()
+        channel.watchers += 1
+        try:
+            cursor = max(after, 0)
+            caught_up = False  # True once the store had nothing beyond the cursor
+            while True:
+                batch = channel.after(cursor) if caught_up else None
+                if batch is None:
+                    batch = await self._store.read_events(run_id, cursor, PAGE_SIZE)
+                    caught_up = len(batch) < PAGE_SIZE
+                if batch:
+                    for index, event in enumerate(batch):
+                        if event.is_terminal:
+                            yield batch[: index + 1]
+                            return
+                    cursor = batch[-1].seq
+                    yield batch
+                    continue
+                if self._closing:
+                    return
+                await channel.changed.wait()
+        finally:
+            channel.watchers -= 1
+            if channel.watchers == 0 and self._channels.get(run_id) is channel:
+                del self._channels[run_id]
+
+    async def events(self, run_id: str, after: int = 0) -> AsyncIterator[Event]:
+        """Like ``batches`` but one event at a time."""
+        async for batch in self.batches(run_id, after):
+            for event in batch:
+                yield event

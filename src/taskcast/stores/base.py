@@ -1,0 +1,126 @@
+"""The one interface every store implements; nothing above it knows which store it talks to.
+
+A store keeps run records and their event logs. It is the single source of truth:
+
+* it assigns each event its ``seq`` (1, 2, 3 ... per run, no gaps);
+* it changes a run's state only along ``states.ALLOWED_TRANSITIONS``, as a compare-and-set, together
+  with the event that announces the change, atomically; so two racing writers (a cancel and a
+  completion) cannot both win;
+* it tells its ``listener`` about every event once the event is durable, in ``seq`` order; the
+  event log (``taskcast.log``) uses that to wake watchers.
+
+Every method returns once its write is durable (for SQLite: committed). A caller cancelled while
+waiting does not undo the write: it has been handed over already.
+"""
+
+from __future__ import annotations
+
+import abc
+import json
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ..errors import NotSerializable
+from ..models import Event, Run
+from ..states import RunState
+
+EventListener = Callable[[Sequence[Event]], None]
+
+
+def encode_json(value: Any, what: str) -> str:
+    """``value`` as compact JSON, or ``NotSerializable`` naming ``what`` could not be stored."""
+    try:
+        return json.dumps(value, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise NotSerializable(f"{what} is not JSON-serialisable: {exc}") from None
+
+
+class Store(abc.ABC):
+    """Durable home of runs and their event logs (see the module docstring for the contract)."""
+
+    #: The URL this store was opened from, for messages.
+    url: str
+
+    def __init__(self) -> None:
+        self._listener: EventListener | None = None
+
+    def set_listener(self, listener: EventListener | None) -> None:
+        """Call ``listener(events)`` with each batch of newly durable events, in ``seq`` order."""
+        self._listener = listener
+
+    def _announce(self, events: Sequence[Event]) -> None:
+        if self._listener is not None and events:
+            self._listener(events)
+
+    @abc.abstractmethod
+    async def open(self) -> None:
+        """Open (creating if needed) the store. Raises ``StoreError`` if it cannot be used."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Flush pending writes and release every resource. Idempotent."""
+
+    @abc.abstractmethod
+    async def create_run(
+        self, run: Run, data: dict[str, Any], *, fresh_id: bool = False
+    ) -> tuple[Run, Event | None]:
+        """Insert ``run`` with its first event, ``queued`` (``data``), atomically.
+
+        If a run with the same id exists (an idempotent re-submit), nothing is written and the
+        stored run is returned with ``None`` for the event. ``fresh_id=True`` promises the id was
+        just generated, so the store may skip that look-up.
+        """
+
+    @abc.abstractmethod
+    async def append(self, run_id: str, type: str, data: Any, data_json: str) -> Event:
+        """Append one event to the log of a run that has not finished.
+
+        Raises ``RunNotFound`` for an unknown run and ``RunFinished`` once the run is terminal.
+        """
+
+    @abc.abstractmethod
+    async def transition(
+        self,
+        run_id: str,
+        target: RunState,
+        event_type: str,
+        data: Any,
+        **fields: Any,
+    ) -> tuple[Run, Event] | None:
+        """Move the run to ``target`` and append ``event_type`` (``data``), atomically.
+
+        ``fields`` are other ``Run`` attributes to set with it (``attempt``, ``result``...).
+        Returns the updated run and the event, or ``None`` (nothing written) when the run's current
+        state may not move to ``target``, e.g. because another writer already finished it.
+        Raises ``RunNotFound`` for an unknown run.
+        """
+
+    @abc.abstractmethod
+    async def get_run(self, run_id: str) -> Run | None:
+        """The run as stored, or ``None``."""
+
+    @abc.abstractmethod
+    async def list_runs(
+        self,
+        *,
+        state: RunState | None = None,
+        task: str | None = None,
+        limit: int = 100,
+        before: str | None = None,
+    ) -> list[Run]:
+        """Runs newest first, optionally filtered, with ids below ``before`` (for paging)."""
+
+    @abc.abstractmethod
+    async def read_events(self, run_id: str, after: int = 0, limit: int = 1000) -> list[Event]:
+        """Up to ``limit`` events of the run with ``seq > after``, in order."""
+
+    @abc.abstractmethod
+    async def unfinished_runs(self) -> list[Run]:
+        """Every run that is queued, running or interrupted, oldest first (for recovery)."""
+
+    @abc.abstractmethod
+    async def prune(self, finished_before: float) -> int:
+        """Delete finished runs (and their logs) that finished before that Unix time.
+
+        Returns how many runs were deleted. Unfinished runs are never pruned.
+        """

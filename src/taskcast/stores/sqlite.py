@@ -1,0 +1,467 @@
+"""``sqlite:///PATH``: runs and logs in one SQLite file, for the embedded single-process mode.
+
+How it is fast and safe:
+
+* WAL journal, so reads (a reader thread with its own connection) never block writes;
+* group commit: every write joins the pending batch and one writer thread commits whole batches,
+  so many concurrent runs share one transaction instead of paying one commit each; a writer's
+  ``await`` returns when its batch is committed;
+* the state of every unfinished run is kept in memory (``_live``), which makes the compare-and-set
+  of ``transition`` a dict lookup and lets one process own ``seq`` numbering; the file is therefore
+  locked (``flock``) so a second process cannot open it at the same time;
+* the schema is versioned with ``PRAGMA user_version``.
+
+``synchronous=NORMAL`` (the default) survives a crash of the process; add ``?synchronous=full`` to
+the URL to also survive power loss (one fsync per batch, still shared by the batch).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from ..errors import RunFinished, RunNotFound, SchemaError, StoreError
+from ..models import Event, Run
+from ..states import TERMINAL_STATES, RunState, can_transition
+from .base import Store
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY,
+    task TEXT NOT NULL,
+    args TEXT NOT NULL,
+    state TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    max_attempts INTEGER NOT NULL,
+    timeout REAL,
+    result TEXT NOT NULL,
+    error TEXT,
+    created_at REAL NOT NULL,
+    started_at REAL,
+    finished_at REAL,
+    not_before REAL,
+    last_seq INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS runs_by_state ON runs (state, id);
+CREATE INDEX IF NOT EXISTS runs_by_task ON runs (task, id);
+CREATE TABLE IF NOT EXISTS events (
+    run_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    type TEXT NOT NULL,
+    data TEXT NOT NULL,
+    at REAL NOT NULL,
+    PRIMARY KEY (run_id, seq)
+) WITHOUT ROWID;
+"""
+
+_RUN_COLUMNS = (
+    "id, task, args, state, attempt, max_attempts, timeout, result, error,"
+    " created_at, started_at, finished_at, not_before, last_seq"
+)
+_UPSERT_RUN = (
+    f"INSERT INTO runs ({_RUN_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+    " ON CONFLICT (id) DO UPDATE SET state=excluded.state, attempt=excluded.attempt,"
+    " max_attempts=excluded.max_attempts, timeout=excluded.timeout, result=excluded.result,"
+    " error=excluded.error, started_at=excluded.started_at, finished_at=excluded.finished_at,"
+    " not_before=excluded.not_before, last_seq=excluded.last_seq"
+)
+_INSERT_EVENT = "INSERT INTO events (run_id, seq, type, data, at) VALUES (?,?,?,?,?)"
+
+_T = TypeVar("_T")
+RunRow = tuple[Any, ...]
+EventRow = tuple[str, int, str, str, float]
+
+
+def _run_row(run: Run) -> RunRow:
+    return (
+        run.id,
+        run.task,
+        json.dumps(run.args, separators=(",", ":")),
+        run.state.value,
+        run.attempt,
+        run.max_attempts,
+        run.timeout,
+        json.dumps(run.result, separators=(",", ":")),
+        None if run.error is None else json.dumps(run.error, separators=(",", ":")),
+        run.created_at,
+        run.started_at,
+        run.finished_at,
+        run.not_before,
+        run.last_seq,
+    )
+
+
+def _run_from_row(row: sqlite3.Row | tuple[Any, ...]) -> Run:
+    return Run(
+        id=row[0],
+        task=row[1],
+        args=json.loads(row[2]),
+        state=RunState(row[3]),
+        attempt=row[4],
+        max_attempts=row[5],
+        timeout=row[6],
+        result=json.loads(row[7]),
+        error=None if row[8] is None else json.loads(row[8]),
+        created_at=row[9],
+        started_at=row[10],
+        finished_at=row[11],
+        not_before=row[12],
+        last_seq=row[13],
+    )
+
+
+def path_from_url(url: str) -> str:
+    """``sqlite:///rel/path.db`` -> ``rel/path.db``; ``sqlite:////abs/path.db`` -> ``/abs/...``."""
+    rest = url.removeprefix("sqlite://")
+    path = rest.split("?", 1)[0]
+    if not path.startswith("/") or path == "/":
+        raise StoreError(
+            f"cannot open store {url!r}: expected sqlite:///relative/path.db "
+            "or sqlite:////absolute/path.db"
+        )
+    return path[1:]
+
+
+class SQLiteStore(Store):
+    """Runs and logs in one SQLite file, written with group commit (see the module docstring)."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__()
+        self.url = url
+        self.path = path_from_url(url)
+        query = url.split("?", 1)[1] if "?" in url else ""
+        options = dict(part.split("=", 1) for part in query.split("&") if "=" in part)
+        self.synchronous = options.get("synchronous", "normal").upper()
+        if self.synchronous not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
+            raise StoreError(
+                f"cannot open store {url!r}: synchronous must be off, normal, full or extra"
+            )
+        self._live: dict[str, Run] = {}
+        self._pending_runs: dict[str, RunRow] = {}
+        self._pending_events: list[EventRow] = []
+        self._pending_announce: list[Event] = []
+        self._pending_done: asyncio.Future[None] | None = None
+        self._wake: asyncio.Event | None = None
+        self._flusher: asyncio.Task[None] | None = None
+        self._writer: ThreadPoolExecutor | None = None
+        self._reader: ThreadPoolExecutor | None = None
+        self._write_conn: sqlite3.Connection | None = None
+        self._read_conn: sqlite3.Connection | None = None
+        self._lock_fd: int | None = None
+        self._closing = False
+        self.batches_committed = 0
+
+    # -- opening and closing ------------------------------------------------------------------
+
+    async def open(self) -> None:
+        self._take_file_lock()
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="taskcast-sqlite-writer")
+        self._reader = ThreadPoolExecutor(1, thread_name_prefix="taskcast-sqlite-reader")
+        try:
+            self._write_conn = await self._in(self._writer, self._connect_writer)
+            self._read_conn = await self._in(self._reader, self._connect_reader)
+            rows = await self._in(self._reader, self._select_unfinished)
+        except BaseException:
+            await self._release()
+            raise
+        self._live = {run.id: run for run in map(_run_from_row, rows)}
+        self._wake = asyncio.Event()
+        self._closing = False
+        self._flusher = asyncio.get_running_loop().create_task(
+            self._flush_forever(), name=f"taskcast-sqlite-flusher {self.path}"
+        )
+
+    def _take_file_lock(self) -> None:
+        directory = os.path.dirname(os.path.abspath(self.path))
+        if not os.path.isdir(directory):
+            raise StoreError(
+                f"cannot open store {self.url!r}: directory {directory!r} does not exist"
+            )
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise StoreError(f"cannot open store {self.url!r}: {exc.strerror}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise StoreError(
+                f"cannot open store {self.url!r}: another process is using it "
+                "(one process per SQLite file; use a redis:// store to share runs)"
+            ) from None
+        self._lock_fd = fd
+
+    def _connect_writer(self) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(f"PRAGMA synchronous={self.synchronous}")
+            conn.execute("PRAGMA busy_timeout=5000")
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                conn.close()
+                raise SchemaError(
+                    f"cannot open store {self.url!r}: its schema version {version} is newer than"
+                    f" this taskcast's ({SCHEMA_VERSION}); upgrade taskcast"
+                )
+            if version < SCHEMA_VERSION:
+                conn.execute("BEGIN IMMEDIATE")
+                self._create_schema(conn)
+                conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+                conn.execute("COMMIT")
+            return conn
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"cannot open store {self.url!r}: {exc}") from None
+
+    @staticmethod
+    def _create_schema(conn: sqlite3.Connection) -> None:
+        for statement in _SCHEMA.split(";"):
+            if statement.strip():
+                conn.execute(statement)
+
+    def _connect_reader(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA busy_timeout=5000")
+        return conn
+
+    def _select_unfinished(self) -> list[Any]:
+        assert self._read_conn is not None
+        marks = ",".join("?" * len(TERMINAL_STATES))
+        return self._read_conn.execute(
+            f"SELECT {_RUN_COLUMNS} FROM runs WHERE state NOT IN ({marks}) ORDER BY id",
+            [s.value for s in TERMINAL_STATES],
+        ).fetchall()
+
+    async def close(self) -> None:
+        if self._flusher is None:
+            return
+        self._closing = True
+        assert self._wake is not None
+        self._wake.set()
+        with contextlib.suppress(Exception):
+            await self._flusher
+        self._flusher = None
+        await self._release()
+
+    async def _release(self) -> None:
+        for executor, attr in ((self._writer, "_write_conn"), (self._reader, "_read_conn")):
+            conn = getattr(self, attr)
+            if executor is not None and conn is not None:
+                await self._in(executor, conn.close)
+            setattr(self, attr, None)
+            if executor is not None:
+                executor.shutdown(wait=True)
+        self._writer = self._reader = None
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing the descriptor releases the flock
+            self._lock_fd = None
+
+    @staticmethod
+    async def _in(executor: ThreadPoolExecutor, fn: Callable[..., _T], *args: Any) -> _T:
+        return await asyncio.get_running_loop().run_in_executor(executor, fn, *args)
+
+    # -- group commit --------------------------------------------------------------------------
+
+    def _stage(self, run: Run, events: list[Event]) -> asyncio.Future[None]:
+        """Add a write to the pending batch; the future resolves when that batch is committed."""
+        if self._flusher is None or self._closing:
+            raise StoreError(f"store {self.url!r} is closed")
+        self._pending_runs[run.id] = _run_row(run)
+        for event in events:
+            self._pending_events.append(
+                (event.run_id, event.seq, event.type, event.data_json(), event.at)
+            )
+        self._pending_announce.extend(events)
+        if self._pending_done is None:
+            self._pending_done = asyncio.get_running_loop().create_future()
+            assert self._wake is not None
+            self._wake.set()
+        return self._pending_done
+
+    async def _flush_forever(self) -> None:
+        assert self._wake is not None and self._writer is not None
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._pending_done is not None:
+                runs, events, announce, done = (
+                    list(self._pending_runs.values()),
+                    self._pending_events,
+                    self._pending_announce,
+                    self._pending_done,
+                )
+                self._pending_runs, self._pending_events, self._pending_announce = {}, [], []
+                self._pending_done = None
+                try:
+                    await self._in(self._writer, self._commit, runs, events)
+                except Exception as exc:  # the disk is full, the file vanished...
+                    done.set_exception(StoreError(f"writing to {self.url!r} failed: {exc}"))
+                    continue
+                self.batches_committed += 1
+                for row in runs:
+                    if row[3] in _TERMINAL_VALUES:
+                        live = self._live.get(row[0])
+                        if live is not None and live.state.is_terminal:
+                            del self._live[row[0]]
+                done.set_result(None)
+                self._announce(announce)
+            if self._closing:
+                return
+
+    def _commit(self, runs: list[RunRow], events: list[EventRow]) -> None:
+        conn = self._write_conn
+        assert conn is not None
+        conn.execute("BEGIN")
+        try:
+            conn.executemany(_UPSERT_RUN, runs)
+            conn.executemany(_INSERT_EVENT, events)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    # -- writes --------------------------------------------------------------------------------
+
+    def _new_event(self, run: Run, type: str, data: Any, data_json: str | None) -> Event:
+        run.last_seq += 1
+        return Event(run.id, run.last_seq, type, data, time.time(), data_json)
+
+    async def create_run(
+        self, run: Run, data: dict[str, Any], *, fresh_id: bool = False
+    ) -> tuple[Run, Event | None]:
+        if not fresh_id:
+            existing = self._live.get(run.id) or await self.get_run(run.id)
+            if existing is not None:
+                return existing.copy(), None
+        stored = run.copy()
+        event = self._new_event(stored, "queued", data, None)
+        self._live[stored.id] = stored
+        await asyncio.shield(self._stage(stored, [event]))
+        return stored.copy(), event
+
+    async def append(self, run_id: str, type: str, data: Any, data_json: str) -> Event:
+        run = self._live.get(run_id)
+        if run is None or run.state.is_terminal:
+            stored = run or await self.get_run(run_id)
+            if stored is None:
+                raise RunNotFound(run_id)
+            raise RunFinished(run_id, stored.state)
+        event = self._new_event(run, type, data, data_json)
+        await asyncio.shield(self._stage(run, [event]))
+        return event
+
+    async def transition(
+        self, run_id: str, target: RunState, event_type: str, data: Any, **fields: Any
+    ) -> tuple[Run, Event] | None:
+        run = self._live.get(run_id)
+        if run is None:
+            if await self.get_run(run_id) is None:
+                raise RunNotFound(run_id)
+            return None  # finished and committed: no transition leaves a terminal state
+        if not can_transition(run.state, target):
+            return None
+        run.state = target
+        for name, value in fields.items():
+            setattr(run, name, value)
+        event = self._new_event(run, event_type, data, None)
+        snapshot = run.copy()
+        await asyncio.shield(self._stage(run, [event]))
+        return snapshot, event
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    def _query(self, sql: str, params: list[Any]) -> list[Any]:
+        if self._read_conn is None:
+            raise StoreError(f"store {self.url!r} is closed")
+        return self._read_conn.execute(sql, params).fetchall()
+
+    async def _read(self, sql: str, params: list[Any]) -> list[Any]:
+        if self._reader is None:
+            raise StoreError(f"store {self.url!r} is closed")
+        return await self._in(self._reader, self._query, sql, params)
+
+    async def get_run(self, run_id: str) -> Run | None:
+        live = self._live.get(run_id)
+        if live is not None:
+            return live.copy()
+        rows = await self._read(f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = ?", [run_id])
+        return _run_from_row(rows[0]) if rows else None
+
+    async def list_runs(
+        self,
+        *,
+        state: RunState | None = None,
+        task: str | None = None,
+        limit: int = 100,
+        before: str | None = None,
+    ) -> list[Run]:
+        where, params = [], []
+        if state is not None:
+            where.append("state = ?")
+            params.append(state.value)
+        if task is not None:
+            where.append("task = ?")
+            params.append(task)
+        if before is not None:
+            where.append("id < ?")
+            params.append(before)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        rows = await self._read(
+            f"SELECT {_RUN_COLUMNS} FROM runs {clause} ORDER BY id DESC LIMIT ?", [*params, limit]
+        )
+        runs = []
+        for row in rows:
+            live = self._live.get(row[0])  # fresher than the last commit
+            runs.append(live.copy() if live is not None else _run_from_row(row))
+        return [r for r in runs if state is None or r.state == state]
+
+    async def read_events(self, run_id: str, after: int = 0, limit: int = 1000) -> list[Event]:
+        rows = await self._read(
+            "SELECT run_id, seq, type, data, at FROM events"
+            " WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+            [run_id, after, limit],
+        )
+        return [Event(r[0], r[1], r[2], json.loads(r[3]), r[4], r[3]) for r in rows]
+
+    async def unfinished_runs(self) -> list[Run]:
+        return [run.copy() for _, run in sorted(self._live.items()) if not run.state.is_terminal]
+
+    async def prune(self, finished_before: float) -> int:
+        if self._writer is None:
+            raise StoreError(f"store {self.url!r} is closed")
+        return await self._in(self._writer, self._delete_finished, finished_before)
+
+    def _delete_finished(self, finished_before: float) -> int:
+        conn = self._write_conn
+        assert conn is not None
+        marks = ",".join("?" * len(TERMINAL_STATES))
+        terminal = [s.value for s in TERMINAL_STATES]
+        conn.execute("BEGIN")
+        try:
+            conn.execute(
+                "DELETE FROM events WHERE run_id IN (SELECT id FROM runs"
+                f" WHERE state IN ({marks}) AND finished_at < ?)",
+                [*terminal, finished_before],
+            )
+            deleted = conn.execute(
+                f"DELETE FROM runs WHERE state IN ({marks}) AND finished_at < ?",
+                [*terminal, finished_before],
+            ).rowcount
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return int(deleted)
+
+
+_TERMINAL_VALUES = frozenset(s.value for s in TERMINAL_STATES)

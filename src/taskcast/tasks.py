@@ -1,0 +1,324 @@
+"""Registered tasks: a function, its name, its policy, and how to call it.
+
+A task body may be
+
+* an ``async def`` function: awaited;
+* an async generator: each yielded dict becomes a ``progress`` event, the last one is the result;
+* a sync generator: run in a worker thread, same rules as the async generator;
+* a plain ``def`` function: run in a worker thread, never on the event loop.
+
+If the first parameter is named ``ctx`` (or annotated ``Context``), the run's context is passed
+there. The other parameters are the run's arguments: they are validated (and coerced, e.g. the
+string "5" for an ``int``) by pydantic at submit time, so a bad argument is refused with the
+parameter's name before anything is written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import random
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import TYPE_CHECKING, Any, Literal
+
+import pydantic
+
+from .errors import InvalidArguments
+
+if TYPE_CHECKING:
+    from .context import Context
+
+
+class BodyKind(Enum):
+    ASYNC_FUNCTION = "async function"
+    ASYNC_GENERATOR = "async generator"
+    SYNC_GENERATOR = "sync generator"
+    SYNC_FUNCTION = "sync function"
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How failed attempts are retried: exponential backoff with full jitter.
+
+    The delay before attempt ``n + 1`` is uniform in ``[0, min(backoff_max, backoff * 2**(n-1))]``
+    (``jitter=False``: exactly that upper bound). Only exceptions that are instances of
+    ``retry_on`` are retried; timeouts and cancellations never are.
+    """
+
+    retries: int = 0
+    backoff: float = 1.0
+    backoff_max: float = 60.0
+    jitter: bool = True
+    retry_on: tuple[type[BaseException], ...] = (Exception,)
+
+    def __post_init__(self) -> None:
+        if self.retries < 0:
+            raise ValueError(f"retries must be >= 0, got {self.retries}")
+        if not self.backoff >= 0 or not self.backoff_max >= 0:
+            raise ValueError("backoff and backoff_max must be >= 0 seconds")
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
+        ceiling: float = min(self.backoff_max, self.backoff * 2 ** (attempt - 1))
+        return random.uniform(0, ceiling) if self.jitter else ceiling
+
+    def should_retry(self, error: BaseException) -> bool:
+        return isinstance(error, self.retry_on)
+
+
+@dataclass(slots=True)
+class TaskDefinition:
+    """A registered task: what ``@app.task`` builds. See the module docstring for body kinds."""
+
+    name: str
+    function: Callable[..., Any]
+    timeout: float | None = None
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    concurrency: int | None = None
+    description: str = ""
+    kind: BodyKind = BodyKind.ASYNC_FUNCTION
+    wants_context: bool = False
+    parameters: list[inspect.Parameter] = field(default_factory=list)
+    _arguments_model: type[pydantic.BaseModel] | None = None
+
+    @classmethod
+    def from_function(
+        cls,
+        function: Callable[..., Any],
+        *,
+        name: str | None = None,
+        timeout: float | None = None,
+        retry: RetryPolicy | None = None,
+        concurrency: int | None = None,
+    ) -> TaskDefinition:
+        """Inspect ``function`` and build its definition. Raises ``ValueError`` on a bad policy."""
+        if timeout is not None and not timeout > 0:
+            raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+        if concurrency is not None and concurrency < 1:
+            raise ValueError(f"concurrency must be >= 1, got {concurrency!r}")
+        task_name = name or f"{function.__module__}.{function.__qualname__}".removeprefix(
+            "__main__."
+        )
+        signature = inspect.signature(function)
+        params = list(signature.parameters.values())
+        wants_context = bool(params) and (
+            params[0].name == "ctx" or _is_context_annotation(params[0].annotation)
+        )
+        if wants_context:
+            params = params[1:]
+        definition = cls(
+            name=task_name,
+            function=function,
+            timeout=timeout,
+            retry=retry or RetryPolicy(),
+            concurrency=concurrency,
+            description=inspect.getdoc(function) or "",
+            kind=_body_kind(function),
+            wants_context=wants_context,
+            parameters=params,
+        )
+        definition._arguments_model = _arguments_model(task_name, params)
+        return definition
+
+    @property
+    def max_attempts(self) -> int:
+        return self.retry.retries + 1
+
+    def validate_arguments(self, args: dict[str, Any]) -> dict[str, Any]:
+        """The arguments as JSON-ready values, or ``InvalidArguments`` naming each bad one."""
+        model = self._arguments_model
+        if model is None:
+            if args:
+                raise InvalidArguments(
+                    self.name,
+                    [
+                        {"param": key, "problem": "unexpected argument (the task takes none)"}
+                        for key in args
+                    ],
+                )
+            return {}
+        try:
+            validated = model.model_validate(args)
+        except pydantic.ValidationError as exc:
+            raise InvalidArguments(self.name, _problems(exc)) from None
+        dumped: dict[str, Any] = validated.model_dump(mode="json", exclude_unset=True)
+        return dumped
+
+    def _call_arguments(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Stored JSON arguments back to the Python values the function declared."""
+        model = self._arguments_model
+        if model is None:
+            return {}
+        validated = model.model_validate(args)
+        values = {name: getattr(validated, name) for name in validated.model_fields_set}
+        values.update(validated.model_extra or {})
+        return values
+
+    def describe(self) -> dict[str, Any]:
+        """The task as JSON: name, description, parameters (JSON Schema) and policy."""
+        schema = (
+            self._arguments_model.model_json_schema()
+            if self._arguments_model is not None
+            else {"type": "object", "properties": {}, "additionalProperties": False}
+        )
+        return {
+            "name": self.name,
+            "description": self.description,
+            "kind": self.kind.value,
+            "parameters": schema,
+            "timeout": self.timeout,
+            "max_attempts": self.max_attempts,
+            "concurrency": self.concurrency,
+        }
+
+    async def invoke(self, context: Context, args: dict[str, Any]) -> Any:
+        """Run the body once with ``args``; returns its result (see module docstring)."""
+        kwargs = self._call_arguments(args)
+        if self.kind is BodyKind.ASYNC_FUNCTION:
+            if self.wants_context:
+                return await self.function(context, **kwargs)
+            return await self.function(**kwargs)
+        if self.kind is BodyKind.ASYNC_GENERATOR:
+            return await self._drain_async_generator(context, kwargs)
+        return await self._run_in_thread(context, kwargs)
+
+    async def _drain_async_generator(self, context: Context, kwargs: dict[str, Any]) -> Any:
+        generator = (
+            self.function(context, **kwargs) if self.wants_context else self.function(**kwargs)
+        )
+        last: Any = None
+        async with contextlib.aclosing(generator):
+            async for item in generator:
+                await context.emit("progress", item)
+                last = item
+        return last
+
+    async def _run_in_thread(self, context: Context, kwargs: dict[str, Any]) -> Any:
+        """Run a sync body in a worker thread; cancel sets ``ctx.cancelled`` for it to see.
+
+        A sync generator is stopped at its next ``yield`` (its ``finally`` runs in the thread)
+        and this waits for that. A plain function cannot be interrupted: the run is recorded as
+        cancelled at once and the thread's eventual result is dropped.
+        """
+        loop = asyncio.get_running_loop()
+        bridge = ThreadContext(context, loop)
+        positional = (bridge,) if self.wants_context else ()
+        if self.kind is BodyKind.SYNC_FUNCTION:
+            try:
+                return await asyncio.to_thread(self.function, *positional, **kwargs)
+            finally:
+                bridge._cancelled.set()
+        future = loop.run_in_executor(None, self._drain_sync_generator, bridge, positional, kwargs)
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            bridge._cancelled.set()
+            with contextlib.suppress(Exception):
+                await future  # let the generator's finally run before we report `cancelled`
+            raise
+
+    def _drain_sync_generator(
+        self, bridge: ThreadContext, positional: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        generator = self.function(*positional, **kwargs)
+        last: Any = None
+        with contextlib.closing(generator):
+            for item in generator:
+                if bridge.cancelled:
+                    break
+                bridge.emit("progress", item)
+                last = item
+        return last
+
+
+class ThreadContext:
+    """What a sync task body gets as ``ctx``: blocking versions of ``Context``'s methods.
+
+    ``cancelled`` turns true when the run is cancelled or times out: long sync work should check
+    it and return early, since a thread cannot be interrupted from outside.
+    """
+
+    def __init__(self, context: Context, loop: asyncio.AbstractEventLoop) -> None:
+        self._context = context
+        self._loop = loop
+        self._cancelled = threading.Event()
+        self.run_id = context.run_id
+        self.attempt = context.attempt
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled.is_set()
+
+    def emit(self, type: str, data: Any = None) -> None:
+        """Append an event to the run's log; blocks until it is stored."""
+        asyncio.run_coroutine_threadsafe(self._context.emit(type, data), self._loop).result()
+
+    def progress(
+        self, current: float, total: float | None = None, message: str | None = None
+    ) -> None:
+        asyncio.run_coroutine_threadsafe(
+            self._context.progress(current, total, message), self._loop
+        ).result()
+
+    def log(self, message: str) -> None:
+        asyncio.run_coroutine_threadsafe(self._context.log(message), self._loop).result()
+
+
+def _body_kind(function: Callable[..., Any]) -> BodyKind:
+    if inspect.isasyncgenfunction(function):
+        return BodyKind.ASYNC_GENERATOR
+    if inspect.iscoroutinefunction(function):
+        return BodyKind.ASYNC_FUNCTION
+    if inspect.isgeneratorfunction(function):
+        return BodyKind.SYNC_GENERATOR
+    if callable(function):
+        return BodyKind.SYNC_FUNCTION
+    raise TypeError(f"a task must be a function, got {function!r}")
+
+
+def _is_context_annotation(annotation: Any) -> bool:
+    name = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", "")
+    return isinstance(name, str) and name.rsplit(".", 1)[-1] == "Context"
+
+
+def _arguments_model(
+    task_name: str, params: list[inspect.Parameter]
+) -> type[pydantic.BaseModel] | None:
+    if not params:
+        return None
+    fields: dict[str, Any] = {}
+    extra: Literal["forbid", "allow"] = "forbid"
+    for param in params:
+        if param.kind is inspect.Parameter.VAR_KEYWORD:
+            extra = "allow"
+            continue
+        if param.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.POSITIONAL_ONLY):
+            raise TypeError(
+                f"task {task_name!r}: parameter {param.name!r} cannot be passed by name;"
+                " task arguments are keyword arguments"
+            )
+        annotation = Any if param.annotation is inspect.Parameter.empty else param.annotation
+        default = ... if param.default is inspect.Parameter.empty else param.default
+        fields[param.name] = (annotation, default)
+    config = pydantic.ConfigDict(extra=extra, arbitrary_types_allowed=True)
+    model: type[pydantic.BaseModel] = pydantic.create_model(
+        f"{task_name}.arguments", __config__=config, **fields
+    )
+    return model
+
+
+def _problems(error: pydantic.ValidationError) -> list[dict[str, Any]]:
+    problems = []
+    for item in error.errors(include_url=False):
+        location = ".".join(str(part) for part in item["loc"]) or "(arguments)"
+        message = item["msg"]
+        if item["type"] == "missing":
+            message = "required argument is missing"
+        elif item["type"] == "extra_forbidden":
+            message = "unexpected argument (not a parameter of the task)"
+        problems.append({"param": location, "problem": message})
+    return problems
