@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, TypeVar, overload
 
@@ -199,6 +199,20 @@ class App:
     def accepting(self) -> bool:
         """True while the app takes new runs (started, not shutting down)."""
         return self._coordinator is not None and self._coordinator.accepting
+
+    def add_listener(self, listener: Callable[[Sequence[Event]], None]) -> None:
+        """Call ``listener(events)`` with every batch of newly stored events, in order.
+
+        For metrics and audit: it runs inside the commit path, so it must be quick and must not
+        raise. Call it after ``start``.
+        """
+        if self._log is None:
+            raise RuntimeError("add_listener needs a started App")
+        self._log.add_listener(listener)
+
+    async def count_runs(self) -> dict[tuple[str, RunState], int]:
+        """How many runs the store holds, by ``(task, state)``."""
+        return await self._running().store.count_runs()
 
     def stats(self) -> dict[str, int]:
         """Counts at a glance: ``queued``, ``running``, ``watchers``, ``tasks``."""

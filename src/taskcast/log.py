@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 
 from .models import Event
 from .stores.base import Store
@@ -57,7 +57,15 @@ class EventLog:
         self._store = store
         self._channels: dict[str, _Channel] = {}
         self._closing = False
+        self._listeners: list[Callable[[Sequence[Event]], None]] = []
         store.set_listener(self._on_committed)
+
+    def add_listener(self, listener: Callable[[Sequence[Event]], None]) -> None:
+        """Also call ``listener(events)`` with every batch of committed events (for metrics).
+
+        It runs on the event loop inside the commit path: it must be quick and must not raise.
+        """
+        self._listeners.append(listener)
 
     @property
     def watcher_count(self) -> int:
@@ -69,6 +77,8 @@ class EventLog:
         return self._closing
 
     def _on_committed(self, events: Sequence[Event]) -> None:
+        for listener in self._listeners:
+            listener(events)
         channels = self._channels
         if not channels:
             return

@@ -111,6 +111,10 @@ class Store(abc.ABC):
         """Runs newest first, optionally filtered, with ids below ``before`` (for paging)."""
 
     @abc.abstractmethod
+    async def count_runs(self) -> dict[tuple[str, RunState], int]:
+        """How many runs there are, by ``(task, state)``."""
+
+    @abc.abstractmethod
     async def read_events(self, run_id: str, after: int = 0, limit: int = 1000) -> list[Event]:
         """Up to ``limit`` events of the run with ``seq > after``, in order."""
 

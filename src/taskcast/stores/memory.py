@@ -93,6 +93,13 @@ class MemoryStore(Store):
                     break
         return found
 
+    async def count_runs(self) -> dict[tuple[str, RunState], int]:
+        counts: dict[tuple[str, RunState], int] = {}
+        for run in self._runs.values():
+            key = (run.task, run.state)
+            counts[key] = counts.get(key, 0) + 1
+        return counts
+
     async def read_events(self, run_id: str, after: int = 0, limit: int = 1000) -> list[Event]:
         log = self._logs.get(run_id)
         if log is None:

@@ -425,6 +425,10 @@ class SQLiteStore(Store):
             runs.append(live.copy() if live is not None else _run_from_row(row))
         return [r for r in runs if state is None or r.state == state]
 
+    async def count_runs(self) -> dict[tuple[str, RunState], int]:
+        rows = await self._read("SELECT task, state, count(*) FROM runs GROUP BY task, state", [])
+        return {(task, RunState(state)): n for task, state, n in rows}
+
     async def read_events(self, run_id: str, after: int = 0, limit: int = 1000) -> list[Event]:
         rows = await self._read(
             "SELECT run_id, seq, type, data, at FROM events"
