@@ -3,11 +3,16 @@
 Every run this process owns is an ``ActiveRun`` in one of four phases:
 
     WAITING  (queued: in a per-task FIFO, or sleeping out a retry backoff)
+    STARTING (its asyncio task exists but has not had its first turn yet)
     RUNNING  (its asyncio task is executing the body)
+    RESCHEDULING (the attempt failed; its `retrying` write is on its way, then back to WAITING)
     FINISHING(the body is over; the terminal write is on its way)
     DONE     (nothing left to do; dropped)
 
-A cancel acts by phase: a WAITING run is finished as ``cancelled`` on the spot; a RUNNING run gets
+A cancel acts by phase: a WAITING run is finished as ``cancelled`` on the spot; a STARTING run is
+marked, and its task records ``cancelled`` instead of starting (throwing into a coroutine that has
+not started would skip all of its handlers), and so is a RESCHEDULING one, which is then
+cancelled instead of queued again; a RUNNING run gets
 ``CancelledError`` thrown into its body, so its ``finally`` blocks run, and the coordinator then
 records ``cancelled``; FINISHING and DONE runs are past cancelling (``cancel`` returns False).
 Whatever the body does with the CancelledError (re-raise, swallow and return, raise something
@@ -56,7 +61,9 @@ MAX_PENDING_SIGNALS = 100
 
 class Phase(Enum):
     WAITING = "waiting"
+    STARTING = "starting"
     RUNNING = "running"
+    RESCHEDULING = "rescheduling"
     FINISHING = "finishing"
     DONE = "done"
 
@@ -332,7 +339,7 @@ class Coordinator:
         self.queued_count -= 1
         self.running_count += 1
         self._running_by_task[active.definition.name] += 1
-        active.phase = Phase.RUNNING
+        active.phase = Phase.STARTING
         active.task = self._supervisor.spawn(
             self._execute(active), name=f"taskcast run {active.run.id}"
         )
@@ -341,7 +348,13 @@ class Coordinator:
 
     async def _execute(self, active: ActiveRun) -> None:
         try:
-            await self._attempt(active)
+            if active.stop is None:
+                await self._attempt(active)
+            elif active.stop is StopKind.CANCEL:  # cancelled before its first turn
+                active.phase = Phase.DONE
+                await self._cancel_in_store(active.run.id, active.stop_reason)
+            else:  # shutdown before its first turn: it never started, so it stays queued
+                active.phase = Phase.WAITING
         finally:
             if active.stop is not None and active.timer is not None:
                 active.timer.cancel()  # the cancel watchdog: the body did stop
@@ -353,6 +366,7 @@ class Coordinator:
             self._dispatch()
 
     async def _attempt(self, active: ActiveRun) -> None:
+        active.phase = Phase.RUNNING
         run = active.run
         definition = active.definition
         attempt = run.attempt + 1
@@ -452,6 +466,7 @@ class Coordinator:
         await self.store.transition(active.run.id, RunState.INTERRUPTED, "shutdown", data)
 
     async def _retry(self, active: ActiveRun, exc: BaseException) -> None:
+        active.phase = Phase.RESCHEDULING
         run = active.run
         delay = active.definition.retry.delay(run.attempt)
         error = _error(exc)
@@ -467,7 +482,14 @@ class Coordinator:
             active.phase = Phase.DONE
             return
         active.run = moved[0]
+        if active.stop is StopKind.CANCEL:  # cancelled while the write was on its way
+            active.phase = Phase.DONE
+            await self._cancel_in_store(run.id, active.stop_reason)
+            return
         self.queued_count += 1
+        if active.stop is StopKind.SHUTDOWN:  # stays queued; shutdown lists it
+            active.phase = Phase.WAITING
+            return
         self._enqueue(active)
 
     # -- cancelling --------------------------------------------------------------------------
@@ -487,6 +509,10 @@ class Coordinator:
             self.queued_count -= 1
             self._active.pop(run_id, None)
             return await self._cancel_in_store(run_id, reason)
+        if active.phase in (Phase.STARTING, Phase.RESCHEDULING):
+            if active.stop is None:
+                active.stop, active.stop_reason = StopKind.CANCEL, reason
+            return active.stop is StopKind.CANCEL
         if active.phase is Phase.RUNNING:
             if active.stop is None:
                 active.stop, active.stop_reason = StopKind.CANCEL, reason
@@ -587,16 +613,18 @@ class Coordinator:
         report.finished = [a.run.id for a in running if a.task and a.task.done()]
         late = [a for a in running if a.task and not a.task.done()]
         for active in late:
-            if active.phase is Phase.RUNNING and active.stop is None:
+            if active.stop is None:
                 active.stop, active.stop_reason = StopKind.SHUTDOWN, "shutdown"
-                assert active.task is not None
-                active.task.cancel()
+                if active.phase is Phase.RUNNING:
+                    assert active.task is not None
+                    active.task.cancel()
         if late:
             await asyncio.wait([a.task for a in late if a.task], timeout=max(timeout, 0.0))
         for active in late:
             assert active.task is not None
             if active.task.done():
-                report.interrupted.append(active.run.id)
+                if active.phase is not Phase.WAITING:  # WAITING: never started; listed below
+                    report.interrupted.append(active.run.id)
             else:
                 report.stuck.append(active.run.id)
                 active.phase = Phase.DONE

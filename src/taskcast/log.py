@@ -114,10 +114,17 @@ class EventLog:
             cursor = max(after, 0)
             caught_up = False  # True once the store had nothing beyond the cursor
             while True:
-                batch = channel.after(cursor) if caught_up else None
-                if batch is None:
+                if caught_up:
+                    batch = channel.after(cursor)
+                    if batch is None:  # fell behind the tail: back to the store
+                        caught_up = False
+                        continue
+                else:
                     batch = await self._store.read_events(run_id, cursor, PAGE_SIZE)
                     caught_up = len(batch) < PAGE_SIZE
+                    if not batch:
+                        # Events committed while we read are in the tail: look there first.
+                        continue
                 if batch:
                     for index, event in enumerate(batch):
                         if event.is_terminal:
