@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, TypeVar, overload
 
@@ -276,24 +277,26 @@ class App:
             state=state, task=task, limit=limit, before=before
         )
 
-    async def event_batches(self, run_id: str, after: int = 0) -> AsyncIterator[list[Event]]:
+    async def event_batches(self, run_id: str, after: int = 0) -> AsyncGenerator[list[Event], None]:
         """Like ``events`` but yields lists of events (what is available at once)."""
         coordinator = self._running()
         if await coordinator.store.get_run(run_id) is None:
             raise RunNotFound(run_id)
-        async for batch in coordinator.log.batches(run_id, after):
-            yield batch
+        async with contextlib.aclosing(coordinator.log.batches(run_id, after)) as batches:
+            async for batch in batches:
+                yield batch
 
-    async def events(self, run_id: str, after: int = 0) -> AsyncIterator[Event]:
+    async def events(self, run_id: str, after: int = 0) -> AsyncGenerator[Event, None]:
         """The run's events with ``seq > after``: the stored log, then live ones as they come.
 
         Ends after the terminal event, or after ``shutdown`` when the app shuts down. Raises
         ``RunNotFound``. Reading never slows the run: a slow reader falls behind and catches up
         from the store.
         """
-        async for batch in self.event_batches(run_id, after):
-            for event in batch:
-                yield event
+        async with contextlib.aclosing(self.event_batches(run_id, after)) as batches:
+            async for batch in batches:
+                for event in batch:
+                    yield event
 
     async def cancel(self, run_id: str, reason: str = "cancelled") -> bool:
         """Cancel a queued or running run. True if the run will end ``cancelled``.
@@ -322,8 +325,11 @@ class App:
         run = await self.get(run_id)
         if run.is_finished:
             return run
-        async with asyncio.timeout(timeout):
-            async for _ in self.event_batches(run_id, after=run.last_seq):
+        async with (
+            asyncio.timeout(timeout),
+            contextlib.aclosing(self.event_batches(run_id, after=run.last_seq)) as batches,
+        ):
+            async for _ in batches:
                 pass
         return await self.get(run_id)
 

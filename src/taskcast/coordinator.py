@@ -623,8 +623,12 @@ class Coordinator:
         for active in late:
             assert active.task is not None
             if active.task.done():
-                if active.phase is not Phase.WAITING:  # WAITING: never started; listed below
+                if active.phase is Phase.WAITING:
+                    pass  # never started: listed with the queued runs below
+                elif active.stop is StopKind.SHUTDOWN:
                     report.interrupted.append(active.run.id)
+                else:  # a user's cancel got there first: it ended cancelled
+                    report.finished.append(active.run.id)
             else:
                 report.stuck.append(active.run.id)
                 active.phase = Phase.DONE

@@ -13,8 +13,9 @@ further behind than the tail reaches reads the store instead, in pages. So:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 
 from .models import Event
 from .stores.base import Store
@@ -99,7 +100,7 @@ class EventLog:
             channel.changed.set()
             channel.changed.clear()
 
-    async def batches(self, run_id: str, after: int = 0) -> AsyncIterator[list[Event]]:
+    async def batches(self, run_id: str, after: int = 0) -> AsyncGenerator[list[Event], None]:
         """Yield the run's events with ``seq > after`` in batches, in order, live.
 
         Ends after the batch that holds the terminal event, or, once the log is closing (the app
@@ -113,6 +114,8 @@ class EventLog:
         try:
             cursor = max(after, 0)
             caught_up = False  # True once the store had nothing beyond the cursor
+            finished = False  # True once the run is known to be over (its log cannot grow)
+            checked_finished = False
             while True:
                 if caught_up:
                     batch = channel.after(cursor)
@@ -123,6 +126,8 @@ class EventLog:
                     batch = await self._store.read_events(run_id, cursor, PAGE_SIZE)
                     caught_up = len(batch) < PAGE_SIZE
                     if not batch:
+                        if finished:
+                            return  # asked for events after the end of a finished run
                         # Events committed while we read are in the tail: look there first.
                         continue
                 if batch:
@@ -133,16 +138,23 @@ class EventLog:
                     cursor = batch[-1].seq
                     yield batch
                     continue
-                if self._closing:
+                if self._closing or finished:
                     return
+                if not checked_finished:
+                    checked_finished = True
+                    run = await self._store.get_run(run_id)
+                    if run is None or run.is_finished:
+                        finished, caught_up = True, False  # one last read, then stop
+                    continue  # events may have arrived while we asked: look again
                 await channel.changed.wait()
         finally:
             channel.watchers -= 1
             if channel.watchers == 0 and self._channels.get(run_id) is channel:
                 del self._channels[run_id]
 
-    async def events(self, run_id: str, after: int = 0) -> AsyncIterator[Event]:
+    async def events(self, run_id: str, after: int = 0) -> AsyncGenerator[Event, None]:
         """Like ``batches`` but one event at a time."""
-        async for batch in self.batches(run_id, after):
-            for event in batch:
-                yield event
+        async with contextlib.aclosing(self.batches(run_id, after)) as batches:
+            async for batch in batches:
+                for event in batch:
+                    yield event

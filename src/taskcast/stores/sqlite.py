@@ -6,9 +6,11 @@ How it is fast and safe:
 * group commit: every write joins the pending batch and one writer thread commits whole batches,
   so many concurrent runs share one transaction instead of paying one commit each; a writer's
   ``await`` returns when its batch is committed;
-* the state of every unfinished run is kept in memory (``_live``), which makes the compare-and-set
-  of ``transition`` a dict lookup and lets one process own ``seq`` numbering; the file is therefore
-  locked (``flock``) so a second process cannot open it at the same time;
+* the state of every unfinished run is kept in memory twice: as staged (``_live``: what the
+  compare-and-set of ``transition`` checks, a dict lookup; it also lets one process own ``seq``
+  numbering) and as committed (``_committed``: what readers see, so nobody sees a state whose
+  events are not readable yet). The file is locked (``flock``) so a second process cannot open
+  it at the same time;
 * the schema is versioned with ``PRAGMA user_version``.
 
 ``synchronous=NORMAL`` (the default) survives a crash of the process; add ``?synchronous=full`` to
@@ -147,10 +149,13 @@ class SQLiteStore(Store):
                 f"cannot open store {url!r}: synchronous must be off, normal, full or extra"
             )
         self._live: dict[str, Run] = {}
-        self._pending_runs: dict[str, RunRow] = {}
+        self._committed: dict[str, Run] = {}
+        self._pending_runs: dict[str, tuple[RunRow, Run]] = {}
         self._pending_events: list[EventRow] = []
         self._pending_announce: list[Event] = []
         self._pending_done: asyncio.Future[None] | None = None
+        # The batch being committed: its run ids and the future resolved after its bookkeeping.
+        self._inflight: tuple[set[str], asyncio.Future[None]] | None = None
         self._wake: asyncio.Event | None = None
         self._flusher: asyncio.Task[None] | None = None
         self._writer: ThreadPoolExecutor | None = None
@@ -175,6 +180,7 @@ class SQLiteStore(Store):
             await self._release()
             raise
         self._live = {run.id: run for run in map(_run_from_row, rows)}
+        self._committed = {run.id: run.copy() for run in self._live.values()}
         self._wake = asyncio.Event()
         self._closing = False
         self._flusher = asyncio.get_running_loop().create_task(
@@ -272,11 +278,14 @@ class SQLiteStore(Store):
 
     # -- group commit --------------------------------------------------------------------------
 
-    def _stage(self, run: Run, events: list[Event]) -> asyncio.Future[None]:
-        """Add a write to the pending batch; the future resolves when that batch is committed."""
+    def _stage(self, snapshot: Run, events: list[Event]) -> asyncio.Future[None]:
+        """Add a write to the pending batch; the future resolves when that batch is committed.
+
+        ``snapshot`` is a copy of the run as it will be once committed.
+        """
         if self._flusher is None or self._closing:
             raise StoreError(f"store {self.url!r} is closed")
-        self._pending_runs[run.id] = _run_row(run)
+        self._pending_runs[snapshot.id] = (_run_row(snapshot), snapshot)
         for event in events:
             self._pending_events.append(
                 (event.run_id, event.seq, event.type, event.data_json(), event.at)
@@ -294,7 +303,7 @@ class SQLiteStore(Store):
             await self._wake.wait()
             self._wake.clear()
             while self._pending_done is not None:
-                runs, events, announce, done = (
+                staged, events, announce, done = (
                     list(self._pending_runs.values()),
                     self._pending_events,
                     self._pending_announce,
@@ -302,17 +311,23 @@ class SQLiteStore(Store):
                 )
                 self._pending_runs, self._pending_events, self._pending_announce = {}, [], []
                 self._pending_done = None
+                self._inflight = ({snapshot.id for _, snapshot in staged}, done)
                 try:
-                    await self._in(self._writer, self._commit, runs, events)
+                    await self._in(self._writer, self._commit, [row for row, _ in staged], events)
                 except Exception as exc:  # the disk is full, the file vanished...
+                    self._inflight = None
                     done.set_exception(StoreError(f"writing to {self.url!r} failed: {exc}"))
                     continue
                 self.batches_committed += 1
-                for row in runs:
-                    if row[3] in _TERMINAL_VALUES:
-                        live = self._live.get(row[0])
+                for _, snapshot in staged:
+                    if snapshot.state.is_terminal:
+                        self._committed.pop(snapshot.id, None)
+                        live = self._live.get(snapshot.id)
                         if live is not None and live.state.is_terminal:
-                            del self._live[row[0]]
+                            del self._live[snapshot.id]
+                    else:
+                        self._committed[snapshot.id] = snapshot
+                self._inflight = None
                 done.set_result(None)
                 self._announce(announce)
             if self._closing:
@@ -346,8 +361,9 @@ class SQLiteStore(Store):
         stored = run.copy()
         event = self._new_event(stored, "queued", data, None)
         self._live[stored.id] = stored
-        await asyncio.shield(self._stage(stored, [event]))
-        return stored.copy(), event
+        snapshot = stored.copy()
+        await asyncio.shield(self._stage(snapshot, [event]))
+        return snapshot.copy(), event
 
     async def append(self, run_id: str, type: str, data: Any, data_json: str) -> Event:
         run = self._live.get(run_id)
@@ -357,7 +373,7 @@ class SQLiteStore(Store):
                 raise RunNotFound(run_id)
             raise RunFinished(run_id, stored.state)
         event = self._new_event(run, type, data, data_json)
-        await asyncio.shield(self._stage(run, [event]))
+        await asyncio.shield(self._stage(run.copy(), [event]))
         return event
 
     async def transition(
@@ -375,8 +391,8 @@ class SQLiteStore(Store):
             setattr(run, name, value)
         event = self._new_event(run, event_type, data, None)
         snapshot = run.copy()
-        await asyncio.shield(self._stage(run, [event]))
-        return snapshot, event
+        await asyncio.shield(self._stage(snapshot, [event]))
+        return snapshot.copy(), event
 
     # -- reads ---------------------------------------------------------------------------------
 
@@ -391,9 +407,15 @@ class SQLiteStore(Store):
         return await self._in(self._reader, self._query, sql, params)
 
     async def get_run(self, run_id: str) -> Run | None:
-        live = self._live.get(run_id)
-        if live is not None:
-            return live.copy()
+        inflight = self._inflight
+        if inflight is not None and run_id in inflight[0]:
+            # Its batch is committed (or about to be) in the file already; wait for the
+            # bookkeeping so we never answer older than what a reader of the file could see.
+            with contextlib.suppress(StoreError):
+                await asyncio.shield(inflight[1])
+        committed = self._committed.get(run_id)
+        if committed is not None:
+            return committed.copy()
         rows = await self._read(f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = ?", [run_id])
         return _run_from_row(rows[0]) if rows else None
 
@@ -421,8 +443,8 @@ class SQLiteStore(Store):
         )
         runs = []
         for row in rows:
-            live = self._live.get(row[0])  # fresher than the last commit
-            runs.append(live.copy() if live is not None else _run_from_row(row))
+            committed = self._committed.get(row[0])  # may be fresher than this read
+            runs.append(committed.copy() if committed is not None else _run_from_row(row))
         return [r for r in runs if state is None or r.state == state]
 
     async def count_runs(self) -> dict[tuple[str, RunState], int]:
@@ -466,6 +488,3 @@ class SQLiteStore(Store):
             raise
         conn.execute("COMMIT")
         return int(deleted)
-
-
-_TERMINAL_VALUES = frozenset(s.value for s in TERMINAL_STATES)
