@@ -161,11 +161,11 @@ async def test_shutdown_racing_a_cancel_gives_one_outcome(
         app = make_app(grace=0.0)
         inside = asyncio.Event()
 
-        @app.task(name="long")
-        async def long() -> None:
+        async def long(inside: asyncio.Event = inside) -> None:
             inside.set()
             await asyncio.Event().wait()
 
+        app.task(name="long")(_without_arguments(long))
         await app.start()
         run = await app.submit("long")
         await inside.wait()
@@ -298,7 +298,7 @@ async def test_a_crash_leaves_running_runs_that_the_next_start_recovers(tmp_path
 
 
 async def _simulate_crash(app: taskcast.App) -> None:
-    """Drop the app without shutdown: cancel its tasks silently, close the file, release the lock."""
+    """Drop the app without shutdown: cancel its tasks silently, close the file."""
     from taskcast.stores.sqlite import SQLiteStore
 
     coordinator = app._coordinator
@@ -323,3 +323,12 @@ async def _reopen_state(url: str, run_id: str) -> taskcast.RunState:
         return run.state
     finally:
         await store.close()
+
+
+def _without_arguments(function: Callable[[], object]) -> Callable[[], object]:
+    """Hide a default-bound loop variable from the task's signature (tasks take JSON args)."""
+
+    async def task() -> None:
+        await function()  # type: ignore[misc]
+
+    return task

@@ -108,9 +108,7 @@ async def test_watchers_joining_and_leaving_while_events_flow_see_consistent_log
     watchers = []
     for _ in range(60):
         watchers.append(
-            asyncio.create_task(
-                watch_for_a_while(run.id, rng.randint(0, 50), rng.randint(1, 400))
-            )
+            asyncio.create_task(watch_for_a_while(run.id, rng.randint(0, 50), rng.randint(1, 400)))
         )
         await asyncio.sleep(0)
     await asyncio.gather(*watchers)
