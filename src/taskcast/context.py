@@ -26,8 +26,9 @@ class Context:
     """The running task's handle on its run. One per attempt.
 
     ``run_id``, ``attempt`` (1-based), ``task`` and ``deadline`` (the event loop's clock, or
-    ``None``) describe the attempt. Every method that writes returns once the event is stored;
-    watchers see it from then on.
+    ``None``) describe the attempt. Every method that writes returns once the event is in the
+    run's log order; watchers see it once it is committed, which happens shortly and always
+    before the run's terminal event (a crash in between loses it, and the run is retried).
     """
 
     def __init__(self, coordinator: Coordinator, active: ActiveRun, deadline: float | None) -> None:
@@ -61,7 +62,11 @@ class Context:
                 f"event type {type!r} is reserved for the coordinator; choose another name"
             )
         data_json = encode_json(data, f"the data of event {type!r}")
-        return await self._coordinator.store.append(self.run_id, type, data, data_json)
+        # Not durable: the event is ordered now and committed with the next batch (before the
+        # run's terminal write, which is durable), so a chatty task does not wait for each one.
+        return await self._coordinator.store.append(
+            self.run_id, type, data, data_json, durable=False
+        )
 
     async def progress(
         self, current: float, total: float | None = None, message: str | None = None

@@ -78,6 +78,7 @@ class ActiveRun:
 
     __slots__ = (
         "definition",
+        "holds_slot",
         "order",
         "phase",
         "run",
@@ -93,6 +94,7 @@ class ActiveRun:
         self.run = run
         self.definition = definition
         self.phase = Phase.WAITING
+        self.holds_slot = False
         self.order = 0
         self.task: asyncio.Task[None] | None = None
         self.timer: asyncio.TimerHandle | None = None
@@ -339,6 +341,7 @@ class Coordinator:
         self.queued_count -= 1
         self.running_count += 1
         self._running_by_task[active.definition.name] += 1
+        active.holds_slot = True
         active.phase = Phase.STARTING
         active.task = self._supervisor.spawn(
             self._execute(active), name=f"taskcast run {active.run.id}"
@@ -359,11 +362,22 @@ class Coordinator:
             if active.stop is not None and active.timer is not None:
                 active.timer.cancel()  # the cancel watchdog: the body did stop
                 active.timer = None
-            self.running_count -= 1
-            self._running_by_task[active.definition.name] -= 1
+            self._release_slot(active)
             if active.phase is Phase.DONE:
                 self._active.pop(active.run.id, None)
-            self._dispatch()
+
+    def _release_slot(self, active: ActiveRun) -> None:
+        """Free the run's concurrency slot (once) and start what waits for it.
+
+        Called as soon as the body is over: the slot limits bodies running at once, not the
+        bookkeeping after them, so the next run need not wait for this one's terminal commit.
+        """
+        if not active.holds_slot:
+            return
+        active.holds_slot = False
+        self.running_count -= 1
+        self._running_by_task[active.definition.name] -= 1
+        self._dispatch()
 
     async def _attempt(self, active: ActiveRun) -> None:
         active.phase = Phase.RUNNING
@@ -386,25 +400,31 @@ class Coordinator:
                 attempt=attempt,
                 started_at=started_at,
                 not_before=None,
+                durable=False,  # a crash before its commit leaves the run queued: it reruns
             )
             if moved is None:  # finished by someone else meanwhile
                 active.phase = Phase.DONE
                 return
             active.run = run = moved[0]
-            deadline = None if timeout is None else loop.time() + timeout
-            context = Context(self, active, deadline)
-            async with asyncio.timeout_at(deadline) as scope:
-                result = await definition.invoke(context, run.args)
+            if timeout is None:  # no scope at all: the common case stays cheap
+                result = await definition.invoke(Context(self, active, None), run.args)
+            else:
+                deadline = loop.time() + timeout
+                async with asyncio.timeout_at(deadline) as scope:
+                    result = await definition.invoke(Context(self, active, deadline), run.args)
         except asyncio.CancelledError:
             active.phase = Phase.FINISHING
+            self._release_slot(active)
             await self._finish_stopped(active, cleanup_error=None)
             raise
         except (KeyboardInterrupt, SystemExit) as exc:
             active.phase = Phase.FINISHING
+            self._release_slot(active)
             await self._finish(active, RunState.FAILED, {"error": _error(exc)}, error=_error(exc))
             raise
         except Exception as exc:
             active.phase = Phase.FINISHING
+            self._release_slot(active)
             if active.stop is not None:
                 await self._finish_stopped(active, cleanup_error=exc)
             elif scope is not None and scope.expired():
@@ -417,13 +437,15 @@ class Coordinator:
                 )
         else:
             active.phase = Phase.FINISHING
+            self._release_slot(active)
             if active.stop is not None:  # the body swallowed the CancelledError
                 await self._finish_stopped(active, cleanup_error=None)
             elif scope is not None and scope.expired():
                 await self._finish_timed_out(active, timeout)
             else:
                 try:
-                    encode_json(result, f"the result of task {definition.name!r}")
+                    if result is not None:
+                        encode_json(result, f"the result of task {definition.name!r}")
                 except NotSerializable as exc:
                     await self._finish(
                         active, RunState.FAILED, {"error": _error(exc)}, error=_error(exc)

@@ -19,22 +19,27 @@ class UlidGenerator:
     def __init__(self) -> None:
         self._last_ms = -1
         self._last_random = 0
+        self._prefix = ""
 
     def new(self) -> str:
         ms = time.time_ns() // 1_000_000
         if ms <= self._last_ms:
             # Same (or earlier, if the clock stepped back) millisecond: count up from the last id.
-            ms = self._last_ms
             randomness = self._last_random + 1
         else:
             randomness = int.from_bytes(os.urandom(10), "big") >> 1  # headroom for the increments
-        self._last_ms, self._last_random = ms, randomness
-        value = (ms << _RANDOM_BITS) | randomness
-        chars = []
-        for _ in range(26):
-            chars.append(_ALPHABET[value & 31])
-            value >>= 5
-        return "".join(reversed(chars))
+            self._last_ms = ms
+            self._prefix = _encode(ms, 10)
+        self._last_random = randomness
+        return self._prefix + _encode(randomness, 16)
+
+
+def _encode(value: int, length: int) -> str:
+    chars = [""] * length
+    for index in range(length - 1, -1, -1):
+        chars[index] = _ALPHABET[value & 31]
+        value >>= 5
+    return "".join(chars)
 
 
 new_run_id = UlidGenerator().new

@@ -9,19 +9,21 @@ A store keeps run records and their event logs. It is the single source of truth
 * it tells its ``listener`` about every event once the event is durable, in ``seq`` order; the
   event log (``taskcast.log``) uses that to wake watchers.
 
-Every method returns once its write is durable (for SQLite: committed). A caller cancelled while
-waiting does not undo the write: it has been handed over already.
+Every method returns once its write is durable (for SQLite: committed), except that ``append``
+and ``transition`` called with ``durable=False`` may return as soon as the write is ordered (it
+is committed shortly, in order, before any later durable write returns; a store may still wait
+when it is far behind, so memory stays bounded). A caller cancelled while waiting never undoes a
+write: stores hand it over before their first suspension.
 """
 
 from __future__ import annotations
 
 import abc
-import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..errors import NotSerializable
-from ..models import Event, Run
+from ..models import Event, Run, compact_json
 from ..states import RunState
 
 EventListener = Callable[[Sequence[Event]], None]
@@ -30,7 +32,7 @@ EventListener = Callable[[Sequence[Event]], None]
 def encode_json(value: Any, what: str) -> str:
     """``value`` as compact JSON, or ``NotSerializable`` naming ``what`` could not be stored."""
     try:
-        return json.dumps(value, separators=(",", ":"), allow_nan=False)
+        return compact_json(value)
     except (TypeError, ValueError) as exc:
         raise NotSerializable(f"{what} is not JSON-serialisable: {exc}") from None
 
@@ -72,7 +74,9 @@ class Store(abc.ABC):
         """
 
     @abc.abstractmethod
-    async def append(self, run_id: str, type: str, data: Any, data_json: str) -> Event:
+    async def append(
+        self, run_id: str, type: str, data: Any, data_json: str, *, durable: bool = True
+    ) -> Event:
         """Append one event to the log of a run that has not finished.
 
         Raises ``RunNotFound`` for an unknown run and ``RunFinished`` once the run is terminal.
@@ -85,6 +89,8 @@ class Store(abc.ABC):
         target: RunState,
         event_type: str,
         data: Any,
+        *,
+        durable: bool = True,
         **fields: Any,
     ) -> tuple[Run, Event] | None:
         """Move the run to ``target`` and append ``event_type`` (``data``), atomically.

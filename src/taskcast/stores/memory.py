@@ -45,7 +45,9 @@ class MemoryStore(Store):
         self._announce((event,))
         return stored.copy(), event
 
-    async def append(self, run_id: str, type: str, data: Any, data_json: str) -> Event:
+    async def append(
+        self, run_id: str, type: str, data: Any, data_json: str, *, durable: bool = True
+    ) -> Event:
         run = self._runs.get(run_id)
         if run is None:
             raise RunNotFound(run_id)
@@ -56,7 +58,14 @@ class MemoryStore(Store):
         return event
 
     async def transition(
-        self, run_id: str, target: RunState, event_type: str, data: Any, **fields: Any
+        self,
+        run_id: str,
+        target: RunState,
+        event_type: str,
+        data: Any,
+        *,
+        durable: bool = True,
+        **fields: Any,
     ) -> tuple[Run, Event] | None:
         run = self._runs.get(run_id)
         if run is None:

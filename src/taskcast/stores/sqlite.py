@@ -31,11 +31,14 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from ..errors import RunFinished, RunNotFound, SchemaError, StoreError
-from ..models import Event, Run
+from ..models import Event, Run, compact_json
 from ..states import TERMINAL_STATES, RunState, can_transition
 from .base import Store
 
 SCHEMA_VERSION = 1
+
+MAX_UNCOMMITTED_EVENTS = 10_000
+"""Non-durable writes wait for the commit once this many events are pending."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -84,17 +87,17 @@ RunRow = tuple[Any, ...]
 EventRow = tuple[str, int, str, str, float]
 
 
-def _run_row(run: Run) -> RunRow:
+def _run_row(run: Run, args_json: str) -> RunRow:
     return (
         run.id,
         run.task,
-        json.dumps(run.args, separators=(",", ":")),
+        args_json,
         run.state.value,
         run.attempt,
         run.max_attempts,
         run.timeout,
-        json.dumps(run.result, separators=(",", ":")),
-        None if run.error is None else json.dumps(run.error, separators=(",", ":")),
+        "null" if run.result is None else compact_json(run.result),
+        None if run.error is None else compact_json(run.error),
         run.created_at,
         run.started_at,
         run.finished_at,
@@ -150,6 +153,7 @@ class SQLiteStore(Store):
             )
         self._live: dict[str, Run] = {}
         self._committed: dict[str, Run] = {}
+        self._args_json: dict[str, str] = {}  # of unfinished runs: encoded once, written often
         self._pending_runs: dict[str, tuple[RunRow, Run]] = {}
         self._pending_events: list[EventRow] = []
         self._pending_announce: list[Event] = []
@@ -285,7 +289,10 @@ class SQLiteStore(Store):
         """
         if self._flusher is None or self._closing:
             raise StoreError(f"store {self.url!r} is closed")
-        self._pending_runs[snapshot.id] = (_run_row(snapshot), snapshot)
+        args_json = self._args_json.get(snapshot.id)
+        if args_json is None:
+            args_json = self._args_json[snapshot.id] = compact_json(snapshot.args)
+        self._pending_runs[snapshot.id] = (_run_row(snapshot, args_json), snapshot)
         for event in events:
             self._pending_events.append(
                 (event.run_id, event.seq, event.type, event.data_json(), event.at)
@@ -296,6 +303,11 @@ class SQLiteStore(Store):
             assert self._wake is not None
             self._wake.set()
         return self._pending_done
+
+    async def _settle(self, committed: asyncio.Future[None], durable: bool) -> None:
+        """Wait for the commit if asked to, or if the writer is far behind (bounded memory)."""
+        if durable or len(self._pending_events) >= MAX_UNCOMMITTED_EVENTS:
+            await asyncio.shield(committed)
 
     async def _flush_forever(self) -> None:
         assert self._wake is not None and self._writer is not None
@@ -322,6 +334,7 @@ class SQLiteStore(Store):
                 for _, snapshot in staged:
                     if snapshot.state.is_terminal:
                         self._committed.pop(snapshot.id, None)
+                        self._args_json.pop(snapshot.id, None)
                         live = self._live.get(snapshot.id)
                         if live is not None and live.state.is_terminal:
                             del self._live[snapshot.id]
@@ -365,7 +378,9 @@ class SQLiteStore(Store):
         await asyncio.shield(self._stage(snapshot, [event]))
         return snapshot.copy(), event
 
-    async def append(self, run_id: str, type: str, data: Any, data_json: str) -> Event:
+    async def append(
+        self, run_id: str, type: str, data: Any, data_json: str, *, durable: bool = True
+    ) -> Event:
         run = self._live.get(run_id)
         if run is None or run.state.is_terminal:
             stored = run or await self.get_run(run_id)
@@ -373,11 +388,18 @@ class SQLiteStore(Store):
                 raise RunNotFound(run_id)
             raise RunFinished(run_id, stored.state)
         event = self._new_event(run, type, data, data_json)
-        await asyncio.shield(self._stage(run.copy(), [event]))
+        await self._settle(self._stage(run.copy(), [event]), durable)
         return event
 
     async def transition(
-        self, run_id: str, target: RunState, event_type: str, data: Any, **fields: Any
+        self,
+        run_id: str,
+        target: RunState,
+        event_type: str,
+        data: Any,
+        *,
+        durable: bool = True,
+        **fields: Any,
     ) -> tuple[Run, Event] | None:
         run = self._live.get(run_id)
         if run is None:
@@ -391,7 +413,7 @@ class SQLiteStore(Store):
             setattr(run, name, value)
         event = self._new_event(run, event_type, data, None)
         snapshot = run.copy()
-        await asyncio.shield(self._stage(snapshot, [event]))
+        await self._settle(self._stage(snapshot, [event]), durable)
         return snapshot.copy(), event
 
     # -- reads ---------------------------------------------------------------------------------
