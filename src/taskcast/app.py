@@ -277,14 +277,9 @@ class App:
             state=state, task=task, limit=limit, before=before
         )
 
-    async def event_batches(self, run_id: str, after: int = 0) -> AsyncGenerator[list[Event], None]:
+    def event_batches(self, run_id: str, after: int = 0) -> AsyncGenerator[list[Event], None]:
         """Like ``events`` but yields lists of events (what is available at once)."""
-        coordinator = self._running()
-        if await coordinator.store.get_run(run_id) is None:
-            raise RunNotFound(run_id)
-        async with contextlib.aclosing(coordinator.log.batches(run_id, after)) as batches:
-            async for batch in batches:
-                yield batch
+        return self._running().log.batches(run_id, after)
 
     async def events(self, run_id: str, after: int = 0) -> AsyncGenerator[Event, None]:
         """The run's events with ``seq > after``: the stored log, then live ones as they come.

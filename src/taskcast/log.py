@@ -17,6 +17,7 @@ import contextlib
 from collections import deque
 from collections.abc import AsyncGenerator, Callable, Sequence
 
+from .errors import RunNotFound
 from .models import Event
 from .stores.base import Store
 
@@ -28,13 +29,18 @@ PAGE_SIZE = 1000
 
 
 class _Channel:
-    """The shared state of one watched run: its recent events and the watchers' wake-up."""
+    """The shared state of one watched run: its recent events and its sleeping watchers.
 
-    __slots__ = ("changed", "tail", "watchers")
+    Appends schedule one wake-up per loop iteration at most: watchers woken after several
+    appends read them all as one batch, which is what lets cursor readers beat queues.
+    """
+
+    __slots__ = ("tail", "waiters", "wake_scheduled", "watchers")
 
     def __init__(self) -> None:
         self.tail: deque[Event] = deque(maxlen=TAIL_SIZE)
-        self.changed = asyncio.Event()
+        self.waiters: list[asyncio.Future[None]] = []
+        self.wake_scheduled = False
         self.watchers = 0
 
     def after(self, cursor: int) -> list[Event] | None:
@@ -49,6 +55,23 @@ class _Channel:
         if start == 0:
             return list(tail)
         return [tail[i] for i in range(start, len(tail))]
+
+    def notify(self) -> None:
+        if not self.wake_scheduled and self.waiters:
+            self.wake_scheduled = True
+            asyncio.get_running_loop().call_soon(self._wake)
+
+    def _wake(self) -> None:
+        self.wake_scheduled = False
+        waiters, self.waiters = self.waiters, []
+        for waiter in waiters:
+            if not waiter.done():  # a watcher cancelled while asleep leaves a cancelled future
+                waiter.set_result(None)
+
+    async def wait(self) -> None:
+        waiter = asyncio.get_running_loop().create_future()
+        self.waiters.append(waiter)
+        await waiter
 
 
 class EventLog:
@@ -90,23 +113,24 @@ class EventLog:
                 channel.tail.append(event)
                 woken.add(channel)
         for channel in woken:
-            channel.changed.set()
-            channel.changed.clear()
+            channel.notify()
 
     def close(self) -> None:
         """Stop live reading: every watcher drains what is committed, then its stream ends."""
         self._closing = True
         for channel in self._channels.values():
-            channel.changed.set()
-            channel.changed.clear()
+            channel.notify()
 
     async def batches(self, run_id: str, after: int = 0) -> AsyncGenerator[list[Event], None]:
         """Yield the run's events with ``seq > after`` in batches, in order, live.
 
-        Ends after the batch that holds the terminal event, or, once the log is closing (the app
-        is shutting down), after the last committed event. Batches are never empty. Cancelling
-        the consumer only stops this reader.
+        Raises ``RunNotFound`` first if there is no such run. Ends after the batch that holds
+        the terminal event, or, once the log is closing (the app is shutting down), after the
+        last committed event. Batches are never empty. Cancelling the consumer only stops this
+        reader.
         """
+        if await self._store.get_run(run_id) is None:
+            raise RunNotFound(run_id)
         channel = self._channels.get(run_id)
         if channel is None:
             channel = self._channels[run_id] = _Channel()
@@ -146,7 +170,7 @@ class EventLog:
                     if run is None or run.is_finished:
                         finished, caught_up = True, False  # one last read, then stop
                     continue  # events may have arrived while we asked: look again
-                await channel.changed.wait()
+                await channel.wait()
         finally:
             channel.watchers -= 1
             if channel.watchers == 0 and self._channels.get(run_id) is channel:
