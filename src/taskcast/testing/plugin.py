@@ -1,0 +1,153 @@
+"""The pytest plugin: markers, options and the hooks that run each feature.
+
+Registered through the ``pytest11`` entry point as ``taskcast``; disable it for
+one run with ``-p no:taskcast``. Features:
+
+* leak guard, on for every test (``--taskcast-no-leak-guard`` or the ini
+  option ``taskcast_leak_guard = false`` turn it off; the marker
+  ``allow_leaks(reason=...)`` opts one test out);
+* ``virtual_time`` marker and fixture;
+* ``schedules(n=..., seed=...)`` marker, replayed with ``--taskcast-seed``;
+* ``faults`` fixture, seeded the same way;
+* ``hang_timeout(seconds)`` marker and ``taskcast_hang_timeout`` ini option.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Iterator
+from typing import Any
+
+import pytest
+
+from . import leaks
+
+_WINDOW = pytest.StashKey[leaks.LeakWindow]()
+_FOUND = pytest.StashKey[list[leaks.Leak]]()
+_GUARD_ON = pytest.StashKey[bool]()
+_CURRENT = pytest.StashKey[leaks.LeakWindow | None]()
+_WIDE_FIXTURES = pytest.StashKey[list[pytest.FixtureDef[Any]]]()
+
+MARKERS = (
+    "allow_leaks(reason): taskcast: do not fail this test for what it leaves behind; "
+    "reason is required and says why.",
+)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("taskcast", "taskcast test kit (taskcast.testing)")
+    group.addoption(
+        "--taskcast-no-leak-guard",
+        action="store_true",
+        default=False,
+        help="turn the leak guard off for this run",
+    )
+    parser.addini(
+        "taskcast_leak_guard",
+        type="bool",
+        default=True,
+        help="fail tests that leave tasks, coroutines, async generators or resources behind",
+    )
+    parser.addini(
+        "taskcast_origin_depth",
+        default="8",
+        help="frames kept for the creation site of coroutines and tasks (0 turns it off)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for marker in MARKERS:
+        config.addinivalue_line("markers", marker)
+    guard_on = bool(config.getini("taskcast_leak_guard")) and not config.getoption(
+        "taskcast_no_leak_guard"
+    )
+    config.stash[_GUARD_ON] = guard_on
+    config.stash[_CURRENT] = None
+    config.stash[_WIDE_FIXTURES] = []
+    if guard_on:
+        leaks.install(origin_depth=int(config.getini("taskcast_origin_depth")))
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if config.stash.get(_GUARD_ON, False):
+        leaks.uninstall()
+
+
+def _allow_reason(item: pytest.Item) -> str | None:
+    """Return the opt-out reason, "" if the test did not opt out, None if it is missing."""
+    marker = item.get_closest_marker("allow_leaks")
+    if marker is None:
+        return ""
+    reason = marker.kwargs.get("reason", marker.args[0] if marker.args else "")
+    return reason if isinstance(reason, str) and reason.strip() else None
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> Generator[None, None, None]:
+    reason = _allow_reason(item)
+    if item.config.stash.get(_GUARD_ON, False):
+        window = leaks.LeakWindow(item.nodeid, allow_reason=reason or "")
+        window.open()
+        item.stash[_WINDOW] = window
+        item.config.stash[_CURRENT] = window
+    result = yield
+    if reason is None:
+        # Failing after setup (not before) keeps pytest's teardown bookkeeping whole.
+        pytest.fail(
+            '@pytest.mark.allow_leaks needs a reason: allow_leaks(reason="why this test leaks")',
+            pytrace=False,
+        )
+    return result
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_fixture_setup(
+    fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest
+) -> Generator[None, object, object]:
+    if fixturedef.scope == "function":
+        return (yield)
+    # Remember it: what its value holds outlives the tests on purpose.
+    wide = request.config.stash.get(_WIDE_FIXTURES, None)
+    if wide is not None and fixturedef not in wide:
+        wide.append(fixturedef)
+    window = request.config.stash.get(_CURRENT, None)
+    if window is None:
+        return (yield)
+    with window.exempt():
+        return (yield)
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
+    try:
+        return (yield)
+    finally:
+        window = item.stash.get(_WINDOW, None)
+        if window is not None:
+            del item.stash[_WINDOW]
+            item.config.stash[_CURRENT] = None
+            item.stash[_FOUND] = window.close(_wider_fixture_values(item.config))
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    if call.when == "teardown":
+        found = item.stash.get(_FOUND, None)
+        if found:
+            text = leaks.format_report(item.nodeid, found)
+            if report.failed:
+                report.sections.append(("taskcast leak guard", text))
+            else:
+                report.outcome = "failed"
+                report.longrepr = text
+    return report
+
+
+def _wider_fixture_values(config: pytest.Config) -> Iterator[object]:
+    """Yield the values of module/session/... fixtures that are still set up."""
+    for definition in config.stash.get(_WIDE_FIXTURES, []):
+        cached = definition.cached_result
+        if cached is not None:
+            yield cached[0]
