@@ -1,1 +1,19 @@
-"""taskcast.testing: a pytest plugin that makes async tests leak-free and deterministic."""
+"""taskcast.testing: a pytest plugin that makes async tests leak-free and deterministic.
+
+Installing taskcast registers the plugin (entry point ``pytest11: taskcast``).
+What it gives a test suite:
+
+* the **leak guard**, on for every test: a test fails if it leaves tasks
+  pending, coroutines never awaited, async generators unclosed, or sockets,
+  transports and files open, and the failure shows where each was created.
+  Opt one test out with ``@pytest.mark.allow_leaks(reason="...")``; turn it
+  off with ``--taskcast-no-leak-guard`` or ``taskcast_leak_guard = false``;
+* **virtual time**: ``@pytest.mark.virtual_time``, the ``virtual_time``
+  fixture, or ``with virtual_time(): asyncio.run(...)``.
+
+See docs/testing.md for examples.
+"""
+
+from .clock import VirtualTime, virtual_time
+
+__all__ = ["VirtualTime", "virtual_time"]

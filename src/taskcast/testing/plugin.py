@@ -20,16 +20,20 @@ from typing import Any
 import pytest
 
 from . import leaks
+from .clock import DEFAULT_IO_IDLE, VirtualTime
 
 _WINDOW = pytest.StashKey[leaks.LeakWindow]()
 _FOUND = pytest.StashKey[list[leaks.Leak]]()
 _GUARD_ON = pytest.StashKey[bool]()
 _CURRENT = pytest.StashKey[leaks.LeakWindow | None]()
 _WIDE_FIXTURES = pytest.StashKey[list[pytest.FixtureDef[Any]]]()
+_VIRTUAL_TIME = pytest.StashKey[VirtualTime]()
 
 MARKERS = (
     "allow_leaks(reason): taskcast: do not fail this test for what it leaves behind; "
     "reason is required and says why.",
+    "virtual_time(io_idle=0.02): taskcast: run this test's event loops on a fake clock "
+    "that jumps to the next timer when nothing is ready.",
 )
 
 
@@ -89,6 +93,7 @@ def pytest_runtest_setup(item: pytest.Item) -> Generator[None, None, None]:
         window.open()
         item.stash[_WINDOW] = window
         item.config.stash[_CURRENT] = window
+    _start_virtual_time(item)
     result = yield
     if reason is None:
         # Failing after setup (not before) keeps pytest's teardown bookkeeping whole.
@@ -121,6 +126,9 @@ def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
     try:
         return (yield)
     finally:
+        virtual = item.stash.get(_VIRTUAL_TIME, None)
+        if virtual is not None:
+            virtual.stop()
         window = item.stash.get(_WINDOW, None)
         if window is not None:
             del item.stash[_WINDOW]
@@ -151,3 +159,25 @@ def _wider_fixture_values(config: pytest.Config) -> Iterator[object]:
         cached = definition.cached_result
         if cached is not None:
             yield cached[0]
+
+
+def _start_virtual_time(item: pytest.Item) -> None:
+    # Started before any fixture, so the loop pytest-asyncio makes for the
+    # test is on the fake clock from its first iteration.
+    marker = item.get_closest_marker("virtual_time")
+    if marker is None and "virtual_time" not in getattr(item, "fixturenames", ()):
+        return
+    io_idle = marker.kwargs.get("io_idle", DEFAULT_IO_IDLE) if marker else DEFAULT_IO_IDLE
+    virtual = VirtualTime(io_idle=io_idle)
+    virtual.start()
+    item.stash[_VIRTUAL_TIME] = virtual
+
+
+@pytest.fixture
+def virtual_time(request: pytest.FixtureRequest) -> VirtualTime:
+    """Run this test's event loops on a fake clock; returns the :class:`VirtualTime`.
+
+    Same as the ``virtual_time`` marker; use the fixture to read ``jumped``.
+    """
+    virtual: VirtualTime = request.node.stash[_VIRTUAL_TIME]
+    return virtual
