@@ -9,11 +9,25 @@ What it gives a test suite:
   Opt one test out with ``@pytest.mark.allow_leaks(reason="...")``; turn it
   off with ``--taskcast-no-leak-guard`` or ``taskcast_leak_guard = false``;
 * **virtual time**: ``@pytest.mark.virtual_time``, the ``virtual_time``
-  fixture, or ``with virtual_time(): asyncio.run(...)``.
+  fixture, or ``with virtual_time(): asyncio.run(...)``;
+* **cancellation injection**: ``await cancel_at_each_await(fn, check)``.
 
 See docs/testing.md for examples.
 """
 
+from .cancellation import (
+    BrokenAwait,
+    CancellationReport,
+    CancellationSafetyError,
+    cancel_at_each_await,
+)
 from .clock import VirtualTime, virtual_time
 
-__all__ = ["VirtualTime", "virtual_time"]
+__all__ = [
+    "BrokenAwait",
+    "CancellationReport",
+    "CancellationSafetyError",
+    "VirtualTime",
+    "cancel_at_each_await",
+    "virtual_time",
+]
