@@ -10,7 +10,9 @@ What it gives a test suite:
   off with ``--taskcast-no-leak-guard`` or ``taskcast_leak_guard = false``;
 * **virtual time**: ``@pytest.mark.virtual_time``, the ``virtual_time``
   fixture, or ``with virtual_time(): asyncio.run(...)``;
-* **cancellation injection**: ``await cancel_at_each_await(fn, check)``.
+* **cancellation injection**: ``await cancel_at_each_await(fn, check)``;
+* **deterministic schedules**: ``@pytest.mark.schedules(n=20)`` or
+  ``explore(scenario)``; a failure prints the seed, ``--taskcast-seed`` replays it.
 
 See docs/testing.md for examples.
 """
@@ -22,12 +24,17 @@ from .cancellation import (
     cancel_at_each_await,
 )
 from .clock import VirtualTime, virtual_time
+from .schedules import Schedule, ScheduleFailure, explore, run_under_schedule
 
 __all__ = [
     "BrokenAwait",
     "CancellationReport",
     "CancellationSafetyError",
+    "Schedule",
+    "ScheduleFailure",
     "VirtualTime",
     "cancel_at_each_await",
+    "explore",
+    "run_under_schedule",
     "virtual_time",
 ]

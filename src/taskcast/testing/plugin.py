@@ -7,7 +7,8 @@ one run with ``-p no:taskcast``. Features:
   option ``taskcast_leak_guard = false`` turn it off; the marker
   ``allow_leaks(reason=...)`` opts one test out);
 * ``virtual_time`` marker and fixture;
-* ``schedules(n=..., seed=...)`` marker, replayed with ``--taskcast-seed``;
+* ``schedules(n=..., seed=...)`` marker, replayed with ``--taskcast-seed``
+  (and ``explore()`` for use inside a test);
 * ``faults`` fixture, seeded the same way;
 * ``hang_timeout(seconds)`` marker and ``taskcast_hang_timeout`` ini option.
 """
@@ -19,8 +20,9 @@ from typing import Any
 
 import pytest
 
-from . import leaks
+from . import leaks, schedules
 from .clock import DEFAULT_IO_IDLE, VirtualTime
+from .schedules import Schedule, policy_of
 
 _WINDOW = pytest.StashKey[leaks.LeakWindow]()
 _FOUND = pytest.StashKey[list[leaks.Leak]]()
@@ -28,12 +30,17 @@ _GUARD_ON = pytest.StashKey[bool]()
 _CURRENT = pytest.StashKey[leaks.LeakWindow | None]()
 _WIDE_FIXTURES = pytest.StashKey[list[pytest.FixtureDef[Any]]]()
 _VIRTUAL_TIME = pytest.StashKey[VirtualTime]()
+_SCHEDULE = pytest.StashKey[Schedule]()
+_FAILED_SCHEDULES = pytest.StashKey[dict[str, int]]()
+_SCHEDULE_PARAM = "_taskcast_schedule_seed"
 
 MARKERS = (
     "allow_leaks(reason): taskcast: do not fail this test for what it leaves behind; "
     "reason is required and says why.",
     "virtual_time(io_idle=0.02): taskcast: run this test's event loops on a fake clock "
     "that jumps to the next timer when nothing is ready.",
+    "schedules(n=20, seed=0, virtual_time=True): taskcast: run this test n times, each under "
+    "a seeded order of ready tasks (seeds seed..seed+n-1); --taskcast-seed replays one.",
 )
 
 
@@ -44,6 +51,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         action="store_true",
         default=False,
         help="turn the leak guard off for this run",
+    )
+    group.addoption(
+        "--taskcast-seed",
+        type=int,
+        default=None,
+        help="replay one seed: schedules marker, explore() and the faults fixture use only it",
     )
     parser.addini(
         "taskcast_leak_guard",
@@ -67,11 +80,14 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[_GUARD_ON] = guard_on
     config.stash[_CURRENT] = None
     config.stash[_WIDE_FIXTURES] = []
+    config.stash[_FAILED_SCHEDULES] = {}
+    schedules.replay_seed = config.getoption("taskcast_seed")
     if guard_on:
         leaks.install(origin_depth=int(config.getini("taskcast_origin_depth")))
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    schedules.replay_seed = None
     if config.stash.get(_GUARD_ON, False):
         leaks.uninstall()
 
@@ -93,6 +109,7 @@ def pytest_runtest_setup(item: pytest.Item) -> Generator[None, None, None]:
         window.open()
         item.stash[_WINDOW] = window
         item.config.stash[_CURRENT] = window
+    _start_schedule(item)
     _start_virtual_time(item)
     result = yield
     if reason is None:
@@ -129,6 +146,9 @@ def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
         virtual = item.stash.get(_VIRTUAL_TIME, None)
         if virtual is not None:
             virtual.stop()
+        schedule = item.stash.get(_SCHEDULE, None)
+        if schedule is not None:
+            schedule.stop()
         window = item.stash.get(_WINDOW, None)
         if window is not None:
             del item.stash[_WINDOW]
@@ -141,6 +161,9 @@ def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
+    schedule = item.stash.get(_SCHEDULE, None)
+    if schedule is not None and report.failed and call.when == "call":
+        _explain_schedule_failure(item, schedule, report)
     if call.when == "teardown":
         found = item.stash.get(_FOUND, None)
         if found:
@@ -161,10 +184,66 @@ def _wider_fixture_values(config: pytest.Config) -> Iterator[object]:
             yield cached[0]
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    marker = metafunc.definition.get_closest_marker("schedules")
+    if marker is None:
+        return
+    count = marker.kwargs.get("n", marker.args[0] if marker.args else 20)
+    first = marker.kwargs.get("seed", 0)
+    if not isinstance(count, int) or count < 1:
+        raise pytest.UsageError(f"schedules(n=...) must be an int >= 1, got {count!r}")
+    replay = metafunc.config.getoption("taskcast_seed")
+    seeds = [replay] if replay is not None else list(range(first, first + count))
+    # The same trick as pytest-repeat: a parameter the test did not ask for,
+    # so each schedule is its own test item with fresh fixtures.
+    metafunc.fixturenames.append(_SCHEDULE_PARAM)
+    metafunc.parametrize(_SCHEDULE_PARAM, seeds, ids=[f"seed={seed}" for seed in seeds])
+
+
+def _start_schedule(item: pytest.Item) -> None:
+    callspec = getattr(item, "callspec", None)
+    if callspec is None or _SCHEDULE_PARAM not in callspec.params:
+        return
+    seed = callspec.params[_SCHEDULE_PARAM]
+    failed = item.config.stash[_FAILED_SCHEDULES]
+    function = item.nodeid.split("[", 1)[0]
+    if function in failed:
+        # One failing seed is the report; running the rest only repeats it.
+        # (A marker, not pytest.skip(): skipping before setup runs would leave
+        # pytest's teardown bookkeeping incomplete.)
+        reason = f"schedule seed={failed[function]} already failed for this test"
+        item.add_marker(pytest.mark.skip(reason=reason))
+        return
+    schedule = Schedule(seed)
+    schedule.start()
+    item.stash[_SCHEDULE] = schedule
+    marker = item.get_closest_marker("schedules")
+    if marker is not None and marker.kwargs.get("virtual_time", True):
+        virtual = item.stash.get(_VIRTUAL_TIME, None) or VirtualTime()
+        item.stash[_VIRTUAL_TIME] = virtual
+
+
+def _explain_schedule_failure(
+    item: pytest.Item, schedule: Schedule, report: pytest.TestReport
+) -> None:
+    function = item.nodeid.split("[", 1)[0]
+    item.config.stash[_FAILED_SCHEDULES].setdefault(function, schedule.seed)
+    text = (
+        f"failed under schedule seed={schedule.seed} (policy {policy_of(schedule.seed)}, "
+        f"{schedule.decisions} scheduling decisions)\n"
+        f"replay exactly: pytest '{function}' --taskcast-seed={schedule.seed}"
+    )
+    report.sections.append(("taskcast schedule", text))
+
+
 def _start_virtual_time(item: pytest.Item) -> None:
     # Started before any fixture, so the loop pytest-asyncio makes for the
     # test is on the fake clock from its first iteration.
     marker = item.get_closest_marker("virtual_time")
+    pending = item.stash.get(_VIRTUAL_TIME, None)
+    if pending is not None:
+        pending.start()
+        return
     if marker is None and "virtual_time" not in getattr(item, "fixturenames", ()):
         return
     io_idle = marker.kwargs.get("io_idle", DEFAULT_IO_IDLE) if marker else DEFAULT_IO_IDLE
