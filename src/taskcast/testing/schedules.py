@@ -40,7 +40,7 @@ def pct_horizon(seed: int) -> int:
     cycle through 8, 16, 32, 64 and 128: short and long scenarios both get
     change points where their races are.
     """
-    return 8 * 2 ** ((seed // 2) % 5)
+    return 8 << ((seed // 2) % 5)
 
 
 #: Set by the pytest plugin from ``--taskcast-seed``: replay only this seed.
