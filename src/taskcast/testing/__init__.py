@@ -12,7 +12,10 @@ What it gives a test suite:
   fixture, or ``with virtual_time(): asyncio.run(...)``;
 * **cancellation injection**: ``await cancel_at_each_await(fn, check)``;
 * **deterministic schedules**: ``@pytest.mark.schedules(n=20)`` or
-  ``explore(scenario)``; a failure prints the seed, ``--taskcast-seed`` replays it.
+  ``explore(scenario)``; a failure prints the seed, ``--taskcast-seed`` replays it;
+* **fault injection**: the ``faults`` fixture or :class:`Faults`, seeded the same way;
+* **hang reports**: ``@pytest.mark.hang_timeout(seconds)`` or the ini option
+  ``taskcast_hang_timeout``: a hung test's tasks are reported and cancelled.
 
 See docs/testing.md for examples.
 """
@@ -24,12 +27,17 @@ from .cancellation import (
     cancel_at_each_await,
 )
 from .clock import VirtualTime, virtual_time
+from .faults import Faults, InjectedFault
+from .hangs import HangWatchdog
 from .schedules import Schedule, ScheduleFailure, explore, run_under_schedule
 
 __all__ = [
     "BrokenAwait",
     "CancellationReport",
     "CancellationSafetyError",
+    "Faults",
+    "HangWatchdog",
+    "InjectedFault",
     "Schedule",
     "ScheduleFailure",
     "VirtualTime",

@@ -10,7 +10,8 @@ one run with ``-p no:taskcast``. Features:
 * ``schedules(n=..., seed=...)`` marker, replayed with ``--taskcast-seed``
   (and ``explore()`` for use inside a test);
 * ``faults`` fixture, seeded the same way;
-* ``hang_timeout(seconds)`` marker and ``taskcast_hang_timeout`` ini option.
+* ``hang_timeout(seconds)`` marker and ``taskcast_hang_timeout`` ini option
+  (off by default).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ import pytest
 
 from . import leaks, schedules
 from .clock import DEFAULT_IO_IDLE, VirtualTime
+from .faults import Faults
+from .hangs import HangWatchdog
 from .schedules import Schedule, policy_of
 
 _WINDOW = pytest.StashKey[leaks.LeakWindow]()
@@ -33,6 +36,8 @@ _VIRTUAL_TIME = pytest.StashKey[VirtualTime]()
 _SCHEDULE = pytest.StashKey[Schedule]()
 _FAILED_SCHEDULES = pytest.StashKey[dict[str, int]]()
 _SCHEDULE_PARAM = "_taskcast_schedule_seed"
+_FAULTS = pytest.StashKey[Faults]()
+_WATCHDOG = pytest.StashKey[HangWatchdog]()
 
 MARKERS = (
     "allow_leaks(reason): taskcast: do not fail this test for what it leaves behind; "
@@ -41,6 +46,8 @@ MARKERS = (
     "that jumps to the next timer when nothing is ready.",
     "schedules(n=20, seed=0, virtual_time=True): taskcast: run this test n times, each under "
     "a seeded order of ready tasks (seeds seed..seed+n-1); --taskcast-seed replays one.",
+    "hang_timeout(seconds, grace=1.0): taskcast: after this many real seconds, report what "
+    "every task awaits and cancel them (0 turns it off for this test).",
 )
 
 
@@ -63,6 +70,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         type="bool",
         default=True,
         help="fail tests that leave tasks, coroutines, async generators or resources behind",
+    )
+    parser.addini(
+        "taskcast_hang_timeout",
+        default="0",
+        help="real seconds after which a test's tasks are reported and cancelled (0: off)",
     )
     parser.addini(
         "taskcast_origin_depth",
@@ -111,6 +123,7 @@ def pytest_runtest_setup(item: pytest.Item) -> Generator[None, None, None]:
         item.config.stash[_CURRENT] = window
     _start_schedule(item)
     _start_virtual_time(item)
+    _start_watchdog(item)
     result = yield
     if reason is None:
         # Failing after setup (not before) keeps pytest's teardown bookkeeping whole.
@@ -143,6 +156,9 @@ def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
     try:
         return (yield)
     finally:
+        watchdog = item.stash.get(_WATCHDOG, None)
+        if watchdog is not None:
+            watchdog.stop()
         virtual = item.stash.get(_VIRTUAL_TIME, None)
         if virtual is not None:
             virtual.stop()
@@ -161,6 +177,16 @@ def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
+    watchdog = item.stash.get(_WATCHDOG, None)
+    if watchdog is not None and watchdog.report and call.when == "call":
+        # The CancelledError traceback says nothing; what the tasks awaited does.
+        report.outcome = "failed"
+        report.longrepr = watchdog.report
+    plan = item.stash.get(_FAULTS, None)
+    if plan is not None and report.failed and call.when == "call":
+        function = item.nodeid.split("[", 1)[0]
+        replay = f"replay exactly: pytest '{function}' --taskcast-seed={plan.seed}"
+        report.sections.append(("taskcast faults", f"{plan.describe()}\n{replay}"))
     schedule = item.stash.get(_SCHEDULE, None)
     if schedule is not None and report.failed and call.when == "call":
         _explain_schedule_failure(item, schedule, report)
@@ -260,3 +286,33 @@ def virtual_time(request: pytest.FixtureRequest) -> VirtualTime:
     """
     virtual: VirtualTime = request.node.stash[_VIRTUAL_TIME]
     return virtual
+
+
+def _start_watchdog(item: pytest.Item) -> None:
+    marker = item.get_closest_marker("hang_timeout")
+    if marker is not None:
+        seconds = marker.kwargs.get("seconds", marker.args[0] if marker.args else 0)
+        grace = marker.kwargs.get("grace", 1.0)
+    else:
+        seconds, grace = float(item.config.getini("taskcast_hang_timeout") or 0), 1.0
+    if not seconds:
+        return
+    watchdog = HangWatchdog(seconds, grace=grace, virtual=item.stash.get(_VIRTUAL_TIME, None))
+    watchdog.start()
+    item.stash[_WATCHDOG] = watchdog
+
+
+@pytest.fixture
+def faults(request: pytest.FixtureRequest) -> Iterator[Faults]:
+    """A :class:`Faults` plan for this test, undone after it.
+
+    Seeded by ``--taskcast-seed``, else by the test's schedule seed, else 0;
+    a failing test prints the seed and every fault injected.
+    """
+    seed = request.config.getoption("taskcast_seed")
+    if seed is None:
+        callspec = getattr(request.node, "callspec", None)
+        seed = callspec.params.get(_SCHEDULE_PARAM, 0) if callspec else 0
+    with Faults(seed) as plan:
+        request.node.stash[_FAULTS] = plan
+        yield plan
