@@ -185,3 +185,23 @@ def test_resources_of_wider_scoped_fixtures_are_not_leaks(pytester: pytest.Pytes
     )
     result = pytester.runpytest("-W", "error::RuntimeWarning")
     result.assert_outcomes(passed=6)
+
+
+def test_a_test_that_expects_the_unawaited_warning_still_gets_it(
+    pytester: pytest.Pytester,
+) -> None:
+    # As aiojobs' own suite does (tests/test_scheduler.py::test_run_after_close).
+    pytester.makepyfile(
+        """
+        import pytest
+
+        async def job():
+            pass
+
+        def test_expects_warning():
+            coro = job()
+            with pytest.warns(RuntimeWarning, match="was never awaited"):
+                del coro
+        """
+    )
+    pytester.runpytest().assert_outcomes(passed=1)

@@ -108,6 +108,7 @@ class LeakWindow:
     _exempt_depth: int = 0
     _open: bool = False
     _seen_keys: set[int] = field(default_factory=set)
+    _warning_sink: object = None
 
     def open(self) -> None:
         """Start watching. Tasks that exist now are never blamed on this test."""
@@ -118,6 +119,9 @@ class LeakWindow:
         # ResourceWarning is ignored by default; we need to see it to blame
         # unclosed sockets and files. pytest restores the filters after the test.
         warnings.filterwarnings("always", category=ResourceWarning)
+        # Where warnings go now (pytest's own recorder). If the test later
+        # records warnings itself (pytest.warns), it expects them: see below.
+        self._warning_sink = warnings._showwarnmsg_impl  # type: ignore[attr-defined]
         self._open = True
         _windows.append(self)
 
@@ -364,7 +368,10 @@ def _record(leak: Leak, windows: Iterable[LeakWindow], obj: object = None) -> No
 
 def _on_unawaited_coroutine(coro: Any) -> None:
     windows = [window for window in _windows if window._open]
-    if not windows:
+    if not windows or windows[-1]._warning_sink is not warnings._showwarnmsg_impl:  # type: ignore[attr-defined]
+        # No test is watched, or the test is recording warnings itself
+        # (pytest.warns(RuntimeWarning) around `del coro`): it expects the
+        # warning, so it gets the warning and no leak is blamed.
         _originals["warn_unawaited"](coro)
         return
     origin = getattr(coro, "cr_origin", None) or ()
