@@ -122,6 +122,10 @@ class LeakWindow:
         # Where warnings go now (pytest's own recorder). If the test later
         # records warnings itself (pytest.warns), it expects them: see below.
         self._warning_sink = warnings._showwarnmsg_impl  # type: ignore[attr-defined]
+        # Everything alive now belongs to earlier tests or the session. Freezing
+        # it keeps the collection at close() to the objects this test made:
+        # milliseconds less per test than a full collection of a big heap.
+        gc.freeze()
         self._open = True
         _windows.append(self)
 
@@ -157,6 +161,7 @@ class LeakWindow:
                     if id(obj) not in reachable:
                         self._add(leak, obj)
         finally:
+            gc.unfreeze()
             self._open = False
             if self in _windows:
                 _windows.remove(self)
