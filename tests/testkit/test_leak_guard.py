@@ -205,3 +205,24 @@ def test_a_test_that_expects_the_unawaited_warning_still_gets_it(
         """
     )
     pytester.runpytest().assert_outcomes(passed=1)
+
+
+def test_the_same_leak_from_the_same_line_is_reported_once_with_a_count(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        """
+        async def job():
+            pass
+
+        def test_loop_of_forgotten_calls():
+            for _ in range(5):
+                job()
+        """
+    )
+    result = pytester.runpytest()
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(
+        ["*left 5 leaks behind*", "*- coroutine: coroutine 'job' was never awaited (x5)*"]
+    )
+    assert result.stdout.str().count("was never awaited") == 1

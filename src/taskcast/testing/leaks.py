@@ -582,6 +582,15 @@ def format_report(test_name: str, leaks: list[Leak]) -> str:
     """Format the leak guard's failure report for one test."""
     noun = "leak" if len(leaks) == 1 else "leaks"
     lines = [f"taskcast leak guard: {test_name} left {len(leaks)} {noun} behind"]
-    lines.extend(leak.format() for leak in leaks)
+    # The same leak from the same line (a watcher loop run 20 times) is one entry.
+    counts: dict[tuple[str, str, Site], list[Leak]] = {}
+    for leak in leaks:
+        counts.setdefault((leak.kind, leak.summary, leak.site), []).append(leak)
+    for same in counts.values():
+        text = same[0].format()
+        if len(same) > 1:
+            head, _, rest = text.partition("\n")
+            text = f"{head} (x{len(same)})\n{rest}" if rest else f"{head} (x{len(same)})"
+        lines.append(text)
     lines.append('Fix the leak, or opt this test out with @pytest.mark.allow_leaks(reason="...").')
     return "\n".join(lines)
