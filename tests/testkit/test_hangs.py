@@ -97,3 +97,25 @@ def test_ini_option_sets_a_default_budget(pytester: pytest.Pytester) -> None:
 def test_budget_must_be_positive(seconds: float) -> None:
     with pytest.raises(ValueError, match="seconds"):
         HangWatchdog(seconds)
+
+
+def test_report_follows_awaits_into_async_generators(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import asyncio
+        import pytest
+
+        async def events(stop):
+            while True:
+                await stop.wait()  # the line the report must reach
+                yield 1
+
+        @pytest.mark.hang_timeout(0.2)
+        async def test_reads_events():
+            stop = asyncio.Event()
+            assert [e async for e in events(stop)]
+        """
+    )
+    result = pytester.runpytest()
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*in events*", "*await stop.wait()  # the line the report*"])

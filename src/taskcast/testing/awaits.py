@@ -8,6 +8,8 @@ leaf object (a Future, an Event's waiter, a sleep's timer).
 from __future__ import annotations
 
 import asyncio
+import gc
+import inspect
 from typing import Any
 
 from .sites import Frame, format_frame, is_library_file
@@ -33,8 +35,23 @@ def await_chain(awaitable: Any) -> list[Frame]:
             nxt = getattr(current, "gi_yieldfrom", None)
         if nxt is None:
             nxt = getattr(current, "ag_await", None)
+        if nxt is None and type(current).__name__ in _ASYNC_GEN_STEPS:
+            nxt = _generator_behind(current)
         current = nxt
     return frames
+
+
+#: What `await anext(gen)` and `async for` actually await: a step object that
+#: does not expose its generator as an attribute.
+_ASYNC_GEN_STEPS = {"async_generator_asend", "async_generator_athrow"}
+
+
+def _generator_behind(step: object) -> Any:
+    # Only used to write a report, so the cost of asking the collector is fine.
+    for referent in gc.get_referents(step):
+        if inspect.isasyncgen(referent):
+            return referent
+    return None
 
 
 def user_await_site(awaitable: Any) -> Frame | None:
