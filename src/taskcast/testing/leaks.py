@@ -1,0 +1,596 @@
+"""The leak guard: what a test left behind, blamed on that test, with creation sites.
+
+A :class:`LeakWindow` watches one test from the start of its setup to the end of
+its teardown. Anything the test's thread created in that window and did not
+clean up is a leak:
+
+* a task still pending when its event loop closed (``asyncio.Runner`` would
+  cancel it silently), or still pending at the end of the test;
+* a coroutine that was never awaited (Python only warns, at garbage
+  collection, often after the test has passed);
+* an async generator still suspended when its loop shut down, or one the
+  user's code started and then dropped without ``aclose()``;
+* a socket still open at the end of the test, or a socket, file, transport or
+  event loop garbage-collected while open (Python's ``ResourceWarning``).
+
+Objects made while a fixture of wider scope (module, session...) is being set
+up are exempt: they belong to that fixture, not to the test that happened to
+set it up. So is anything reachable from the value of such a fixture (a
+session-wide client's connection pool).
+
+The instrumentation is process-wide and installed once (:func:`install`); it
+costs nothing while no window is open. Windows nest, as they do when pytest's
+``pytester`` runs a session inside a test: a leak reported by the inner window
+is not reported again by the outer one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import asyncio.base_events
+import asyncio.runners
+import asyncio.tasks
+import gc
+import os
+import socket
+import sys
+import threading
+import types
+import warnings
+import weakref
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import sites
+from .awaits import await_chain
+from .sites import Site, format_frame, format_site
+
+_ALL_TASKS: weakref.WeakSet[asyncio.Task[Any]] = asyncio.tasks._all_tasks  # type: ignore[attr-defined]
+
+
+@dataclass(eq=False)
+class Leak:
+    """One thing a test left behind.
+
+    *kind* is a short noun (``task``, ``coroutine``, ``async generator``,
+    ``socket``, ``resource``); *summary* says what is wrong; *site* is where
+    the object was created, innermost frame first.
+    """
+
+    kind: str
+    summary: str
+    site: Site = ()
+    detail: str = ""
+    claimed: bool = False
+    obj_ref: weakref.ref[Any] | None = field(default=None, repr=False)
+
+    def format(self) -> str:
+        """Format the leak for a failure report."""
+        parts = [f"- {self.kind}: {self.summary}"]
+        if self.detail:
+            parts.append(self.detail)
+        parts.append("  created at:")
+        parts.append(format_site(self.site))
+        return "\n".join(parts)
+
+
+@dataclass(eq=False)
+class _Registered:
+    """An object created inside one or more windows, with its creation site.
+
+    *kind* is the object's code (async generators) or type (sockets): an id
+    can be reused once the object is freed, the pair (id, kind) rarely is.
+    """
+
+    ref: weakref.ref[Any]
+    site: Site
+    windows: list[LeakWindow]
+    kind: object = None
+    claimed: bool = False
+
+
+@dataclass(eq=False)
+class LeakWindow:
+    """Watch one test for leaks; open it before setup, close it after teardown.
+
+    *allow_reason* non-empty means the test opted out: leaks are still
+    collected (so outer windows do not report them) but not reported.
+    """
+
+    name: str
+    allow_reason: str = ""
+    leaks: list[Leak] = field(default_factory=list)
+    file_sites: dict[str, Site] = field(default_factory=dict)
+    _thread: int = 0
+    _tasks_before: weakref.WeakSet[asyncio.Task[Any]] = field(default_factory=weakref.WeakSet)
+    _exempt_depth: int = 0
+    _open: bool = False
+    _seen_keys: set[int] = field(default_factory=set)
+    _warning_sink: object = None
+
+    def open(self) -> None:
+        """Start watching. Tasks that exist now are never blamed on this test."""
+        if self._open:
+            raise RuntimeError(f"leak window for {self.name} is already open")
+        self._thread = threading.get_ident()
+        self._tasks_before = weakref.WeakSet(_ALL_TASKS)
+        # ResourceWarning is ignored by default; we need to see it to blame
+        # unclosed sockets and files. pytest restores the filters after the test.
+        warnings.filterwarnings("always", category=ResourceWarning)
+        # Where warnings go now (pytest's own recorder). If the test later
+        # records warnings itself (pytest.warns), it expects them: see below.
+        self._warning_sink = warnings._showwarnmsg_impl  # type: ignore[attr-defined]
+        # Everything alive now belongs to earlier tests or the session. Freezing
+        # it keeps the collection at close() to the objects this test made:
+        # milliseconds less per test than a full collection of a big heap.
+        gc.freeze()
+        self._open = True
+        _windows.append(self)
+
+    @contextmanager
+    def exempt(self) -> Iterator[None]:
+        """Within this block, objects created belong to a wider-scoped fixture."""
+        before = set(map(id, _ALL_TASKS))
+        self._exempt_depth += 1
+        try:
+            yield
+        finally:
+            self._exempt_depth -= 1
+            for task in list(_ALL_TASKS):
+                if id(task) not in before:
+                    self._tasks_before.add(task)
+
+    def close(self, keep_alive_roots: Iterable[object] = ()) -> list[Leak]:
+        """Stop watching and return the leaks to report (none if the test opted out).
+
+        *keep_alive_roots* are values that legitimately outlive the test (the
+        values of wider-scoped fixtures): sockets and tasks reachable from them
+        are not leaks.
+        """
+        try:
+            # Finalize garbage now, so never-awaited coroutines, dropped async
+            # generators and unclosed resources are blamed on this test, not
+            # on whichever later test happens to trigger a collection.
+            gc.collect()
+            live = self._pending_tasks() + self._open_sockets()
+            if live:
+                reachable = _reachable_from(keep_alive_roots, [obj for obj, _ in live])
+                for obj, leak in live:
+                    if id(obj) not in reachable:
+                        self._add(leak, obj)
+        finally:
+            gc.unfreeze()
+            self._open = False
+            if self in _windows:
+                _windows.remove(self)
+            if not _windows:
+                _forget_dead(_sockets)
+                _forget_dead(_agens)
+        found = [leak for leak in self.leaks if not leak.claimed]
+        for leak in found:
+            leak.claimed = True
+            obj = leak.obj_ref() if leak.obj_ref is not None else None
+            if obj is not None:
+                claim(obj)
+        return [] if self.allow_reason else found
+
+    @property
+    def watching_this_thread(self) -> bool:
+        """True if objects created right now, in this thread, count against the test."""
+        return self._open and not self._exempt_depth and threading.get_ident() == self._thread
+
+    def is_new_task(self, task: asyncio.Task[Any]) -> bool:
+        """True if *task* was created inside this window (and not by a wide fixture)."""
+        return task not in self._tasks_before
+
+    def _add(self, leak: Leak, obj: object = None) -> None:
+        if obj is not None:
+            key = id(obj)
+            if key in _claimed or key in self._seen_keys:
+                return
+            self._seen_keys.add(key)
+            if leak.obj_ref is None:
+                with suppress(TypeError):
+                    leak.obj_ref = weakref.ref(obj)
+        self.leaks.append(leak)
+
+    def _pending_tasks(self) -> list[tuple[object, Leak]]:
+        found: list[tuple[object, Leak]] = []
+        for task in list(_ALL_TASKS):
+            if task.done() or not self.is_new_task(task):
+                continue
+            # A loop still running belongs to another thread (a server started
+            # by a fixture); its owner stops it, and its tasks, later.
+            if task.get_loop().is_running():
+                continue
+            found.append((task, _task_leak(task, "still pending at the end of the test")))
+        return found
+
+    def _open_sockets(self) -> list[tuple[object, Leak]]:
+        found: list[tuple[object, Leak]] = []
+        for entry in list(_sockets.values()):
+            sock = entry.ref()
+            if sock is None or not any(window is self for window in entry.windows):
+                continue
+            try:
+                fileno = sock.fileno()
+            except OSError:
+                continue
+            if fileno == -1:
+                continue
+            summary = f"{_short_repr(sock)} is still open at the end of the test"
+            found.append((sock, Leak("socket", summary, entry.site)))
+        return found
+
+
+# -- process-wide instrumentation ------------------------------------------------
+
+_windows: list[LeakWindow] = []
+_sockets: dict[int, _Registered] = {}
+_agens: dict[int, _Registered] = {}
+_claimed: dict[int, weakref.ref[Any] | None] = {}
+_install_count = 0
+_originals: dict[str, Any] = {}
+_audit_hook_added = False
+
+
+def install(origin_depth: int = sites.DEFAULT_DEPTH) -> None:
+    """Install the process-wide probes; idempotent, counted, undone by :func:`uninstall`.
+
+    Sets coroutine origin tracking on the calling thread to *origin_depth*
+    frames, so leaked tasks and never-awaited coroutines name their creator.
+    """
+    global _install_count, _audit_hook_added
+    _install_count += 1
+    if _install_count > 1:
+        return
+    if not _audit_hook_added:
+        # Audit hooks cannot be removed; ours returns at once when no window is open.
+        sys.addaudithook(_audit)
+        _audit_hook_added = True
+    base = asyncio.base_events.BaseEventLoop
+    _originals.update(
+        warn_unawaited=warnings._warn_unawaited_coroutine,  # type: ignore[attr-defined]
+        showwarnmsg=warnings._showwarnmsg,  # type: ignore[attr-defined]
+        cancel_all_tasks=asyncio.runners._cancel_all_tasks,  # type: ignore[attr-defined]
+        firstiter=base._asyncgen_firstiter_hook,  # type: ignore[attr-defined]
+        finalizer=base._asyncgen_finalizer_hook,  # type: ignore[attr-defined]
+        shutdown_asyncgens=base.shutdown_asyncgens,
+        origin_depth=sys.get_coroutine_origin_tracking_depth(),
+    )
+    # The interpreter looks these up on the warnings module at each use, so
+    # replacing the attribute is enough to see every unawaited coroutine and
+    # every warning with its source object.
+    warnings._warn_unawaited_coroutine = _on_unawaited_coroutine  # type: ignore[attr-defined]
+    warnings._showwarnmsg = _on_warning  # type: ignore[attr-defined]
+    # Runner.close() looks this up as a module global: we see the tasks it is
+    # about to cancel silently.
+    asyncio.runners._cancel_all_tasks = _on_cancel_all_tasks  # type: ignore[attr-defined]
+    base._asyncgen_firstiter_hook = _on_asyncgen_firstiter  # type: ignore[attr-defined]
+    base._asyncgen_finalizer_hook = _on_asyncgen_finalizer  # type: ignore[attr-defined]
+    base.shutdown_asyncgens = _on_shutdown_asyncgens  # type: ignore[method-assign]
+    sys.set_coroutine_origin_tracking_depth(max(origin_depth, _originals["origin_depth"]))
+
+
+def uninstall() -> None:
+    """Undo one :func:`install`; the last one restores everything."""
+    global _install_count
+    if _install_count == 0:
+        return
+    _install_count -= 1
+    if _install_count:
+        return
+    base = asyncio.base_events.BaseEventLoop
+    warnings._warn_unawaited_coroutine = _originals["warn_unawaited"]  # type: ignore[attr-defined]
+    warnings._showwarnmsg = _originals["showwarnmsg"]  # type: ignore[attr-defined]
+    asyncio.runners._cancel_all_tasks = _originals["cancel_all_tasks"]  # type: ignore[attr-defined]
+    base._asyncgen_firstiter_hook = _originals["firstiter"]  # type: ignore[attr-defined]
+    base._asyncgen_finalizer_hook = _originals["finalizer"]  # type: ignore[attr-defined]
+    base.shutdown_asyncgens = _originals["shutdown_asyncgens"]  # type: ignore[method-assign]
+    sys.set_coroutine_origin_tracking_depth(_originals["origin_depth"])
+    _originals.clear()
+
+
+def claim(obj: object) -> None:
+    """Mark *obj* as already dealt with, so no window reports it again."""
+    for table in (_sockets, _agens):
+        entry = table.get(id(obj))
+        if entry is not None and entry.ref() is obj:
+            # Survives the object's weak references, which are cleared before
+            # its finalizer warns.
+            entry.claimed = True
+    key = id(obj)
+
+    def forget(_: weakref.ref[Any]) -> None:
+        _claimed.pop(key, None)
+
+    try:
+        _claimed[key] = weakref.ref(obj, forget)
+    except TypeError:
+        _claimed[key] = None
+
+
+#: Event loops whose tasks refused to stop (see hangs.py): closing them must
+#: not wait for those tasks again, or the runner would hang in teardown.
+abandoned_loops: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
+
+
+def _watching() -> list[LeakWindow]:
+    return [window for window in _windows if window.watching_this_thread]
+
+
+def _register(
+    table: dict[int, _Registered], obj: object, windows: list[LeakWindow], kind: object
+) -> None:
+    try:
+        ref = weakref.ref(obj)
+    except TypeError:  # a raw _socket.socket: cannot follow it, so do not blame it
+        return
+    table[id(obj)] = _Registered(ref, sites.capture(skip=2), windows, kind)
+
+
+def _lookup(table: dict[int, _Registered], obj: object, kind: object) -> _Registered | None:
+    # Generators clear their weak references *before* their finalizer runs, so
+    # a dead reference with the same id and kind is still the same object.
+    entry = table.get(id(obj))
+    if entry is None or entry.kind is not kind:
+        return None
+    target = entry.ref()
+    return entry if target is None or target is obj else None
+
+
+def _forget_dead(table: dict[int, _Registered]) -> None:
+    for key in [key for key, entry in table.items() if entry.ref() is None]:
+        del table[key]
+
+
+def _audit(event: str, args: tuple[Any, ...]) -> None:
+    if not _windows:
+        return
+    if event == "socket.__new__":
+        windows = _watching()
+        if windows:
+            _register(_sockets, args[0], windows, type(args[0]))
+    elif event == "open":
+        path = args[0]
+        if isinstance(path, str | bytes | os.PathLike):
+            windows = _watching()
+            if windows:
+                site = sites.capture(skip=1)
+                key = os.fsdecode(path)
+                for window in windows:
+                    window.file_sites[key] = site
+
+
+def _record(leak: Leak, windows: Iterable[LeakWindow], obj: object = None) -> None:
+    if obj is not None and id(obj) in _claimed:
+        return
+    for window in windows:
+        window._add(leak, obj)
+
+
+def _on_unawaited_coroutine(coro: Any) -> None:
+    windows = [window for window in _windows if window._open]
+    if not windows or windows[-1]._warning_sink is not warnings._showwarnmsg_impl:  # type: ignore[attr-defined]
+        # No test is watched, or the test is recording warnings itself
+        # (pytest.warns(RuntimeWarning) around `del coro`): it expects the
+        # warning, so it gets the warning and no leak is blamed.
+        _originals["warn_unawaited"](coro)
+        return
+    origin = getattr(coro, "cr_origin", None) or ()
+    summary = f"coroutine {coro.__qualname__!r} was never awaited"
+    _record(Leak("coroutine", summary, tuple(origin)), windows)
+
+
+def _on_warning(message: warnings.WarningMessage) -> None:
+    if _windows and issubclass(message.category, ResourceWarning):
+        if _on_resource_warning(message):
+            return  # the guard reports it, with its creation site, as a failure
+    _originals["showwarnmsg"](message)
+
+
+def _on_resource_warning(message: warnings.WarningMessage) -> bool:
+    """Blame a ResourceWarning on the test that made its object; True if handled."""
+    source = message.source if message.source is not None else _finalizing_object()
+    text = str(message.message)
+    site: Site = ()
+    windows = [window for window in _windows if window._open]
+    if source is not None:
+        owner = _socket_owner(source)
+        if owner is not None and owner.claimed:
+            return True
+        if owner is not None:
+            # A socket we know: blame exactly the tests whose window made it.
+            site, windows = owner.site, [w for w in owner.windows if w._open]
+        elif _has_socket(source):
+            return False  # made outside any test (collection, another thread)
+        elif isinstance(getattr(source, "name", None), str):
+            name = getattr(source, "name", "")
+            windows = [window for window in windows if name in window.file_sites]
+            site = windows[0].file_sites[name] if windows else ()
+    if not windows:
+        return False
+    _record(Leak(_resource_kind(text), text, site), windows, source)
+    return True
+
+
+def _resource_kind(text: str) -> str:
+    # Most specific first: a StreamWriter's text also names its transport.
+    kinds = {
+        "<StreamWriter": "stream",
+        "unclosed file": "file",
+        "unclosed transport": "transport",
+        "unclosed event loop": "event loop",
+        "<socket.socket": "socket",
+        "subprocess": "subprocess",
+    }
+    return next((kind for needle, kind in kinds.items() if needle in text), "resource")
+
+
+def _sockets_of(source: object) -> list[object]:
+    # An unclosed transport, stream writer or event loop: its socket tells who made it.
+    transport = getattr(source, "_transport", None)
+    return [
+        candidate
+        for candidate in (
+            source,
+            getattr(source, "_sock", None),
+            getattr(source, "_ssock", None),
+            getattr(transport, "_sock", None),
+        )
+        if isinstance(candidate, socket.socket)
+    ]
+
+
+def _socket_owner(source: object) -> _Registered | None:
+    for candidate in _sockets_of(source):
+        entry = _lookup(_sockets, candidate, type(candidate))
+        if entry is not None:
+            return entry
+    return None
+
+
+def _has_socket(source: object) -> bool:
+    return bool(_sockets_of(source))
+
+
+def _finalizing_object() -> object:
+    # Some finalizers warn without source= (asyncio's StreamWriter.__del__);
+    # the object is then the `self` of the __del__ frame that is warning.
+    frame: types.FrameType | None = sys._getframe(1)
+    for _ in range(8):
+        if frame is None:
+            break
+        if frame.f_code.co_name == "__del__":
+            return frame.f_locals.get("self")
+        frame = frame.f_back
+    return None
+
+
+def _task_leak(task: asyncio.Task[Any], why: str) -> Leak:
+    coro = task.get_coro()
+    origin = tuple(getattr(coro, "cr_origin", None) or ())
+    name = getattr(coro, "__qualname__", repr(coro))
+    summary = f"task {task.get_name()!r} running {name}() was {why}"
+    frames = await_chain(coro)
+    detail = ""
+    if frames:
+        detail = "  it was awaiting:\n" + "\n".join(f"    {format_frame(f)}" for f in frames)
+    return Leak("task", summary, origin, detail)
+
+
+def _on_cancel_all_tasks(loop: asyncio.AbstractEventLoop) -> None:
+    open_windows = [window for window in _windows if window._open]
+    pending = [task for task in asyncio.all_tasks(loop) if not task.done()]
+    for task in pending:
+        if type(task.get_coro()).__name__ == "async_generator_athrow":
+            continue  # asyncio's own aclose() of a dropped generator: reported as that
+        windows = [window for window in open_windows if window.is_new_task(task)]
+        if windows:
+            why = "still pending when its event loop closed (asyncio.Runner cancels it silently)"
+            _record(_task_leak(task, why), windows, task)
+    if loop in abandoned_loops:
+        for task in pending:
+            task.cancel()
+        return
+    _originals["cancel_all_tasks"](loop)
+
+
+def _on_asyncgen_firstiter(self: asyncio.base_events.BaseEventLoop, agen: Any) -> None:
+    if _windows:
+        windows = _watching()
+        if windows:
+            _register(_agens, agen, windows, agen.ag_code)
+    _originals["firstiter"](self, agen)
+
+
+def _on_asyncgen_finalizer(self: asyncio.base_events.BaseEventLoop, agen: Any) -> None:
+    entry = _lookup(_agens, agen, agen.ag_code)
+    if entry is not None and entry.site and not entry.claimed:
+        # Only generators the user's own code started: a library's internal
+        # generators are closed by asyncio's hook when the user's outer one is.
+        if not sites.is_library_file(entry.site[0][0]):
+            windows = [window for window in entry.windows if window._open]
+            summary = (
+                f"async generator {agen.__qualname__!r} was dropped before it finished, "
+                "without aclose(): its cleanup runs later in another task, or never "
+                "(wrap the loop in contextlib.aclosing())"
+            )
+            _record(Leak("async generator", summary, entry.site), windows, agen)
+    _originals["finalizer"](self, agen)
+
+
+async def _on_shutdown_asyncgens(self: asyncio.base_events.BaseEventLoop) -> None:
+    for agen in list(getattr(self, "_asyncgens", ())):
+        entry = _lookup(_agens, agen, agen.ag_code)
+        if entry is None or entry.claimed or agen.ag_frame is None:
+            continue
+        windows = [window for window in entry.windows if window._open]
+        summary = (
+            f"async generator {agen.__qualname__!r} was still suspended when its event "
+            "loop shut down: nothing closed it (use contextlib.aclosing())"
+        )
+        _record(Leak("async generator", summary, entry.site), windows, agen)
+    await _originals["shutdown_asyncgens"](self)
+
+
+def _reachable_from(
+    roots: Iterable[object], targets: list[object], limit: int = 200_000
+) -> set[int]:
+    """Return the ids of *targets* reachable from *roots*, without entering
+    event loops, modules, classes or functions (through which everything is
+    reachable)."""
+    wanted = {id(target) for target in targets}
+    found: set[int] = set()
+    seen: set[int] = set()
+    stack = list(roots)
+    while stack and len(seen) < limit and found != wanted:
+        obj = stack.pop()
+        key = id(obj)
+        if key in seen:
+            continue
+        seen.add(key)
+        if key in wanted:
+            found.add(key)
+        if isinstance(obj, _OPAQUE):
+            continue
+        stack.extend(gc.get_referents(obj))
+    return found
+
+
+_OPAQUE: tuple[type, ...] = (
+    asyncio.AbstractEventLoop,
+    types.ModuleType,
+    type,
+    types.FunctionType,
+    types.BuiltinFunctionType,
+    str,
+    bytes,
+    int,
+    float,
+)
+
+
+def _short_repr(obj: object, limit: int = 200) -> str:
+    text = repr(obj)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def format_report(test_name: str, leaks: list[Leak]) -> str:
+    """Format the leak guard's failure report for one test."""
+    noun = "leak" if len(leaks) == 1 else "leaks"
+    lines = [f"taskcast leak guard: {test_name} left {len(leaks)} {noun} behind"]
+    # The same leak from the same line (a watcher loop run 20 times) is one entry.
+    counts: dict[tuple[str, str, Site], list[Leak]] = {}
+    for leak in leaks:
+        counts.setdefault((leak.kind, leak.summary, leak.site), []).append(leak)
+    for same in counts.values():
+        text = same[0].format()
+        if len(same) > 1:
+            head, _, rest = text.partition("\n")
+            text = f"{head} (x{len(same)})\n{rest}" if rest else f"{head} (x{len(same)})"
+        lines.append(text)
+    lines.append('Fix the leak, or opt this test out with @pytest.mark.allow_leaks(reason="...").')
+    return "\n".join(lines)

@@ -1,0 +1,88 @@
+"""Reach the event loops a test runs, whoever created them.
+
+pytest-asyncio makes its loop in a fixture, ``asyncio.run`` makes one inside
+the test, a library may make its own. Rather than ask for the loop, a
+:class:`LoopHook` is handed every loop that runs an iteration in the thread
+that activated it, once, before that iteration: that is the point where the
+virtual clock, the schedule explorer and the hang watchdog attach.
+
+The class attribute ``BaseEventLoop._run_once`` is wrapped only while at least
+one hook is active, so tests that use none of these features pay nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import asyncio.base_events
+import threading
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+_BaseEventLoop = asyncio.base_events.BaseEventLoop
+
+_active: list[LoopHook] = []
+_original_run_once: Callable[[Any], None] | None = None
+
+
+class LoopHook:
+    """Call *attach(loop)* for each loop that runs in this thread while active.
+
+    *detach(loop)* is called for each attached loop, still alive, when the
+    hook is deactivated. Activation is per thread: loops running in other
+    threads (a server started by a fixture) are left alone.
+    """
+
+    def __init__(
+        self,
+        attach: Callable[[asyncio.AbstractEventLoop], None],
+        detach: Callable[[asyncio.AbstractEventLoop], None],
+    ) -> None:
+        self._attach = attach
+        self._detach = detach
+        self._thread = 0
+        self.loops: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
+
+    @property
+    def active(self) -> bool:
+        """True between :meth:`activate` and :meth:`deactivate`."""
+        return self in _active
+
+    def activate(self) -> None:
+        """Start attaching to loops that run in the calling thread."""
+        global _original_run_once
+        if self.active:
+            raise RuntimeError("this loop hook is already active")
+        self._thread = threading.get_ident()
+        if _original_run_once is None:
+            _original_run_once = _BaseEventLoop._run_once  # type: ignore[attr-defined]
+            _BaseEventLoop._run_once = _run_once  # type: ignore[attr-defined]
+        _active.append(self)
+
+    def deactivate(self) -> None:
+        """Detach from every loop and stop attaching; idempotent."""
+        global _original_run_once
+        if not self.active:
+            return
+        _active.remove(self)
+        if not _active and _original_run_once is not None:
+            _BaseEventLoop._run_once = _original_run_once  # type: ignore[attr-defined]
+            _original_run_once = None
+        for loop in list(self.loops):
+            self._detach(loop)
+        self.loops = weakref.WeakSet()
+
+    def attach_now(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Attach to *loop* at once (for a loop already running this hook's code)."""
+        if loop not in self.loops:
+            self.loops.add(loop)
+            self._attach(loop)
+
+
+def _run_once(loop: Any) -> None:
+    thread = threading.get_ident()
+    for hook in tuple(_active):
+        if hook._thread == thread and loop not in hook.loops:
+            hook.attach_now(loop)
+    assert _original_run_once is not None
+    _original_run_once(loop)

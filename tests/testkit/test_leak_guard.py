@@ -1,0 +1,228 @@
+"""The leak guard flags each gallery bug at its creation site and passes the fixes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from gallery_runner import Snippet
+
+GALLERY_LEAKS = [
+    ("leaked_task", "task 'Task-", "still pending when its event loop closed"),
+    ("unawaited_coroutine", "coroutine 'save' was never awaited", ""),
+    ("unclosed_async_generator", "async generator 'subscribe'", "without aclose()"),
+    ("open_socket", "socket", "is still open at the end of the test"),
+    ("unclosed_connection", "- stream: unclosed <StreamWriter", ""),
+    ("open_file", "- file: unclosed file", "report.txt"),
+]
+
+
+@pytest.mark.parametrize(("name", "what", "why"), GALLERY_LEAKS)
+def test_gallery_bug_fails_with_its_creation_site_and_the_fix_passes(
+    snippet: Callable[[str], Snippet], name: str, what: str, why: str
+) -> None:
+    example = snippet(name)
+    result = example.run()
+    result.assert_outcomes(passed=2, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            f"*{example.filename}::test_fixed PASSED*",
+            "*ERROR at teardown of test_buggy*",
+            f"*taskcast leak guard: {example.filename}::test_buggy left 1 leak behind*",
+        ]
+    )
+    output = result.stdout.str()
+    assert what in output
+    assert why in output
+    assert example.site() in output, f"creation site {example.site()} not reported"
+
+
+def test_allow_leaks_opts_one_test_out(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+
+        async def forgotten():
+            pass
+
+        @pytest.mark.allow_leaks(reason="demonstrates the opt-out")
+        def test_leaks_on_purpose():
+            forgotten()
+        """
+    )
+    pytester.runpytest("-W", "error::RuntimeWarning").assert_outcomes(passed=1)
+
+
+def test_allow_leaks_without_a_reason_is_an_error(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.allow_leaks
+        def test_no_reason():
+            pass
+        """
+    )
+    result = pytester.runpytest()
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*allow_leaks needs a reason*"])
+
+
+@pytest.mark.allow_leaks(reason="the nested session leaks a task on purpose, unguarded")
+@pytest.mark.parametrize(
+    "switch", [("--taskcast-no-leak-guard",), ("-o", "taskcast_leak_guard=false")]
+)
+def test_guard_can_be_turned_off_for_a_run(
+    snippet: Callable[[str], Snippet], switch: tuple[str, ...]
+) -> None:
+    snippet("leaked_task").run(*switch).assert_outcomes(passed=2)
+
+
+def test_never_awaited_coroutine_in_a_cycle_is_blamed_on_the_test_that_made_it(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        """
+        import gc
+
+        async def job():
+            pass
+
+        def test_makes_cycle():
+            holder = {}
+            holder["self"] = holder
+            holder["coro"] = job()  # freed only by the cycle collector
+
+        def test_innocent():
+            gc.collect()
+        """
+    )
+    result = pytester.runpytest("-v")
+    result.assert_outcomes(passed=2, errors=1)
+    result.stdout.fnmatch_lines(
+        ["*test_innocent PASSED*", "*ERROR at teardown of test_makes_cycle*"]
+    )
+
+
+def test_resources_of_wider_scoped_fixtures_are_not_leaks(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import asyncio
+        import socket
+        import sqlite3
+        import threading
+
+        import pytest
+
+        class EchoServer:
+            def __init__(self):
+                self.sock = socket.create_server(("127.0.0.1", 0))
+                self.port = self.sock.getsockname()[1]
+                self.clients = []
+                self.thread = threading.Thread(target=self.serve, daemon=True)
+                self.thread.start()
+
+            def serve(self):
+                while True:
+                    try:
+                        conn, _ = self.sock.accept()
+                    except OSError:
+                        return
+                    self.clients.append(conn)
+                    conn.sendall(conn.recv(100))
+
+        @pytest.fixture(scope="session")
+        def server():
+            server = EchoServer()
+            yield server
+            server.sock.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept()
+            server.sock.close()
+            server.thread.join()
+            for conn in server.clients:
+                conn.close()
+
+        @pytest.fixture(scope="module")
+        def pool():
+            pool = []  # connections made lazily by tests, closed by the fixture
+            yield pool
+            for conn in pool:
+                conn.close()
+
+        def test_connection_kept_by_a_module_fixture(server, pool):
+            conn = socket.create_connection(("127.0.0.1", server.port))
+            pool.append(conn)
+            conn.sendall(b"hi")
+            assert conn.recv(2) == b"hi"
+
+        async def test_async_client_closed(server):
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            writer.write(b"ok")
+            assert await reader.readexactly(2) == b"ok"
+            writer.close()
+            await writer.wait_closed()
+
+        def test_sqlite_closed(tmp_path):
+            db = sqlite3.connect(tmp_path / "x.db")
+            db.execute("create table t (x)")
+            db.close()
+            (tmp_path / "notes.txt").write_text("hello")
+
+        async def test_task_group_and_timeout():
+            async with asyncio.timeout(5):
+                async with asyncio.TaskGroup() as group:
+                    group.create_task(asyncio.sleep(0))
+
+        async def agen():
+            yield 1
+            yield 2
+
+        async def test_exhausted_async_generator():
+            assert [x async for x in agen()] == [1, 2]
+
+        async def test_to_thread():
+            assert await asyncio.to_thread(sum, [1, 2]) == 3
+        """
+    )
+    result = pytester.runpytest("-W", "error::RuntimeWarning")
+    result.assert_outcomes(passed=6)
+
+
+def test_a_test_that_expects_the_unawaited_warning_still_gets_it(
+    pytester: pytest.Pytester,
+) -> None:
+    # As aiojobs' own suite does (tests/test_scheduler.py::test_run_after_close).
+    pytester.makepyfile(
+        """
+        import pytest
+
+        async def job():
+            pass
+
+        def test_expects_warning():
+            coro = job()
+            with pytest.warns(RuntimeWarning, match="was never awaited"):
+                del coro
+        """
+    )
+    pytester.runpytest().assert_outcomes(passed=1)
+
+
+def test_the_same_leak_from_the_same_line_is_reported_once_with_a_count(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        """
+        async def job():
+            pass
+
+        def test_loop_of_forgotten_calls():
+            for _ in range(5):
+                job()
+        """
+    )
+    result = pytester.runpytest()
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(
+        ["*left 5 leaks behind*", "*- coroutine: coroutine 'job' was never awaited (x5)*"]
+    )
+    assert result.stdout.str().count("was never awaited") == 1
