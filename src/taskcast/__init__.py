@@ -1,4 +1,4 @@
-"""taskcast: run long-lived async tasks, stream every event to any number of clients, stop cleanly.
+"""taskcast: run long-lived async tasks, stream their events to many clients, stop them cleanly.
 
 app = taskcast.App(store="sqlite:///taskcast.db")
 

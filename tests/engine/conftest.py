@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -57,9 +58,10 @@ def assert_gap_free(events: list[taskcast.Event], start: int = 1) -> None:
 
 async def wait_for_event(app: taskcast.App, run_id: str, type: str) -> taskcast.Event:
     """Wait (on the log, not on time) until the run's log holds an event of that type."""
-    async for event in app.events(run_id):
-        if event.type == type:
-            return event
+    async with contextlib.aclosing(app.events(run_id)) as events:
+        async for event in events:
+            if event.type == type:
+                return event
     raise AssertionError(f"run {run_id} ended without a {type!r} event")
 
 

@@ -8,7 +8,7 @@ import pytest
 
 import taskcast
 
-from .conftest import Gate, collect, types
+from .conftest import Gate, collect, types, wait_for_event
 
 
 async def test_the_per_task_concurrency_limit_is_never_exceeded(app: taskcast.App) -> None:
@@ -130,9 +130,7 @@ async def test_a_signal_is_delivered_to_the_waiting_task(app: taskcast.App) -> N
         return await ctx.signal("continue")
 
     run = await app.submit("approve")
-    async for event in app.events(run.id):
-        if event.type == "started":
-            break
+    await wait_for_event(app, run.id, "started")
     await app.signal(run.id, "continue", {"approved_by": "ana"})
     done = await app.wait(run.id, timeout=5)
     assert done.result == {"approved_by": "ana"}

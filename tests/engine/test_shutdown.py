@@ -10,7 +10,7 @@ import pytest
 
 import taskcast
 
-from .conftest import Gate, collect, types
+from .conftest import Gate, collect, types, wait_for_event
 
 
 async def test_runs_that_finish_within_grace_complete_normally(
@@ -54,9 +54,7 @@ async def test_shutdown_cancels_runs_after_grace_and_every_watcher_gets_shutdown
     await app.start()
     runs = [await app.submit("long", i=i) for i in range(3)]
     for run in runs:
-        async for event in app.events(run.id):
-            if event.type == "started":
-                break
+        await wait_for_event(app, run.id, "started")
     watchers = [asyncio.create_task(collect(app, r.id)) for r in runs for _ in range(3)]
     await asyncio.sleep(0)
     with caplog.at_level(logging.WARNING, logger="taskcast"):

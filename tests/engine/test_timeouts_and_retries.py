@@ -9,7 +9,7 @@ import pytest
 import taskcast
 from taskcast.tasks import RetryPolicy
 
-from .conftest import collect, types
+from .conftest import collect, types, wait_for_event
 
 
 async def test_a_run_that_outlives_its_task_timeout_ends_timed_out(app: taskcast.App) -> None:
@@ -148,9 +148,7 @@ async def test_cancel_during_retry_backoff_ends_cancelled_at_once(app: taskcast.
         raise RuntimeError("fails")
 
     run = await app.submit("flaky")
-    async for event in app.events(run.id):
-        if event.type == "retrying":
-            break
+    await wait_for_event(app, run.id, "retrying")
     assert (await app.get(run.id)).state is taskcast.RunState.QUEUED
     assert await app.cancel(run.id)
     assert (await app.wait(run.id, timeout=5)).state is taskcast.RunState.CANCELLED

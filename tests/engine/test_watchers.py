@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 
 import taskcast
@@ -98,10 +99,11 @@ async def test_watchers_joining_and_leaving_while_events_flow_see_consistent_log
 
     async def watch_for_a_while(run_id: str, after: int, stop_after: int) -> None:
         seen: list[taskcast.Event] = []
-        async for event in app.events(run_id, after=after):
-            seen.append(event)
-            if len(seen) >= stop_after:
-                break
+        async with contextlib.aclosing(app.events(run_id, after=after)) as events:
+            async for event in events:
+                seen.append(event)
+                if len(seen) >= stop_after:
+                    break
         assert [e.seq for e in seen] == list(range(after + 1, after + 1 + len(seen)))
 
     run = await app.submit("ticker")
