@@ -100,6 +100,10 @@ class LoopClock:
                 self.jumped += when - self.now
                 self.now = when
             return []
+        if getattr(self.loop, "_executor_shutdown_called", False):
+            # asyncio.Runner.close() waits for the default executor's threads to join; a plain
+            # thread (not an executor job) wakes it. That is teardown, not a deadlock.
+            return self._real_select(_REAL_WAIT_CAP)
         if len(self._selector.get_map()) <= 1 and self.on_deadlock is not None:
             self.on_deadlock()
             return self._real_select(0)
