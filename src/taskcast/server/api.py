@@ -176,6 +176,7 @@ def create_app(
 
     @router.get(
         "/runs/{run_id}/events",
+        status_code=200,
         response_class=EventStreamResponse,
         responses={
             **_errors(404),

@@ -127,9 +127,12 @@ class EventStreamResponse(Response):
                 watcher.cancel()
 
     async def _write_events(self, send: Send) -> None:
-        await self._send(send, f"retry: {self._settings.retry_ms}\n\n".encode(), more=True)
+        # The retry hint rides on the first event: alone, some clients (httpx-sse) would
+        # report it as an empty event.
+        prefix = f"retry: {self._settings.retry_ms}\n".encode()
         async for batch in self._batches:
-            await self._send(send, encode_events(batch), more=True)
+            await self._send(send, prefix + encode_events(batch), more=True)
+            prefix = b""
         await self._send(send, b"", more=False)
 
     async def _watch_peer(self, receive: Receive, send: Send) -> None:
@@ -139,7 +142,9 @@ class EventStreamResponse(Response):
                 async with asyncio.timeout(self._settings.keepalive):
                     message = await receive()
             except TimeoutError:
-                await self._send(send, b": keep-alive\n\n", more=True)
+                # A comment line with no blank line after it: it never ends an event block, so
+                # no client (httpx-sse included) mistakes it for an empty event.
+                await self._send(send, b": keep-alive\n", more=True)
                 continue
             if message["type"] == "http.disconnect":
                 raise _ClientGone()
