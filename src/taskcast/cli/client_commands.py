@@ -95,13 +95,16 @@ async def signal(options: argparse.Namespace, console: Console) -> int:
 
 
 def _when(timestamp: float | None) -> str:
-    return datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M:%S") if timestamp else "-"
+    return datetime.fromtimestamp(timestamp).strftime("%m-%d %H:%M:%S") if timestamp else "-"
 
 
 async def runs(options: argparse.Namespace, console: Console) -> int:
     async with connect(options) as api:
         found = await api.runs(state=options.state, task=options.task, limit=options.limit)
-    table = Table("id", "task", "state", "attempt", "created", "finished")
+    table = Table()
+    table.add_column("id", no_wrap=True)  # ids are copied into other commands: never cut them
+    for title in ("task", "state", "attempt", "created", "finished"):
+        table.add_column(title)
     for run in found:
         table.add_row(
             run["id"],
