@@ -88,6 +88,10 @@ async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
             "method_not_allowed",
             f"{request.url.path} does not take {request.method}; see /docs",
         )
+    elif exc.status_code == 400:
+        # FastAPI's answer to a body it cannot decode: the same 422 as any other bad request.
+        message = f"the request body could not be read: {exc.detail}; send JSON"
+        return JSONResponse(error_body("invalid_request", message), status_code=422)
     elif exc.status_code == 413:
         body = body_too_large(int(exc.detail))
     else:

@@ -117,6 +117,9 @@ class EventStreamResponse(Response):
             abort = scope.get("extensions", {}).get(ABORT_EXTENSION)
             if abort is not None:
                 abort()
+                # Let the transport report the loss before we return, so the server sees a
+                # disconnected client rather than an unfinished response.
+                await asyncio.sleep(0)
 
     async def _stream(self, receive: Receive, send: Send) -> None:
         async with asyncio.TaskGroup() as tasks:
