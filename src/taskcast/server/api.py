@@ -11,6 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, FastAPI, Header, Path, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.types import ASGIApp
 
 from .. import __version__
 from ..app import App
@@ -18,6 +19,7 @@ from ..errors import InvalidRequest, RunFinished, ShuttingDown
 from ..states import RunState
 from .auth import BearerTokenAuth
 from .body_limit import DEFAULT_MAX_BODY, BodyLimit
+from .broadcast import Hub
 from .errors import install_error_handlers
 from .metrics import Metrics
 from .schemas import (
@@ -33,6 +35,7 @@ from .schemas import (
     TaskList,
 )
 from .sse import EventStreamResponse, StreamSettings
+from .stream_route import EventStreamRoute
 
 DESCRIPTION = """\
 Submit runs of registered tasks, watch their events live over Server-Sent Events, cancel them.
@@ -95,8 +98,9 @@ def create_app(
     token: str | None = None,
     stream_settings: StreamSettings | None = None,
     max_body: int = DEFAULT_MAX_BODY,
-) -> FastAPI:
-    """The FastAPI application serving ``app``.
+) -> ASGIApp:
+    """The ASGI application serving ``app``: FastAPI, with the event streams taken ahead of it
+    (``stream_route.py``) and the token checked ahead of both.
 
     Its lifespan starts ``app`` if it is not started yet and shuts it down on exit (both are
     no-ops when ``serve`` already did them). ``token``: require this bearer token (see
@@ -105,6 +109,7 @@ def create_app(
     """
     settings = stream_settings or StreamSettings()
     metrics = Metrics(app)
+    hub = Hub(app)
 
     @asynccontextmanager
     async def lifespan(api: FastAPI) -> AsyncIterator[None]:
@@ -114,6 +119,18 @@ def create_app(
         yield
         if not app.stopped:
             await app.shutdown()
+        await hub.close()
+
+    async def open_stream(run_id: str, after: int | None, last_event_id: str | None) -> Response:
+        require_open()
+        cursor = resume_point(last_event_id, after)
+        run = await app.get(run_id)
+        if run.is_finished and cursor >= run.last_seq:
+            # An EventSource reconnects after every end of stream; 204 is what makes it stop.
+            return Response(status_code=204)
+        return EventStreamResponse(
+            app, run_id, cursor, settings, hub=hub, on_drop=metrics.dropped.inc
+        )
 
     def require_open() -> None:
         # After shutdown the store is closed: refuse cleanly instead of failing on it.
@@ -130,8 +147,6 @@ def create_app(
     router = APIRouter(dependencies=[Depends(require_open)])
     install_error_handlers(api)
     api.add_middleware(BodyLimit, max_bytes=max_body)
-    if token:
-        api.add_middleware(BearerTokenAuth, token=token)
 
     @router.post(
         "/runs",
@@ -202,14 +217,7 @@ def create_app(
     ) -> Response:
         """Replay the log after the cursor, then stream live; the stream ends after the terminal
         event (or `shutdown`). Each event: `id: <seq>`, `event: <type>`, `data: <json>`."""
-        cursor = resume_point(last_event_id, after)
-        run = await app.get(run_id)
-        if run.is_finished and cursor >= run.last_seq:
-            # An EventSource reconnects after every end of stream; 204 is what makes it stop.
-            return Response(status_code=204)
-        return EventStreamResponse(
-            app.event_batches(run_id, after=cursor), settings, on_drop=metrics.dropped.inc
-        )
+        return await open_stream(run_id, after, last_event_id)
 
     @router.post(
         "/runs/{run_id}/cancel",
@@ -280,4 +288,5 @@ def create_app(
         return _HOME
 
     api.include_router(router)
-    return api
+    asgi: ASGIApp = EventStreamRoute(api, open_stream)
+    return BearerTokenAuth(asgi, token) if token else asgi

@@ -33,7 +33,7 @@ from ..coordinator import ShutdownReport
 from ..errors import TaskcastError
 from .api import create_app
 from .sse import StreamSettings
-from .transport import AbortableConnections
+from .transport import ExposeTransport
 
 logger = logging.getLogger("taskcast.server")
 
@@ -163,7 +163,7 @@ async def serve(
     with _signals(lambda signum: stop.set()):
         await app.start()
         config = uvicorn.Config(
-            AbortableConnections(create_app(app, token=token, stream_settings=stream_settings)),
+            ExposeTransport(create_app(app, token=token, stream_settings=stream_settings)),
             lifespan="on",
             log_config=None,  # the CLI configures logging; uvicorn must not replace it
             access_log=access_log,
