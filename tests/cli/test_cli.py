@@ -61,7 +61,7 @@ def test_watch_a_run_that_is_cancelled_exits_1(server: LiveServer) -> None:
             env=env,
         ) as watcher:
             deadline = time.monotonic() + 20
-            while api.get("/health").json()["watchers"] == 0:  # wait for the CLI to connect
+            while api.get("/health").json()["streams"] == 0:  # wait for the CLI to connect
                 assert time.monotonic() < deadline and watcher.poll() is None
                 time.sleep(0.05)
             assert taskcast(server, "cancel", run_id).returncode == 0

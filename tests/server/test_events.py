@@ -132,6 +132,6 @@ async def test_a_client_that_disconnects_is_noticed(api: httpx.AsyncClient) -> N
     run_id = await submit(api, "demo.wait")
     await read_events(api, run_id, until="started")  # closes the stream mid-way
     async with asyncio.timeout(10):
-        while (await api.get("/health")).json()["watchers"] != 0:  # noqa: ASYNC110 (remote)
+        while (await api.get("/health")).json()["streams"] != 0:  # noqa: ASYNC110 (remote)
             await asyncio.sleep(0.05)  # polled: the server notices on its own time
     await api.post(f"/runs/{run_id}/cancel")

@@ -161,6 +161,7 @@ def test_health_and_metrics(api: httpx.Client) -> None:
     assert "taskcast_queue_wait_seconds_count 1.0" in text
     assert "taskcast_events_total 5.0" in text
     assert "taskcast_watchers_dropped_total 0.0" in text
+    assert "taskcast_event_streams 0.0" in text
 
 
 def test_unknown_routes_answer_in_the_same_shape(api: httpx.Client) -> None:

@@ -26,7 +26,7 @@ def test_a_client_that_stops_reading_is_cut_and_counted(tmp_path: Path) -> None:
             while "taskcast_watchers_dropped_total 1.0" not in api.get("/metrics").text:
                 assert time.monotonic() < deadline, "the stalled client was never cut"
                 time.sleep(0.1)  # polling a remote counter, bounded by the deadline
-            assert api.get("/health").json()["watchers"] == 0
+            assert api.get("/health").json()["streams"] == 0
         assert "cut a client that stopped reading" in server.output()
         assert "ASGI callable" not in server.output(), "the connection was aborted, not left open"
 

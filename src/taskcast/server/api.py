@@ -128,9 +128,7 @@ def create_app(
         if run.is_finished and cursor >= run.last_seq:
             # An EventSource reconnects after every end of stream; 204 is what makes it stop.
             return Response(status_code=204)
-        return EventStreamResponse(
-            app, run_id, cursor, settings, hub=hub, on_drop=metrics.dropped.inc
-        )
+        return EventStreamResponse(app, run_id, cursor, settings, observer=metrics, hub=hub)
 
     def require_open() -> None:
         # After shutdown the store is closed: refuse cleanly instead of failing on it.
@@ -270,7 +268,11 @@ def create_app(
         """200 while serving; 503 once shutdown began (take the instance out of rotation)."""
         stats = app.stats()
         status = "ok" if app.accepting else "draining"
-        body = {"status": status, **{k: stats[k] for k in ("queued", "running", "watchers")}}
+        body = {
+            "status": status,
+            **{k: stats[k] for k in ("queued", "running", "watchers")},
+            "streams": metrics.open_streams,
+        }
         return JSONResponse(body, status_code=200 if app.accepting else 503)
 
     @router.get(

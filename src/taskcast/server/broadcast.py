@@ -47,6 +47,8 @@ class Transport(Protocol):
 
     def get_write_buffer_size(self) -> int: ...
 
+    def abort(self) -> None: ...
+
 
 class Departure(enum.Enum):
     """Why a member is no longer fed by its broadcast."""

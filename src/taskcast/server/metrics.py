@@ -53,11 +53,26 @@ class Metrics:
         self.events = Counter(
             "taskcast_events", "Events written to run logs.", registry=self.registry
         )
+        self.streams = Gauge(
+            "taskcast_event_streams",
+            "SSE streams open now (GET /runs/{id}/events).",
+            registry=self.registry,
+        )
+        self.open_streams = 0
         self.dropped = Counter(
             "taskcast_watchers_dropped",
             "SSE clients cut because they stopped reading.",
             registry=self.registry,
         )
+
+    def stream_opened(self) -> None:
+        self.open_streams += 1
+
+    def stream_closed(self) -> None:
+        self.open_streams -= 1
+
+    def stream_dropped(self) -> None:
+        self.dropped.inc()
 
     def attach(self) -> None:
         """Start counting events (the app must be started)."""
@@ -85,4 +100,5 @@ class Metrics:
         self.queued.set(stats["queued"])
         self.running.set(stats["running"])
         self.watchers.set(stats["watchers"])
+        self.streams.set(self.open_streams)
         return generate_latest(self.registry)

@@ -103,7 +103,8 @@ class Health(BaseModel):
     status: Literal["ok", "draining"]
     queued: int
     running: int
-    watchers: int
+    watchers: int = Field(description="Readers of run logs (one per run for live SSE streams).")
+    streams: int = Field(description="SSE streams open.")
 
 
 class ErrorBody(BaseModel):

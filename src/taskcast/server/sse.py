@@ -17,9 +17,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
@@ -66,6 +65,16 @@ class StreamSettings:
             )
         if self.retry_ms < 0:
             raise ValueError(f"retry_ms must be >= 0, got {self.retry_ms}")
+
+
+class StreamObserver(Protocol):
+    """Told when streams open and close, and when one is cut for not reading (for metrics)."""
+
+    def stream_opened(self) -> None: ...
+
+    def stream_closed(self) -> None: ...
+
+    def stream_dropped(self) -> None: ...
 
 
 class _ClientGone(Exception):
@@ -125,7 +134,7 @@ class EventStreamResponse(Response):
     """Stream the events of ``run_id`` after ``cursor`` until its log ends.
 
     With a ``hub`` and a raw transport, the stream joins the run's broadcast once caught up.
-    ``on_drop`` is called once if the client is cut for not reading.
+    ``observer`` hears of the stream's opening, closing and cut (if it stops reading).
     """
 
     media_type = "text/event-stream"
@@ -136,8 +145,8 @@ class EventStreamResponse(Response):
         run_id: str,
         cursor: int,
         settings: StreamSettings,
+        observer: StreamObserver,
         hub: Hub | None = None,
-        on_drop: Callable[[], None] = lambda: None,
     ) -> None:
         super().__init__(status_code=200)
         self.raw_headers = [*EVENT_STREAM_HEADERS]
@@ -146,12 +155,20 @@ class EventStreamResponse(Response):
         self._cursor = cursor
         self._settings = settings
         self._hub = hub
-        self._on_drop = on_drop
+        self._observer = observer
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         transport = (scope.get("extensions") or {}).get(TRANSPORT_EXTENSION)
         writer = _Writer(send, transport, self._settings.write_timeout)
         await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+        self._observer.stream_opened()
+        try:
+            await self._serve(receive, writer)
+        finally:
+            self._observer.stream_closed()
+
+    async def _serve(self, receive: Receive, writer: _Writer) -> None:
+        transport = writer.transport
         try:
             async with asyncio.TaskGroup() as tasks:
                 watcher = tasks.create_task(self._watch_peer(receive, writer))
@@ -162,7 +179,7 @@ class EventStreamResponse(Response):
         except* _ClientGone:
             pass  # nothing to tell anyone: the client left
         except* _ClientTooSlow:
-            self._on_drop()
+            self._observer.stream_dropped()
             logger.info("cut a client that stopped reading for %gs", self._settings.write_timeout)
             if transport is not None:
                 transport.abort()
