@@ -115,3 +115,10 @@ def test_serve_explains_a_port_in_use(server: LiveServer) -> None:
     result = taskcast(None, "serve", "--port", port, "--store", "memory://")
     assert result.returncode == 2
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr and "--port" in result.stderr
+
+
+def test_watch_an_unknown_run_says_so_without_a_progress_bar(server: LiveServer) -> None:
+    result = taskcast(server, "watch", "NOPE")
+    assert result.returncode == 2
+    assert result.stderr.strip() == "taskcast watch: no run with id 'NOPE'"
+    assert result.stdout == ""
