@@ -1,13 +1,15 @@
 """The taskcast command line, run as a user runs it: a subprocess against a real server."""
 
 import os
+import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 
-from ..server.live import LiveServer
+from ..server.live import LiveServer, live_server
 
 
 def taskcast(
@@ -122,3 +124,28 @@ def test_watch_an_unknown_run_says_so_without_a_progress_bar(server: LiveServer)
     assert result.returncode == 2
     assert result.stderr.strip() == "taskcast watch: no run with id 'NOPE'"
     assert result.stdout == ""
+
+
+def test_watch_explains_a_server_shutdown_and_exits_3(tmp_path: Path) -> None:
+    with (
+        live_server(tmp_path, "--grace", "0", "--shutdown-timeout", "1") as server,
+        httpx.Client(base_url=server.url, timeout=10) as api,
+    ):
+        run_id = api.post("/runs", json={"task": "demo.wait"}).json()["id"]
+        env = {**os.environ, "COLUMNS": "200", "TASKCAST_URL": server.url}
+        with subprocess.Popen(
+            [sys.executable, "-m", "taskcast", "watch", run_id],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        ) as watcher:
+            deadline = time.monotonic() + 20
+            while api.get("/health").json()["streams"] == 0:  # wait for the CLI to connect
+                assert time.monotonic() < deadline and watcher.poll() is None
+                time.sleep(0.05)
+            server.signal(signal.SIGTERM)
+            out, err = watcher.communicate(timeout=20)
+        assert server.wait(10) == 0
+    assert watcher.returncode == 3, err
+    assert f"taskcast watch {run_id}" in out

@@ -99,6 +99,7 @@ class Broadcast:
 
     async def run(self, app: App) -> None:
         """Read the log from the cursor and feed the members until the log ends."""
+        ended = Departure.BEHIND  # if reading fails, each member reads on by itself
         try:
             async for batch in app.event_batches(self.run_id, after=self.cursor):
                 self._deliver(batch)
@@ -108,6 +109,8 @@ class Broadcast:
         except asyncio.CancelledError:
             ended = Departure.GONE
             raise
+        except Exception:
+            logger.exception("the broadcast of run %s failed; its streams go on alone", self.run_id)
         finally:
             self.closed = True
             self._hub.forget(self)
