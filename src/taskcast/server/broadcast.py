@@ -19,6 +19,7 @@ log (terminal event, or shutdown) or when its last member leaves.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
 from collections.abc import Sequence
@@ -101,10 +102,13 @@ class Broadcast:
         """Read the log from the cursor and feed the members until the log ends."""
         ended = Departure.BEHIND  # if reading fails, each member reads on by itself
         try:
-            async for batch in app.event_batches(self.run_id, after=self.cursor):
-                self._deliver(batch)
-                self.cursor = batch[-1].seq
-                await asyncio.sleep(BATCH_INTERVAL)
+            batches = app.event_batches(self.run_id, after=self.cursor)
+            # Closed on cancel too: the log counts this reader until its generator ends.
+            async with contextlib.aclosing(batches):  # type: ignore[type-var]
+                async for batch in batches:
+                    self._deliver(batch)
+                    self.cursor = batch[-1].seq
+                    await asyncio.sleep(BATCH_INTERVAL)
             ended = Departure.ENDED
         except asyncio.CancelledError:
             ended = Departure.GONE
@@ -156,7 +160,13 @@ class Hub:
 
     @property
     def member_count(self) -> int:
+        """Streams fed by a broadcast now."""
         return sum(len(b.members) for b in self._broadcasts.values())
+
+    @property
+    def run_count(self) -> int:
+        """Runs with a live broadcast now."""
+        return len(self._broadcasts)
 
     def try_join(self, run_id: str, transport: Transport, seq: int) -> Member | None:
         """Make the stream at ``seq`` a member of the run's broadcast, starting one if needed.
