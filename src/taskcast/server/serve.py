@@ -160,29 +160,42 @@ async def serve(
     once requests are being served. ``sock`` is closed on return.
     """
     stop = asyncio.Event()
-    with _signals(lambda signum: stop.set()):
-        await app.start()
-        config = uvicorn.Config(
-            ExposeTransport(create_app(app, token=token, stream_settings=stream_settings)),
-            lifespan="on",
-            log_config=None,  # the CLI configures logging; uvicorn must not replace it
-            access_log=access_log,
-            timeout_graceful_shutdown=LINGER_TIMEOUT,
-            backlog=4096,
-        )
-        server = _Server(config, on_ready)
-        try:
-            async with asyncio.TaskGroup() as tasks:
-                serving = tasks.create_task(server.serve(sockets=[sock]), name="uvicorn")
-                stopping = tasks.create_task(stop.wait(), name="stop signal")
-                await asyncio.wait([serving, stopping], return_when=asyncio.FIRST_COMPLETED)
-                stopping.cancel()
-                if not serving.done():
-                    logger.info("stopping: new runs are refused; running runs get their grace")
-                report = await app.shutdown(grace, shutdown_timeout)
-                logger.info("%s", report)
-                # Every stream has ended; now uvicorn may close the rest.
-                server.should_exit = True
-        finally:
-            sock.close()
+    try:
+        with _signals(lambda signum: stop.set()):
+            await app.start()
+            asgi = ExposeTransport(create_app(app, token=token, stream_settings=stream_settings))
+            config = uvicorn.Config(
+                asgi,
+                lifespan="on",
+                log_config=None,  # the CLI configures logging; uvicorn must not replace it
+                access_log=access_log,
+                timeout_graceful_shutdown=LINGER_TIMEOUT,
+                backlog=4096,
+            )
+            server = _Server(config, on_ready)
+            return await _run_until_stopped(app, server, sock, stop, grace, shutdown_timeout)
+    finally:
+        sock.close()
+
+
+async def _run_until_stopped(
+    app: App,
+    server: uvicorn.Server,
+    sock: socket.socket,
+    stop: asyncio.Event,
+    grace: float | None,
+    shutdown_timeout: float | None,
+) -> ShutdownReport:
+    """Serve until ``stop`` is set (or uvicorn ends by itself); shut the App down *first*."""
+    async with asyncio.TaskGroup() as tasks:
+        serving = tasks.create_task(server.serve(sockets=[sock]), name="uvicorn")
+        stopping = tasks.create_task(stop.wait(), name="stop signal")
+        await asyncio.wait([serving, stopping], return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if not serving.done():
+            logger.info("stopping: new runs are refused; running runs get their grace")
+        report = await app.shutdown(grace, shutdown_timeout)
+        logger.info("%s", report)
+        # Every stream has ended; now uvicorn may close the rest.
+        server.should_exit = True
     return report
