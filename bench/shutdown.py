@@ -67,7 +67,11 @@ def main(options: argparse.Namespace) -> dict:
                     if time.monotonic() > deadline or server.poll() is not None:
                         raise RuntimeError(log_path.read_text())
                     time.sleep(0.05)
-                return asyncio.run(measure(options, server, int(found.group(1))))
+                try:
+                    return asyncio.run(measure(options, server, int(found.group(1))))
+                except Exception:
+                    print(log_path.read_text()[-3000:], file=sys.stderr)
+                    raise
             finally:
                 if server.poll() is None:
                     server.kill()

@@ -22,3 +22,14 @@ async def chatty(ctx: taskcast.Context, n: int = 1000, size: int = 1000) -> int:
         await ctx.emit("blob", {"i": index, "payload": payload})
         await asyncio.sleep(0)
     return n
+
+
+@app.task(name="sample.stubborn")
+async def stubborn(ctx: taskcast.Context) -> None:
+    """Ignore cancellation for ever (a bug in a task): shutdown must not hang on it."""
+    await ctx.log("started")
+    while True:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            continue

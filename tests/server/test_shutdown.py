@@ -115,3 +115,19 @@ async def test_the_next_serve_resumes_interrupted_runs(tmp_path: Path) -> None:
             assert types[-1] == "completed"
             run = (await api.get(f"/runs/{run_id}")).json()
             assert run["state"] == "completed" and run["attempt"] == 2
+
+
+async def test_a_task_that_ignores_cancellation_does_not_hold_the_process(tmp_path: Path) -> None:
+    args = ("--app", "tests.server.sample_app:app", "--grace", "0", "--shutdown-timeout", "0.5")
+    with live_server(tmp_path, *args) as server:
+        async with httpx.AsyncClient(base_url=server.url, timeout=10) as api:
+            run_id = (await api.post("/runs", json={"task": "sample.stubborn"})).json()["id"]
+            events = await read_events(api, run_id, until="log")
+            assert events[-1].data["message"] == "started"
+            began = time.monotonic()
+            server.signal(signal.SIGTERM)
+            assert await asyncio.to_thread(server.wait, 10) == 0
+            assert time.monotonic() - began < 0.5 + 1 + 1.5
+    output = server.output()
+    assert f"run {run_id} ignored cancellation during shutdown: interrupted" in output
+    assert "leaving 1 run(s) that ignore cancellation behind" in output

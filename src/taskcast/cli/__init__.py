@@ -3,7 +3,8 @@
 Exit codes: 0 success (for 'watch' and 'submit --watch': the run completed); 1 the run
 failed, was cancelled or timed out; 2 the request was refused (bad usage, unknown run or task,
 bad arguments, already finished); 3 the server could not be reached, failed, or shut down while
-watching. A second Ctrl+C (or SIGTERM) makes 'serve' exit at once with 128 + the signal number.
+watching. A second Ctrl+C (or SIGTERM) makes 'serve' exit at once with 128 + the signal number;
+a stop that overruns grace + shutdown timeout + 4 s is ended with 70 (stacks on stderr).
 """
 
 from __future__ import annotations

@@ -9,17 +9,23 @@ import importlib
 import logging
 import os
 import sys
+from typing import NoReturn
 
 from rich.console import Console
 
 from ..app import App
 from ..builtin import register_demo_tasks
+from ..coordinator import ShutdownReport
 from ..errors import TaskcastError
-from ..server.serve import listen_tcp, listen_unix, serve
+from ..server.serve import LINGER_TIMEOUT, exit_if_not_done_in, listen_tcp, listen_unix, serve
 from ..server.sse import StreamSettings
 from ..stores import store_from_url
 
 DEFAULT_STORE = "sqlite:///taskcast.db"
+
+STOP_MARGIN = 3.0
+"""Seconds past grace + shutdown timeout + linger after which a stop that has not finished is
+ended by force (status 70): the bound on the stop time holds even if something hangs."""
 
 
 class CannotLoadApp(TaskcastError):
@@ -100,6 +106,16 @@ def add_serve_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
 
 
+def _leave_now(options: argparse.Namespace) -> NoReturn:
+    if options.uds:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(options.uds)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    logging.shutdown()
+    os._exit(0)
+
+
 def run_serve(options: argparse.Namespace, console: Console) -> int:
     for name, value in (
         ("--grace", options.grace),
@@ -129,19 +145,39 @@ def run_serve(options: argparse.Namespace, console: Console) -> int:
         )
         console.file.flush()
 
-    try:
-        report = asyncio.run(
-            serve(
-                app,
-                sock,
-                token=options.token,
-                grace=options.grace,
-                shutdown_timeout=options.shutdown_timeout,
-                stream_settings=settings,
-                access_log=options.access_log,
-                on_ready=ready,
-            )
+    grace = app.grace if options.grace is None else options.grace
+    timeout = app.shutdown_timeout if options.shutdown_timeout is None else options.shutdown_timeout
+
+    def stopping() -> None:
+        # Armed until the process ends: the interpreter's own teardown is covered too.
+        exit_if_not_done_in(grace + timeout + LINGER_TIMEOUT + STOP_MARGIN)
+
+    async def serve_app() -> ShutdownReport:
+        report = await serve(
+            app,
+            sock,
+            token=options.token,
+            grace=options.grace,
+            shutdown_timeout=options.shutdown_timeout,
+            stream_settings=settings,
+            access_log=options.access_log,
+            on_ready=ready,
+            on_stopping=stopping,
         )
+        if report.stuck:
+            # asyncio.run would wait for ever for tasks that ignore cancellation. Their runs
+            # are stored as interrupted and were logged: leave without them.
+            console.print(
+                f"taskcast stopped: {report}; leaving {len(report.stuck)} run(s) that ignore"
+                " cancellation behind",
+                highlight=False,
+                soft_wrap=True,
+            )
+            _leave_now(options)
+        return report
+
+    try:
+        report = asyncio.run(serve_app())
     finally:
         if options.uds:
             with contextlib.suppress(FileNotFoundError):

@@ -18,12 +18,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import faulthandler
 import logging
 import os
 import signal
 import socket
 import stat
 import sys
+import threading
 from collections.abc import Callable, Generator, Iterator
 
 import uvicorn
@@ -150,6 +152,7 @@ async def serve(
     stream_settings: StreamSettings | None = None,
     access_log: bool = False,
     on_ready: Callable[[], None] = lambda: None,
+    on_stopping: Callable[[], None] = lambda: None,
 ) -> ShutdownReport:
     """Serve ``app`` on the listening socket ``sock`` until SIGINT/SIGTERM, then stop cleanly.
 
@@ -157,11 +160,17 @@ async def serve(
     runs ``app.shutdown(grace, shutdown_timeout)`` (defaults: the App's), which ends every event
     stream after its ``shutdown`` event; then stops uvicorn. Returns the shutdown report. The
     whole stop takes at most grace + shutdown_timeout + about one second. ``on_ready`` is called
-    once requests are being served. ``sock`` is closed on return.
+    once requests are being served, ``on_stopping`` when the first signal arrives. ``sock`` is
+    closed on return.
     """
     stop = asyncio.Event()
+
+    def on_signal(signum: int) -> None:
+        stop.set()
+        on_stopping()
+
     try:
-        with _signals(lambda signum: stop.set()):
+        with _signals(on_signal):
             await app.start()
             asgi = ExposeTransport(create_app(app, token=token, stream_settings=stream_settings))
             config = uvicorn.Config(
@@ -176,6 +185,23 @@ async def serve(
             return await _run_until_stopped(app, server, sock, stop, grace, shutdown_timeout)
     finally:
         sock.close()
+
+
+def exit_if_not_done_in(seconds: float) -> threading.Timer:
+    """Start a daemon timer that ends the process (status 70) in ``seconds``, printing every
+    thread's stack first. For the command line: a stop must stay bounded even if something
+    hangs that should not, and the stacks say what."""
+
+    def overdue() -> None:
+        sys.stderr.write(f"taskcast: the stop took over {seconds:g}s; exiting by force. Stacks:\n")
+        faulthandler.dump_traceback(all_threads=True)
+        sys.stderr.flush()
+        os._exit(70)
+
+    timer = threading.Timer(seconds, overdue)
+    timer.daemon = True
+    timer.start()
+    return timer
 
 
 async def _run_until_stopped(
