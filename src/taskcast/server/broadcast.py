@@ -22,12 +22,12 @@ import asyncio
 import contextlib
 import enum
 import logging
-from collections.abc import Sequence
 from typing import Protocol
 
 from ..app import App
 from ..models import Event
 from ..supervisor import Supervisor
+from .wire import chunk, encode_events
 
 logger = logging.getLogger("taskcast.server")
 
@@ -57,18 +57,6 @@ class Departure(enum.Enum):
     ENDED = "ended"  # the log ended (terminal event or shutdown): everything was sent
     BEHIND = "behind"  # its socket buffer is full: its own task takes over
     GONE = "gone"  # the connection closed
-
-
-def chunk(payload: bytes) -> bytes:
-    """``payload`` framed as one HTTP/1.1 chunk (the stream uses chunked encoding)."""
-    return b"%x\r\n%b\r\n" % (len(payload), payload)
-
-
-def encode_events(events: Sequence[Event]) -> bytes:
-    """The SSE wire form of ``events``, in order: ``id``, ``event`` and ``data`` lines each."""
-    return "".join(
-        [f"id: {event.seq}\nevent: {event.type}\ndata: {event.data_json()}\n\n" for event in events]
-    ).encode()
 
 
 class Member:

@@ -24,8 +24,9 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from ..app import App
-from .broadcast import MAX_BUFFERED, Departure, Hub, Member, Transport, chunk, encode_events
+from .broadcast import MAX_BUFFERED, Departure, Hub, Member, Transport
 from .transport import TRANSPORT_EXTENSION
+from .wire import chunk, encode_events
 
 logger = logging.getLogger("taskcast.server")
 
