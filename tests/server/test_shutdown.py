@@ -14,6 +14,9 @@ from .sse_client import read_events
 
 STREAMS = 200
 GRACE, SHUTDOWN_TIMEOUT = 1.0, 1.0
+SLACK = 2.0
+"""Seconds allowed, on top of the server's bound, for the client's view of it: 200 streams read
+by one client process, interpreter teardown, and a busy CI machine."""
 
 
 async def wait_draining(api: httpx.AsyncClient) -> None:
@@ -56,8 +59,8 @@ async def test_signal_ends_every_stream_with_shutdown_and_exits_0_in_time(
     exited = time.monotonic() - began
     assert code == 0, server.output()
     assert [w.result()[-1] for w in watchers] == ["shutdown"] * STREAMS
-    assert streams_ended < GRACE + SHUTDOWN_TIMEOUT + 1
-    assert exited < GRACE + SHUTDOWN_TIMEOUT + 1 + 1.5  # + interpreter teardown
+    assert streams_ended < GRACE + SHUTDOWN_TIMEOUT + 1 + SLACK
+    assert exited < GRACE + SHUTDOWN_TIMEOUT + 1 + SLACK
     output = server.output()
     assert "did not finish before shutdown: interrupted" in output
     assert "taskcast stopped: shutdown in" in output and "4 interrupted" in output
@@ -94,7 +97,7 @@ async def test_a_second_signal_exits_at_once(tmp_path: Path) -> None:
             began = time.monotonic()
             server.signal(signal.SIGTERM)
             assert await asyncio.to_thread(server.wait, 10) == 128 + signal.SIGTERM
-            assert time.monotonic() - began < 2
+            assert time.monotonic() - began < SLACK
 
 
 async def test_the_next_serve_resumes_interrupted_runs(tmp_path: Path) -> None:
@@ -127,7 +130,7 @@ async def test_a_task_that_ignores_cancellation_does_not_hold_the_process(tmp_pa
             began = time.monotonic()
             server.signal(signal.SIGTERM)
             assert await asyncio.to_thread(server.wait, 10) == 0
-            assert time.monotonic() - began < 0.5 + 1 + 1.5
+            assert time.monotonic() - began < 0.5 + 1 + SLACK
     output = server.output()
     assert f"run {run_id} ignored cancellation during shutdown: interrupted" in output
     assert "leaving 1 run(s) that ignore cancellation behind" in output
