@@ -25,7 +25,10 @@ demo: setup
 	$(BIN)/taskcast serve
 
 bench: setup
-	$(BIN)/python bench/engine.py
+	$(BIN)/python bench/engine.py --reps 3 --runs 50000
+	$(BIN)/python bench/sse.py
+	$(BIN)/python bench/shutdown.py --streams 1000 --grace 0 --shutdown-timeout 1
+	$(BIN)/python bench/testkit.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

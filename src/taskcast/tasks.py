@@ -103,7 +103,11 @@ class TaskDefinition:
         task_name = name or f"{function.__module__}.{function.__qualname__}".removeprefix(
             "__main__."
         )
-        signature = inspect.signature(function)
+        try:
+            # Modules with `from __future__ import annotations` keep annotations as strings.
+            signature = inspect.signature(function, eval_str=True)
+        except NameError:  # a name imported only under TYPE_CHECKING: keep the strings
+            signature = inspect.signature(function)
         params = list(signature.parameters.values())
         wants_context = bool(params) and (
             params[0].name == "ctx" or _is_context_annotation(params[0].annotation)

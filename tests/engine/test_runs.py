@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from datetime import date, timedelta
 from typing import Any
 
 import pytest
@@ -274,3 +275,21 @@ async def test_prune_deletes_finished_runs_and_their_logs(app: taskcast.App) -> 
     assert await app.prune(older_than=0) == 1
     with pytest.raises(taskcast.RunNotFound):
         await app.get(run.id)
+
+
+async def test_string_annotations_are_resolved_for_validation_and_description(
+    app: taskcast.App,
+) -> None:
+    # This module uses `from __future__ import annotations`: every annotation is a string, and
+    # `date` is a name of this module, not of taskcast's.
+    @app.task(name="typed")
+    async def typed(ctx: taskcast.Context, when: date, n: int = 1) -> str:
+        return (when + timedelta(days=n)).isoformat()
+
+    schema = app.tasks["typed"].describe()["parameters"]
+    assert schema["properties"]["when"]["format"] == "date"
+    assert schema["required"] == ["when"]
+    with pytest.raises(taskcast.InvalidArguments, match="when: Input should be a valid date"):
+        await app.submit("typed", when="someday")
+    run = await app.submit("typed", when="2026-11-21", n="2")
+    assert (await app.wait(run.id, timeout=5)).result == "2026-11-23"

@@ -1,0 +1,5 @@
+"""``python -m taskcast`` is the ``taskcast`` command."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,88 @@
+"""The ``taskcast`` command line (SPEC section 7). ``main()`` is the console script.
+
+Exit codes: 0 success (for 'watch' and 'submit --watch': the run completed); 1 the run
+failed, was cancelled or timed out; 2 the request was refused (bad usage, unknown run or task,
+bad arguments, already finished); 3 the server could not be reached, failed, or shut down while
+watching. A second Ctrl+C (or SIGTERM) makes 'serve' exit at once with 128 + the signal number;
+a stop that overruns grace + shutdown timeout + 4 s is ended with 70 (stacks on stderr).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+
+from rich.console import Console
+
+from ..errors import TaskcastError
+from . import client_commands
+from .http import ClientError
+from .serve_command import add_serve_options, run_serve
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="taskcast",
+        description="Run long-lived async tasks and watch every event of every run.",
+        epilog=__doc__.split("\n\n", 1)[1] if __doc__ else None,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="COMMAND")
+
+    serve = verbs.add_parser("serve", help="serve the HTTP API (demo tasks, ./taskcast.db)")
+    add_serve_options(serve)
+
+    submit = verbs.add_parser("submit", help="submit a run: taskcast submit demo.count n=5")
+    submit.add_argument("task", help="the task name (see GET /tasks)")
+    submit.add_argument(
+        "args", nargs="*", metavar="NAME=VALUE", help="arguments; VALUE is JSON or text"
+    )
+    submit.add_argument("--watch", action="store_true", help="then watch it until it ends")
+    submit.add_argument("--timeout", type=float, help="seconds per attempt")
+    submit.add_argument("--max-attempts", type=int, help="attempts in all")
+    submit.add_argument("--id", help="idempotency key: resubmitting it returns the same run")
+
+    watch = verbs.add_parser("watch", help="follow a run live with a progress bar")
+    watch.add_argument("run", help="the run id")
+
+    cancel = verbs.add_parser("cancel", help="cancel a queued or running run")
+    cancel.add_argument("run", help="the run id")
+    cancel.add_argument("--reason", default="cancelled from the command line")
+
+    runs = verbs.add_parser("runs", help="list runs, newest first")
+    runs.add_argument("--state", help="queued, running, completed, failed, cancelled, ...")
+    runs.add_argument("--task", help="only runs of this task")
+    runs.add_argument("--limit", type=int, default=20)
+
+    signal = verbs.add_parser("signal", help="send a signal to a run: taskcast signal RUN continue")
+    signal.add_argument("run", help="the run id")
+    signal.add_argument("name", help="the signal name")
+    signal.add_argument("--data", help="JSON data for the task")
+
+    for client_verb in (submit, watch, cancel, runs, signal):
+        client_commands.add_connection_options(client_verb)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Run the command line with ``argv`` (default: ``sys.argv[1:]``) and exit."""
+    options = _parser().parse_args(argv)
+    console = Console(highlight=False)
+    errors = Console(stderr=True, highlight=False)
+    try:
+        if options.verb == "serve":
+            code = run_serve(options, console)
+        else:
+            command = getattr(client_commands, options.verb)
+            code = asyncio.run(command(options, console))
+    except ClientError as exc:
+        errors.print(f"taskcast {options.verb}: {exc}", soft_wrap=True)
+        code = exc.exit_code
+    except TaskcastError as exc:
+        errors.print(f"taskcast {options.verb}: {exc}", soft_wrap=True)
+        code = 2
+    except KeyboardInterrupt:
+        code = 130
+    sys.exit(code)

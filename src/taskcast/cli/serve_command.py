@@ -1,0 +1,186 @@
+"""``taskcast serve``: build the App (the user's, or the embedded one) and serve it."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib
+import logging
+import os
+import sys
+from typing import NoReturn
+
+from rich.console import Console
+
+from ..app import App
+from ..builtin import register_demo_tasks
+from ..coordinator import ShutdownReport
+from ..errors import TaskcastError
+from ..server.serve import LINGER_TIMEOUT, exit_if_not_done_in, listen_tcp, listen_unix, serve
+from ..server.sse import StreamSettings
+from ..stores import store_from_url
+
+DEFAULT_STORE = "sqlite:///taskcast.db"
+
+STOP_MARGIN = 3.0
+"""Seconds past grace + shutdown timeout + linger after which a stop that has not finished is
+ended by force (status 70): the bound on the stop time holds even if something hangs."""
+
+
+class CannotLoadApp(TaskcastError):
+    """``--app`` does not name an importable ``taskcast.App``."""
+
+    code = "cannot_load_app"
+
+
+def load_app(spec: str) -> App:
+    """The App named by ``module:attribute`` (importable from the current directory)."""
+    module_name, sep, attribute = spec.partition(":")
+    if not sep or not module_name or not attribute:
+        raise CannotLoadApp(
+            f"--app takes module:attribute (e.g. myproject.tasks:app), got {spec!r}"
+        )
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise CannotLoadApp(f"cannot import {module_name!r} for --app: {exc}") from None
+    app = getattr(module, attribute, None)
+    if not isinstance(app, App):
+        raise CannotLoadApp(
+            f"--app {spec}: {module_name}.{attribute} is {type(app).__name__}, not a taskcast.App"
+        )
+    return app
+
+
+def build_app(options: argparse.Namespace) -> App:
+    """The App to serve: ``--app``'s or an embedded one on ``--store``, with the demo tasks."""
+    if options.app:
+        app = load_app(options.app)
+        if options.store:
+            app.store = store_from_url(options.store)
+    else:
+        app = App(store=options.store or DEFAULT_STORE)
+    if not options.no_demo:
+        try:
+            register_demo_tasks(app)
+        except ValueError as exc:
+            raise CannotLoadApp(f"{exc}; pass --no-demo to keep your own") from None
+    return app
+
+
+def add_serve_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1", help="TCP address (default %(default)s)")
+    parser.add_argument("--port", type=int, default=8000, help="TCP port, 0 for any free one")
+    parser.add_argument("--uds", metavar="PATH", help="listen on this Unix socket instead of TCP")
+    parser.add_argument(
+        "--store", help=f"store URL: sqlite:///PATH or memory:// (default {DEFAULT_STORE})"
+    )
+    parser.add_argument("--app", metavar="MODULE:ATTRIBUTE", help="serve your own taskcast.App")
+    parser.add_argument("--no-demo", action="store_true", help="do not register the demo.* tasks")
+    parser.add_argument(
+        "--token",
+        default=os.environ.get("TASKCAST_TOKEN"),
+        help="require this bearer token on every route but /health ($TASKCAST_TOKEN)",
+    )
+    parser.add_argument(
+        "--grace", type=float, help="seconds running runs get to finish on shutdown (default 10)"
+    )
+    parser.add_argument(
+        "--shutdown-timeout",
+        type=float,
+        help="seconds cancelled runs get to clean up on shutdown (default 5)",
+    )
+    parser.add_argument(
+        "--keepalive", type=float, default=15.0, help="seconds between SSE keep-alive comments"
+    )
+    parser.add_argument(
+        "--write-timeout",
+        type=float,
+        default=10.0,
+        help="seconds an SSE client may stop reading before it is cut",
+    )
+    parser.add_argument("--access-log", action="store_true", help="log every request")
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
+
+
+def _leave_now(options: argparse.Namespace) -> NoReturn:
+    if options.uds:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(options.uds)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    logging.shutdown()
+    os._exit(0)
+
+
+def run_serve(options: argparse.Namespace, console: Console) -> int:
+    for name, value in (
+        ("--grace", options.grace),
+        ("--shutdown-timeout", options.shutdown_timeout),
+    ):
+        if value is not None and not value >= 0:
+            raise CannotLoadApp(f"{name} must be a number of seconds >= 0, got {value}")
+    logging.basicConfig(
+        level=options.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    settings = StreamSettings(keepalive=options.keepalive, write_timeout=options.write_timeout)
+    app = build_app(options)
+    if options.uds:
+        sock = listen_unix(options.uds)
+        where = f"unix socket {options.uds}"
+    else:
+        sock = listen_tcp(options.host, options.port)
+        host, port = sock.getsockname()[:2]
+        shown = f"[{host}]" if ":" in host else host
+        where = f"http://{shown}:{port} (API docs: http://{shown}:{port}/docs)"
+
+    def ready() -> None:
+        tasks = ", ".join(sorted(app.tasks)) or "none"
+        console.print(
+            f"taskcast serving on {where}; tasks: {tasks}", highlight=False, soft_wrap=True
+        )
+        console.file.flush()
+
+    grace = app.grace if options.grace is None else options.grace
+    timeout = app.shutdown_timeout if options.shutdown_timeout is None else options.shutdown_timeout
+
+    def stopping() -> None:
+        # Armed until the process ends: the interpreter's own teardown is covered too.
+        exit_if_not_done_in(grace + timeout + LINGER_TIMEOUT + STOP_MARGIN)
+
+    async def serve_app() -> ShutdownReport:
+        report = await serve(
+            app,
+            sock,
+            token=options.token,
+            grace=options.grace,
+            shutdown_timeout=options.shutdown_timeout,
+            stream_settings=settings,
+            access_log=options.access_log,
+            on_ready=ready,
+            on_stopping=stopping,
+        )
+        if report.stuck:
+            # asyncio.run would wait for ever for tasks that ignore cancellation. Their runs
+            # are stored as interrupted and were logged: leave without them.
+            console.print(
+                f"taskcast stopped: {report}; leaving {len(report.stuck)} run(s) that ignore"
+                " cancellation behind",
+                highlight=False,
+                soft_wrap=True,
+            )
+            _leave_now(options)
+        return report
+
+    try:
+        report = asyncio.run(serve_app())
+    finally:
+        if options.uds:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(options.uds)
+    console.print(f"taskcast stopped: {report}", highlight=False, soft_wrap=True)
+    return 0

@@ -1,0 +1,294 @@
+"""The HTTP API of an App (SPEC section 4): ``create_app(app)`` builds the FastAPI application.
+
+Handlers are thin: each calls one App method and returns its result as JSON; errors are the
+engine's typed errors, turned into one JSON shape by ``errors.py``.
+"""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, FastAPI, Header, Path, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.types import ASGIApp
+
+from .. import __version__
+from ..app import App
+from ..errors import InvalidRequest, RunFinished, ShuttingDown
+from ..states import RunState
+from .auth import BearerTokenAuth
+from .body_limit import DEFAULT_MAX_BODY, BodyLimit
+from .broadcast import Hub
+from .errors import install_error_handlers
+from .metrics import Metrics
+from .schemas import (
+    RUN_ID_PATTERN,
+    CancelAccepted,
+    CancelRequest,
+    ErrorBody,
+    Health,
+    RunBody,
+    RunList,
+    SignalAccepted,
+    SubmitRequest,
+    TaskList,
+)
+from .sse import EventStreamResponse, StreamSettings
+from .stream_route import EventStreamRoute
+
+DESCRIPTION = """\
+Submit runs of registered tasks, watch their events live over Server-Sent Events, cancel them.
+
+Errors are JSON: `{"error": "<code>", "message": "<what went wrong and what to do>", ...}`.
+If the server was started with a token, every route but `/health` needs
+`Authorization: Bearer <token>` (the event stream also takes `?token=`, for EventSource).
+"""
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorBody, "description": "A token is required and was missing or wrong."},
+    422: {"model": ErrorBody, "description": "The request is not valid; `problems` says why."},
+    503: {"model": ErrorBody, "description": "The server is shutting down."},
+}
+
+
+def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    described = {
+        404: {"model": ErrorBody, "description": "No such run or task."},
+        409: {"model": ErrorBody, "description": "The run already finished."},
+        413: {"model": ErrorBody, "description": "The body is too large."},
+        429: {"model": ErrorBody, "description": "The queue is full; see Retry-After."},
+    }
+    return {**_ERRORS, **{status: described[status] for status in statuses}}
+
+
+_HOME = """<!doctype html>
+<html><head><meta charset="utf-8"><title>taskcast</title></head>
+<body style="font-family: sans-serif; max-width: 40em; margin: 3em auto">
+<h1>taskcast</h1>
+<p>The dashboard comes in a later version. Meanwhile: the API and its try-it-out pages are at
+<a href="docs">/docs</a>, the OpenAPI document at <a href="openapi.json">/openapi.json</a>.</p>
+</body></html>
+"""
+
+
+RunId = Annotated[str, Path(description="The run's id.", pattern=RUN_ID_PATTERN)]
+
+
+def resume_point(last_event_id: str | None, after: int | None) -> int:
+    """Where a stream starts: after ``Last-Event-ID`` if sent (a reconnect), else ``after``.
+
+    The header wins because an EventSource reconnects to the same URL: its ``?after=`` is the
+    page's starting point, the header is how far it got since. Raises ``InvalidRequest`` for a
+    header that is not a non-negative integer (we only ever send seqs as ids).
+    """
+    if last_event_id is not None and last_event_id.strip():
+        text = last_event_id.strip()
+        if not text.isdigit():
+            raise InvalidRequest(
+                f"Last-Event-ID must be the seq of an event (an integer >= 0), got {text!r}"
+            )
+        return int(text)
+    return after or 0
+
+
+def create_app(
+    app: App,
+    *,
+    token: str | None = None,
+    stream_settings: StreamSettings | None = None,
+    max_body: int = DEFAULT_MAX_BODY,
+) -> ASGIApp:
+    """The ASGI application serving ``app``: FastAPI, with the event streams taken ahead of it
+    (``stream_route.py``) and the token checked ahead of both.
+
+    Its lifespan starts ``app`` if it is not started yet and shuts it down on exit (both are
+    no-ops when ``serve`` already did them). ``token``: require this bearer token (see
+    ``auth.py``). ``stream_settings``: keep-alive, write deadline and retry of event streams.
+    ``max_body``: largest request body in bytes (413 beyond).
+    """
+    settings = stream_settings or StreamSettings()
+    metrics = Metrics(app)
+    hub = Hub(app)
+
+    @asynccontextmanager
+    async def lifespan(api: FastAPI) -> AsyncIterator[None]:
+        if not app.started:
+            await app.start()
+        metrics.attach()
+        yield
+        if not app.stopped:
+            await app.shutdown()
+        await hub.close()
+
+    async def open_stream(run_id: str, after: int | None, last_event_id: str | None) -> Response:
+        require_open()
+        cursor = resume_point(last_event_id, after)
+        run = await app.get(run_id)
+        if run.is_finished and cursor >= run.last_seq:
+            # An EventSource reconnects after every end of stream; 204 is what makes it stop.
+            return Response(status_code=204)
+        return EventStreamResponse(app, run_id, cursor, settings, observer=metrics, hub=hub)
+
+    def require_open() -> None:
+        # After shutdown the store is closed: refuse cleanly instead of failing on it.
+        if app.stopped:
+            raise ShuttingDown("taskcast is shutting down; retry against another instance")
+
+    api = FastAPI(
+        title="taskcast",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    # Routes that read the store; /health and / answer even while shutting down.
+    router = APIRouter(dependencies=[Depends(require_open)])
+    install_error_handlers(api)
+    api.add_middleware(BodyLimit, max_bytes=max_body)
+
+    @router.post(
+        "/runs",
+        status_code=201,
+        response_model=RunBody,
+        responses=_errors(404, 413, 429),
+        summary="Submit a run",
+    )
+    async def submit(request: SubmitRequest, response: Response) -> dict[str, Any]:
+        """Queue a run of `task` with `args`. 404 for an unknown task, 422 naming each bad
+        argument, 429 with Retry-After when the queue is full, 503 while shutting down."""
+        run = await app.submit_with(
+            request.task,
+            request.args,
+            id=request.id,
+            timeout=request.timeout,
+            max_attempts=request.max_attempts,
+        )
+        response.headers["Location"] = f"/runs/{run.id}"
+        return run.to_dict()
+
+    @router.get("/runs", response_model=RunList, responses=_errors(), summary="List runs")
+    async def list_runs(
+        state: Annotated[RunState | None, Query(description="Only runs in this state.")] = None,
+        task: Annotated[str | None, Query(description="Only runs of this task.")] = None,
+        limit: Annotated[int, Query(ge=1, le=1000, description="At most this many.")] = 100,
+        before: Annotated[
+            str | None, Query(description="Only runs older than this id (the next page).")
+        ] = None,
+    ) -> dict[str, Any]:
+        """Runs newest first. Page through with `before` = the previous page's `next_before`."""
+        runs = await app.runs(state=state, task=task, limit=limit, before=before)
+        next_before = runs[-1].id if len(runs) == limit else None
+        return {"runs": [run.to_dict() for run in runs], "next_before": next_before}
+
+    @router.get(
+        "/runs/{run_id}", response_model=RunBody, responses=_errors(404), summary="Get a run"
+    )
+    async def get_run(run_id: RunId) -> dict[str, Any]:
+        """The run as stored: state, attempts, times, result or error."""
+        return (await app.get(run_id)).to_dict()
+
+    @router.get(
+        "/runs/{run_id}/events",
+        status_code=200,
+        response_class=EventStreamResponse,
+        responses={
+            **_errors(404),
+            200: {
+                "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                "description": "The run's events as Server-Sent Events (see docs/http.md).",
+            },
+            204: {"description": "Nothing left to send: the run finished at or before the cursor."},
+        },
+        summary="Watch a run's events (SSE)",
+    )
+    async def watch(
+        run_id: RunId,
+        after: Annotated[
+            int | None, Query(ge=0, description="Start after this seq (0: the whole log).")
+        ] = None,
+        last_event_id: Annotated[
+            str | None, Header(alias="Last-Event-ID", description="Resume after this seq.")
+        ] = None,
+        token: Annotated[
+            str | None, Query(description="The bearer token, for clients that cannot set headers.")
+        ] = None,
+    ) -> Response:
+        """Replay the log after the cursor, then stream live; the stream ends after the terminal
+        event (or `shutdown`). Each event: `id: <seq>`, `event: <type>`, `data: <json>`."""
+        return await open_stream(run_id, after, last_event_id)
+
+    @router.post(
+        "/runs/{run_id}/cancel",
+        status_code=202,
+        response_model=CancelAccepted,
+        responses=_errors(404, 409, 413),
+        summary="Cancel a run",
+    )
+    async def cancel(
+        run_id: RunId, request: Annotated[CancelRequest | None, Body()] = None
+    ) -> dict[str, Any]:
+        """Cancel a queued or running run: 202, then its log ends with `cancelled`.
+        409 if it already finished."""
+        reason = (request or CancelRequest()).reason
+        if await app.cancel(run_id, reason):
+            return {"id": run_id, "cancelling": True}
+        run = await app.get(run_id)  # RunNotFound -> 404
+        # Finished, or its terminal write is already under way (state not updated yet).
+        raise RunFinished(run_id, run.state.value if run.is_finished else "finishing")
+
+    @router.post(
+        "/runs/{run_id}/signals/{name}",
+        status_code=202,
+        response_model=SignalAccepted,
+        responses=_errors(404, 409, 413),
+        summary="Send a signal to a run",
+    )
+    async def signal(
+        run_id: RunId,
+        name: Annotated[str, Path(min_length=1, max_length=64, description="The signal name.")],
+        data: Annotated[Any, Body(description="Any JSON, handed to the task.")] = None,
+    ) -> dict[str, Any]:
+        """Deliver the signal `name` with JSON `data` to a queued or running run
+        (`await ctx.signal(name)` returns `data`). 409 if the run finished."""
+        await app.signal(run_id, name, data)
+        return {"id": run_id, "signal": name}
+
+    @router.get("/tasks", response_model=TaskList, responses=_errors(), summary="List tasks")
+    async def tasks() -> dict[str, Any]:
+        """The registered tasks with their parameters (JSON Schema) and policy."""
+        return {"tasks": [task.describe() for task in app.tasks.values()]}
+
+    @api.get(
+        "/health",
+        response_model=Health,
+        summary="Liveness",
+        responses={503: {"model": Health, "description": "Shutting down."}},
+    )
+    async def health() -> JSONResponse:
+        """200 while serving; 503 once shutdown began (take the instance out of rotation)."""
+        stats = app.stats()
+        status = "ok" if app.accepting else "draining"
+        body = {
+            "status": status,
+            **{k: stats[k] for k in ("queued", "running", "watchers")},
+            "streams": metrics.open_streams,
+        }
+        return JSONResponse(body, status_code=200 if app.accepting else 503)
+
+    @router.get(
+        "/metrics",
+        response_class=Response,
+        responses={200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}}},
+        summary="Prometheus metrics",
+    )
+    async def prometheus_metrics() -> Response:
+        """Runs by task and state, durations, queue wait, events, watchers (Prometheus text)."""
+        return Response(await metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    @api.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def home(request: Request) -> str:
+        return _HOME
+
+    api.include_router(router)
+    asgi: ASGIApp = EventStreamRoute(api, open_stream)
+    return BearerTokenAuth(asgi, token) if token else asgi

@@ -1,0 +1,106 @@
+"""HTTP errors have one shape: ``{"error": code, "message": sentence, ...details}``.
+
+Engine errors (``TaskcastError``) already carry their code, status and details; this module maps
+them, FastAPI's request validation errors and unknown routes onto that shape.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+from starlette.responses import JSONResponse
+from starlette.types import Send
+
+from ..errors import QueueFull, TaskcastError
+
+
+def error_body(code: str, message: str, **details: Any) -> dict[str, Any]:
+    """The JSON body of an HTTP error."""
+    return {"error": code, "message": message, **details}
+
+
+def body_too_large(limit: int) -> dict[str, Any]:
+    """The body of a 413: the request body is over ``limit`` bytes."""
+    return error_body(
+        "body_too_large", f"the request body is larger than {limit} bytes; send less", limit=limit
+    )
+
+
+def error_response(error: TaskcastError) -> JSONResponse:
+    """``error`` as a response: its status, its body, and ``Retry-After`` for a full queue."""
+    headers = {}
+    if isinstance(error, QueueFull):
+        headers["Retry-After"] = str(max(1, math.ceil(error.retry_after)))
+    return JSONResponse(error.to_dict(), status_code=error.status, headers=headers)
+
+
+async def send_error(send: Send, status: int, body: dict[str, Any], **headers: str) -> None:
+    """Send a JSON error from plain ASGI middleware (before any route ran)."""
+    payload = json.dumps(body).encode()
+    raw_headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(payload)).encode()),
+        *(
+            (name.lower().replace("_", "-").encode(), value.encode())
+            for name, value in headers.items()
+        ),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": raw_headers})
+    await send({"type": "http.response.body", "body": payload})
+
+
+def _problems(error: RequestValidationError) -> list[dict[str, str]]:
+    problems = []
+    for item in error.errors():
+        location = [str(part) for part in item.get("loc", ())]
+        if location and location[0] in ("body", "query", "path", "header"):
+            where, name = location[0], ".".join(location[1:])
+        else:
+            where, name = "request", ".".join(location)
+        problems.append({"param": f"{where}.{name}" if name else where, "problem": item["msg"]})
+    return problems
+
+
+async def _on_taskcast_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, TaskcastError)
+    return error_response(exc)
+
+
+async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    problems = _problems(exc)
+    text = "; ".join(f"{p['param']}: {p['problem']}" for p in problems)
+    body = error_body("invalid_request", f"the request is not valid: {text}", problems=problems)
+    return JSONResponse(body, status_code=422)
+
+
+async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        body = error_body("not_found", f"no route {request.method} {request.url.path}; see /docs")
+    elif exc.status_code == 405:
+        body = error_body(
+            "method_not_allowed",
+            f"{request.url.path} does not take {request.method}; see /docs",
+        )
+    elif exc.status_code == 400:
+        # FastAPI's answer to a body it cannot decode: the same 422 as any other bad request.
+        message = f"the request body could not be read: {exc.detail}; send JSON"
+        return JSONResponse(error_body("invalid_request", message), status_code=422)
+    elif exc.status_code == 413:
+        body = body_too_large(int(exc.detail))
+    else:
+        body = error_body("http_error", str(exc.detail))
+    return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+
+
+def install_error_handlers(api: FastAPI) -> None:
+    """Make every error ``api`` returns take the one shape above."""
+    api.add_exception_handler(TaskcastError, _on_taskcast_error)
+    api.add_exception_handler(RequestValidationError, _on_validation_error)
+    api.add_exception_handler(HTTPException, _on_http_error)

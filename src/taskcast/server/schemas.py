@@ -1,0 +1,116 @@
+"""The JSON bodies of the HTTP API, as pydantic models: they validate requests and document
+responses in /openapi.json."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..states import RunState
+
+RUN_ID_PATTERN = r"^[A-Za-z0-9._~:-]{1,128}$"
+
+
+class SubmitRequest(BaseModel):
+    """POST /runs: which task to run, with which arguments and options."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    task: str = Field(min_length=1, max_length=200, description="A registered task name.")
+    args: dict[str, Any] = Field(
+        default_factory=dict, description="Arguments by name; see GET /tasks for each schema."
+    )
+    timeout: float | None = Field(
+        default=None, gt=0, description="Seconds per attempt (overrides the task's timeout)."
+    )
+    max_attempts: int | None = Field(
+        default=None, ge=1, le=1000, description="Attempts in all (overrides the task's)."
+    )
+    id: str | None = Field(
+        default=None,
+        pattern=RUN_ID_PATTERN,
+        description="Idempotency key: submitting an existing id returns that run, queues nothing.",
+    )
+
+
+class CancelRequest(BaseModel):
+    """POST /runs/{id}/cancel: why (shown in the ``cancelled`` event)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(default="cancelled by request", max_length=1000)
+
+
+class RunBody(BaseModel):
+    """A run as stored."""
+
+    id: str
+    task: str
+    args: dict[str, Any]
+    state: RunState
+    attempt: int = Field(description="Attempts started so far (0 while queued).")
+    max_attempts: int
+    timeout: float | None
+    result: Any = Field(description="What the task returned, once completed.")
+    error: dict[str, Any] | None = Field(
+        description='{"type", "message"} when it did not complete.'
+    )
+    created_at: float = Field(description="Unix time, seconds.")
+    started_at: float | None
+    finished_at: float | None
+    last_seq: int = Field(description="The seq of the newest event in its log.")
+
+
+class RunList(BaseModel):
+    """GET /runs: newest first; pass ``next_before`` as ``before`` for the next page."""
+
+    runs: list[RunBody]
+    next_before: str | None
+
+
+class TaskBody(BaseModel):
+    """A registered task: its parameters (JSON Schema) and policy."""
+
+    name: str
+    description: str
+    kind: str
+    parameters: dict[str, Any]
+    timeout: float | None
+    max_attempts: int
+    concurrency: int | None
+
+
+class TaskList(BaseModel):
+    tasks: list[TaskBody]
+
+
+class CancelAccepted(BaseModel):
+    """The run will end ``cancelled``; watch its events to see when."""
+
+    id: str
+    cancelling: Literal[True] = True
+
+
+class SignalAccepted(BaseModel):
+    """The signal is logged and handed to the task."""
+
+    id: str
+    signal: str
+
+
+class Health(BaseModel):
+    status: Literal["ok", "draining"]
+    queued: int
+    running: int
+    watchers: int = Field(description="Readers of run logs (one per run for live SSE streams).")
+    streams: int = Field(description="SSE streams open.")
+
+
+class ErrorBody(BaseModel):
+    """Every error: a stable code, a sentence, and details that depend on the code."""
+
+    model_config = ConfigDict(extra="allow")
+
+    error: str = Field(description="A stable code, e.g. unknown_task, run_not_found, queue_full.")
+    message: str = Field(description="What went wrong and what to do about it.")
