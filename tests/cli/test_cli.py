@@ -149,3 +149,32 @@ def test_watch_explains_a_server_shutdown_and_exits_3(tmp_path: Path) -> None:
         assert server.wait(10) == 0
     assert watcher.returncode == 3, err
     assert f"taskcast watch {run_id}" in out
+
+
+def test_watch_follows_a_run_resumed_after_a_restart_to_its_end(tmp_path: Path) -> None:
+    with (
+        live_server(tmp_path, "--grace", "0", "--shutdown-timeout", "1", name="first") as server,
+        httpx.Client(base_url=server.url, timeout=10) as api,
+    ):
+        run_id = api.post(
+            "/runs", json={"task": "demo.count", "args": {"n": 10, "delay": 0.05}}
+        ).json()["id"]
+        with api.stream("GET", f"/runs/{run_id}/events") as stream:
+            for line in stream.iter_lines():  # wait (on the stream) for the first progress
+                if line == "event: progress":
+                    break
+        server.signal(signal.SIGTERM)
+        assert server.wait(10) == 0
+    with live_server(tmp_path, name="second") as server:
+        env = {**os.environ, "COLUMNS": "200", "TASKCAST_URL": server.url}
+        result = subprocess.run(
+            [sys.executable, "-m", "taskcast", "watch", run_id],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+        )
+    # The replayed `shutdown` of the first server is shown, not taken for a live stop.
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "server stopped" in result.stdout
+    assert 'completed: {"counted": 10}' in result.stdout

@@ -57,12 +57,9 @@ def _show(
     elif event.type == "log" and isinstance(event.data, dict):
         progress.console.print(str(event.data.get("message", "")))
     elif event.type == "shutdown":
-        progress.stop()
-        console.print(
-            f"the server shut down before run {run_id} finished; it resumes when the"
-            f" server restarts: taskcast watch {run_id}"
-        )
-        return EXIT_INTERRUPTED
+        # A server stopped while the run was unfinished. Replayed after a restart, the run goes
+        # on below; live, the stream ends next (see watch_run).
+        progress.console.print(f"server stopped: {json.dumps(event.data)}")
     elif event.type in ("completed", "failed", "cancelled", "timed_out"):
         progress.stop()
         text, code = _describe_end(event)
@@ -94,10 +91,18 @@ async def watch_run(api: ApiClient, run_id: str, console: Console) -> int:
                 ended = _show(progress, bar, run_id, first, console)
                 if ended is not None:
                     return ended
+                last = first
                 async for event in events:
+                    last = event
                     ended = _show(progress, bar, run_id, event, console)
                     if ended is not None:
                         return ended
+            if last.type == "shutdown":  # the stream ended after it: the server is stopping
+                console.print(
+                    f"the server shut down before run {run_id} finished; it resumes when the"
+                    f" server restarts: taskcast watch {run_id}"
+                )
+                return EXIT_INTERRUPTED
     finally:
         await events.aclose()  # type: ignore[attr-defined]
     # The stream was empty (204): the run had already finished; show its outcome.
