@@ -220,7 +220,8 @@ def test_the_same_leak_from_the_same_line_is_reported_once_with_a_count(
                 job()
         """
     )
-    result = pytester.runpytest()
+    # -rN: no short summary, which repeats the message untruncated when CI is set.
+    result = pytester.runpytest("-rN")
     result.assert_outcomes(passed=1, errors=1)
     result.stdout.fnmatch_lines(
         ["*left 5 leaks behind*", "*- coroutine: coroutine 'job' was never awaited (x5)*"]
