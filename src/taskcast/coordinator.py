@@ -660,15 +660,18 @@ class Coordinator:
                     "shutdown",
                     {"reason": "shutdown", "state": "interrupted", "stuck": True},
                 )
-        for active in list(self._active.values()):
-            if active.phase is Phase.WAITING:
-                report.queued.append(active.run.id)
-                await self.store.append(
-                    active.run.id,
-                    "shutdown",
-                    {"reason": "shutdown", "state": "queued"},
-                    '{"reason":"shutdown","state":"queued"}',
-                )
+        waiting = [a for a in self._active.values() if a.phase is Phase.WAITING]
+        for index, active in enumerate(waiting):
+            report.queued.append(active.run.id)
+            # One commit for all: batches commit in order, so the last (durable) write's commit
+            # covers the others; thousands of queued runs do not cost a commit each.
+            await self.store.append(
+                active.run.id,
+                "shutdown",
+                {"reason": "shutdown", "state": "queued"},
+                '{"reason":"shutdown","state":"queued"}',
+                durable=index == len(waiting) - 1,
+            )
         self.log.close()
         leftover = await self._supervisor.close(timeout=0.1)
         for task in leftover:

@@ -330,3 +330,25 @@ def _without_arguments(function: Callable[[], object]) -> Callable[[], object]:
         await function()  # type: ignore[misc]
 
     return task
+
+
+async def test_every_queued_run_hears_shutdown_even_when_there_are_many(
+    make_app: Callable[..., taskcast.App],
+) -> None:
+    app = make_app(max_concurrency=1, max_queue=5_000)
+    gate = Gate()
+
+    @app.task(name="block")
+    async def block() -> None:
+        await gate()
+
+    await app.start()
+    await app.submit("block")
+    await gate.reached.wait()
+    queued = [await app.submit("block") for _ in range(2_000)]
+    watchers = [asyncio.create_task(collect(app, r.id)) for r in queued[-50:]]
+    await asyncio.sleep(0)
+    report = await app.shutdown()
+    assert sorted(report.queued) == sorted(r.id for r in queued)
+    for log in await asyncio.gather(*watchers):
+        assert types(log) == ["queued", "shutdown"]
