@@ -6,14 +6,17 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, TypeVar, overload
+
+import httpx
 
 from .coordinator import Coordinator, ShutdownReport
 from .errors import InvalidRequest, RunNotFound, ShuttingDown, UnknownTask
 from .log import EventLog
 from .models import Event, Run
+from .resources import Pool, Resources
 from .states import RunState
 from .stores import Store, store_from_url
 from .tasks import RetryPolicy, TaskDefinition
@@ -21,6 +24,7 @@ from .tasks import RetryPolicy, TaskDefinition
 logger = logging.getLogger("taskcast")
 
 _F = TypeVar("_F", bound=Callable[..., Any])
+_T = TypeVar("_T")
 
 
 class App:
@@ -55,6 +59,8 @@ class App:
         self.cancel_timeout = cancel_timeout
         self.grace = grace
         self.shutdown_timeout = shutdown_timeout
+        self.resources = Resources()
+        self._refused: dict[str, str] = {}
         self._coordinator: Coordinator | None = None
         self._log: EventLog | None = None
         self.started = False
@@ -126,11 +132,52 @@ class App:
         return register(function) if function is not None else register
 
     def definition(self, task: str) -> TaskDefinition:
-        """The registered task ``task``, or ``UnknownTask`` listing the registered names."""
+        """The registered task ``task``, or ``UnknownTask`` listing the registered names (and,
+        for a task turned off with ``refuse_task``, saying how to turn it on)."""
         try:
             return self.tasks[task]
         except KeyError:
-            raise UnknownTask(task, list(self.tasks)) from None
+            error = UnknownTask(task, list(self.tasks))
+            hint = self._refused.get(task)
+            if hint is not None:
+                error.message = f"task {task!r} is not enabled: {hint}"
+                error.args = (error.message,)
+                error.details["hint"] = hint
+            raise error from None
+
+    def refuse_task(self, name: str, hint: str) -> None:
+        """Mark ``name`` as a task that exists but is off here: submitting it raises
+        ``UnknownTask`` with ``hint`` (e.g. how to enable it) instead of the plain message."""
+        self._refused[name] = hint
+
+    def resource(
+        self,
+        name: str,
+        create: Callable[[], Awaitable[_T]],
+        close: Callable[[_T], Awaitable[Any]],
+        validate: Callable[[_T], Awaitable[bool]] | None = None,
+        *,
+        max_size: int = 10,
+        timeout: float | None = 30.0,
+    ) -> Pool[_T]:
+        """Register a shared pool tasks borrow from with ``async with ctx.resource(name)``.
+
+        ``create()`` makes an item (awaited, at most ``max_size`` alive), ``close(item)`` ends
+        one (at shutdown, or when ``validate(item)`` says it went bad before a borrow).
+        ``timeout``: seconds a borrower waits for a free item before ``ResourceTimeout``.
+        Borrowers are served in arrival order; an item comes back however the borrowing block
+        ends. Returns the ``Pool`` (for its counts). Raises ``ValueError`` for a taken name.
+        """
+        pool: Pool[_T] = Pool(
+            name, create, close, validate=validate, max_size=max_size, timeout=timeout
+        )
+        self.resources.add(pool)
+        return pool
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        """The shared ``httpx.AsyncClient`` tasks get as ``ctx.http`` (closed at shutdown)."""
+        return self.resources.http
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -151,6 +198,7 @@ class App:
             max_concurrency=self.max_concurrency,
             max_queue=self.max_queue,
             cancel_timeout=self.cancel_timeout,
+            resources=self.resources,
         )
         resumed = await self._coordinator.start()
         if resumed:
@@ -176,7 +224,12 @@ class App:
         )
         if not self.stopped:
             self.stopped = True
-            await self.store.close()
+            try:
+                await self.resources.close(
+                    timeout=self.shutdown_timeout if timeout is None else timeout
+                )
+            finally:
+                await self.store.close()
         return report
 
     async def __aenter__(self) -> App:
@@ -238,15 +291,29 @@ class App:
         id: str | None = None,
         timeout: float | None = None,
         max_attempts: int | None = None,
+        after: Sequence[str] | None = None,
+        after_policy: str = "fail",
     ) -> Run:
         """``submit`` with options: a per-run ``timeout`` (seconds per attempt), ``max_attempts``
         (overrides the task's), and ``id``, an idempotency key: submitting an id that exists
         returns the existing run and queues nothing.
+
+        ``after``: ids of runs this one waits for; it stays ``queued`` until each has ended,
+        then starts if they all completed. If one failed, was cancelled or timed out, it fails
+        with an error naming that one (``after_policy="fail"``), or starts anyway
+        (``after_policy="always"``). Raises ``InvalidRequest`` naming an id no run has, or one
+        that would make a cycle (possible only by re-using an ``id``).
         """
         coordinator = self._running()
         definition = self.definition(task)
         return await coordinator.submit(
-            definition, args or {}, run_id=id, timeout=timeout, max_attempts=max_attempts
+            definition,
+            args or {},
+            run_id=id,
+            timeout=timeout,
+            max_attempts=max_attempts,
+            after=after,
+            after_policy=after_policy,
         )
 
     async def get(self, run_id: str) -> Run:
@@ -263,8 +330,10 @@ class App:
         task: str | None = None,
         limit: int = 100,
         before: str | None = None,
+        parent: str | None = None,
     ) -> list[Run]:
-        """Runs newest first, filtered by ``state`` and ``task``; page with ``before=<last id>``."""
+        """Runs newest first, filtered by ``state``, ``task`` and ``parent`` (the children of
+        that run); page with ``before=<last id>``."""
         if state is not None and not isinstance(state, RunState):
             try:
                 state = RunState(state)
@@ -274,7 +343,7 @@ class App:
         if not 1 <= limit <= 1000:
             raise InvalidRequest(f"limit must be between 1 and 1000, got {limit}")
         return await self._running().store.list_runs(
-            state=state, task=task, limit=limit, before=before
+            state=state, task=task, limit=limit, before=before, parent=parent
         )
 
     def event_batches(self, run_id: str, after: int = 0) -> AsyncGenerator[list[Event], None]:

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Iterable, Mapping
+from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any
 
+import httpx
+
+from .children import ChildRun, map_children, spawn
 from .errors import InvalidRequest
 from .models import Event
 from .stores.base import encode_json
@@ -15,7 +20,7 @@ if TYPE_CHECKING:
 
 RESERVED_EVENT_TYPES = frozenset(
     {"queued", "started", "retrying", "completed", "failed", "cancelled", "timed_out"}
-    | {"shutdown", "signal"}
+    | {"shutdown", "signal", "child"}
 )
 """Event types only the coordinator writes; a task emitting one gets ``InvalidRequest``."""
 
@@ -38,6 +43,13 @@ class Context:
         self.task = active.run.task
         self.attempt = active.run.attempt
         self.deadline = deadline
+        self._next_child = 0
+
+    def _reserve_children(self, count: int) -> int:
+        """The position of the first of ``count`` children about to be spawned, in order."""
+        first = self._next_child
+        self._next_child += count
+        return first
 
     def time_left(self) -> float | None:
         """Seconds until this attempt times out (never negative), or ``None`` without a timeout."""
@@ -106,3 +118,63 @@ class Context:
         finally:
             if waiter in waiters:
                 waiters.remove(waiter)
+
+    # -- workflows ---------------------------------------------------------------------------
+
+    async def spawn(self, task: str, /, **args: Any) -> ChildRun:
+        """Start a child run of ``task`` with ``args`` and return its handle (``await`` it for
+        the result; ``.run_id`` is its id).
+
+        The child is a run of its own, with this run as its ``parent_id``; a ``child`` event is
+        added to this run's log. Its deadline never exceeds this attempt's. When this body
+        exits (returns, raises, is cancelled or times out), the children still unfinished are
+        cancelled and waited for. Raises ``UnknownTask``, ``InvalidArguments``, ``QueueFull``,
+        ``ShuttingDown`` as ``app.submit`` does. See ``taskcast.children`` for how a retried or
+        resumed parent gets its earlier children back.
+        """
+        return await spawn(self, task, args, self._reserve_children(1))
+
+    async def map(
+        self,
+        task: str,
+        items: Iterable[Mapping[str, Any]],
+        *,
+        concurrency: int | None = None,
+        isolate: bool = False,
+        timeout: float | None = None,
+    ) -> list[Any]:
+        """Run ``task`` once per argument dict in ``items`` as child runs; return their results
+        in the order of ``items``.
+
+        ``concurrency``: children unfinished at once (default: all). While it waits, this run
+        lends its concurrency slot to the children and takes one back before it returns.
+
+        The first child that does not complete cancels its running siblings (their cleanup
+        runs), no further child starts, and its ``TaskFailed`` is raised, with ``partial``: the
+        results of the children that completed, by index. With ``isolate=True`` nothing is
+        raised for children: the list holds each result or ``TaskFailed``, side by side.
+
+        ``timeout``: seconds for the whole batch; then the unfinished children are cancelled
+        and ``BatchTimedOut`` (a ``TimeoutError``) is raised with ``partial``; with ``isolate``
+        their places hold ``TaskFailed`` (cancelled) instead. If this run itself is cancelled
+        or times out, every child is cancelled.
+        """
+        return await map_children(
+            self, task, items, concurrency=concurrency, isolate=isolate, timeout=timeout
+        )
+
+    def resource(self, name: str, timeout: float | None = None) -> AbstractAsyncContextManager[Any]:
+        """Borrow an item of the pool ``name`` (registered with ``app.resource``) for an
+        ``async with`` block: ``async with ctx.resource("db") as conn: ...``.
+
+        Waiters are served in arrival order. Raises ``ResourceTimeout`` after ``timeout`` seconds
+        (default: the pool's), ``ResourceError`` for an unknown name or a closed pool. The item
+        goes back to the pool however the block ends, cancellation included.
+        """
+        return self._coordinator.resources.pool(name).borrow(timeout)
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        """The app's shared ``httpx.AsyncClient`` (one connection pool for every task; closed
+        at shutdown). Do not close it yourself."""
+        return self._coordinator.resources.http

@@ -2,6 +2,7 @@
 
 Every run this process owns is an ``ActiveRun`` in one of four phases:
 
+    BLOCKED  (queued, waiting for the runs it was submitted ``after``)
     WAITING  (queued: in a per-task FIFO, or sleeping out a retry backoff)
     STARTING (its asyncio task exists but has not had its first turn yet)
     RUNNING  (its asyncio task is executing the body)
@@ -19,6 +20,14 @@ Whatever the body does with the CancelledError (re-raise, swallow and return, ra
 else), a requested cancel ends as ``cancelled``. A body that ignores cancellation outright is
 recorded ``cancelled`` after ``cancel_timeout`` anyway and reported by ``shutdown``.
 
+Workflows (see docs/semantics.md, "Workflows"): a run's children are runs like any other, submitted
+with its ``parent_id``; the body's exit (however it exits) cancels the children still unfinished
+and waits for them, so no child outlives its parent's attempt. A parent that waits for a child
+*lends* its concurrency slots (global and per-task) while it waits and takes one back, ahead of
+every queued run, before it continues: a waiting parent never holds the slot its children need.
+A BLOCKED run becomes WAITING once every run it waits for has ended (the coordinator learns it
+from the committed terminal events), or fails naming the one that did not complete.
+
 The terminal write is never lost to a cancel: stores hand a write over before their first
 suspension, so a ``CancelledError`` can only interrupt the *wait* for the commit, never the write.
 The store's compare-and-set makes the first terminal write the only one.
@@ -27,16 +36,18 @@ The store's compare-and-set makes the first terminal write the only one.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import time
 from collections import Counter, deque
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
 from .context import Context
+from .dependencies import AFTER_POLICIES, check_dependencies, dependency_error
 from .errors import (
     InvalidRequest,
     NotSerializable,
@@ -44,11 +55,13 @@ from .errors import (
     RunFinished,
     RunNotFound,
     ShuttingDown,
+    UnknownTask,
 )
 from .ids import new_run_id
 from .log import EventLog
-from .models import Run
-from .states import RunState
+from .models import Event, Run
+from .resources import Resources
+from .states import TERMINAL_EVENT_TYPES, RunState
 from .stores.base import Store, encode_json
 from .supervisor import Supervisor
 from .tasks import TaskDefinition
@@ -60,6 +73,7 @@ MAX_PENDING_SIGNALS = 100
 
 
 class Phase(Enum):
+    BLOCKED = "blocked"
     WAITING = "waiting"
     STARTING = "starting"
     RUNNING = "running"
@@ -77,7 +91,11 @@ class ActiveRun:
     """A run this coordinator owns until it finishes (see the module docstring)."""
 
     __slots__ = (
+        "children",
+        "deadline",
+        "deadline_cap",
         "definition",
+        "dependency_failures",
         "holds_slot",
         "order",
         "phase",
@@ -88,6 +106,7 @@ class ActiveRun:
         "stop_reason",
         "task",
         "timer",
+        "waiting_for",
     )
 
     def __init__(self, run: Run, definition: TaskDefinition) -> None:
@@ -95,6 +114,14 @@ class ActiveRun:
         self.definition = definition
         self.phase = Phase.WAITING
         self.holds_slot = False
+        # Unfinished children (ids), cancelled when the body exits.
+        self.children: set[str] = set()
+        # The parent's deadline (event loop time): no attempt of this run may outlive it.
+        self.deadline_cap: float | None = None
+        self.deadline: float | None = None  # of the current attempt (event loop time)
+        # Dependencies (``after``) not ended yet, and those that ended without completing.
+        self.waiting_for: set[str] = set()
+        self.dependency_failures: list[tuple[str, dict[str, Any]]] = []
         self.order = 0
         self.task: asyncio.Task[None] | None = None
         self.timer: asyncio.TimerHandle | None = None
@@ -149,6 +176,15 @@ def _error(exc: BaseException) -> dict[str, Any]:
     return {"type": type(exc).__name__, "message": str(exc) or type(exc).__name__}
 
 
+def _event_error(event: Event) -> dict[str, Any] | None:
+    """The ``{"type", "message"}`` error a terminal event carries (None for ``completed``)."""
+    data = event.data if isinstance(event.data, dict) else {}
+    if event.type == "cancelled":
+        return {"type": "Cancelled", "message": str(data.get("reason", "cancelled"))}
+    error = data.get("error")
+    return error if isinstance(error, dict) else None
+
+
 class Coordinator:
     """Owns the queue, the limits and the lifecycle of runs; see the module docstring."""
 
@@ -161,9 +197,11 @@ class Coordinator:
         max_concurrency: int,
         max_queue: int,
         cancel_timeout: float,
+        resources: Resources | None = None,
     ) -> None:
         self.store = store
         self.log = log
+        self.resources = resources if resources is not None else Resources()
         self._tasks = tasks
         self.max_concurrency = max_concurrency
         self.max_queue = max_queue
@@ -178,6 +216,14 @@ class Coordinator:
         self._accepting = False
         self._report: ShutdownReport | None = None
         self._shutting_down: asyncio.Future[ShutdownReport] | None = None
+        # Runs somebody awaits the end of (a parent its children): resolved with the terminal
+        # event, or ``shutdown``, as soon as it is committed.
+        self._endings: dict[str, asyncio.Future[Event]] = {}
+        # Dependency id -> the BLOCKED runs waiting for it.
+        self._blocked: dict[str, list[ActiveRun]] = {}
+        # Parents waiting to take a slot back, served before any queued run.
+        self._reclaiming: deque[tuple[ActiveRun, asyncio.Future[None]]] = deque()
+        log.add_listener(self._on_committed)
 
     # -- visible state -----------------------------------------------------------------------
 
@@ -204,7 +250,10 @@ class Coordinator:
         reason saying so. Runs of tasks this app does not register are left as they are.
         """
         resumed = []
-        for run in await self.store.unfinished_runs():
+        unfinished = await self.store.unfinished_runs()
+        unfinished_ids = {run.id for run in unfinished}
+        orphans = []
+        for run in unfinished:
             definition = self._tasks.get(run.task)
             if definition is None:
                 logger.warning(
@@ -217,8 +266,23 @@ class Coordinator:
                     continue
                 run = recovered
             self.queued_count += 1
-            self._enqueue(ActiveRun(run, definition))
+            active = ActiveRun(run, definition)
+            if run.after:
+                self._watch_dependencies(active)
+                self._active[run.id] = active
+                active.phase = Phase.BLOCKED
+                await self._check_ended_dependencies(active, run.after)
+                self._unblock_if_ready(active)
+            else:
+                self._enqueue(active)
             resumed.append(run.id)
+            parent = self._active.get(run.parent_id) if run.parent_id else None
+            if parent is not None:
+                self.adopt(parent, run.id)
+            elif run.parent_id is not None and run.parent_id not in unfinished_ids:
+                orphans.append(run)
+        for run in orphans:  # their parent ended (a crash between its end and theirs)
+            await self.cancel(run.id, f"its parent {run.parent_id} already finished")
         self._accepting = True
         self._dispatch()
         return resumed
@@ -259,8 +323,70 @@ class Coordinator:
         run_id: str | None = None,
         timeout: float | None = None,
         max_attempts: int | None = None,
+        after: Sequence[str] | None = None,
+        after_policy: str = "fail",
     ) -> Run:
         """Validate, store and queue a run; see ``App.submit_with`` for the contract."""
+        run, _ = await self._submit(
+            definition,
+            args,
+            run_id=run_id,
+            timeout=timeout,
+            max_attempts=max_attempts,
+            after=after,
+            after_policy=after_policy,
+        )
+        return run
+
+    async def submit_child(
+        self,
+        parent: ActiveRun,
+        definition: TaskDefinition,
+        args: Mapping[str, Any],
+        run_id: str | None,
+        *,
+        fresh: bool = False,
+    ) -> tuple[Run, bool]:
+        """Submit a child of the running ``parent`` (``ctx.spawn``). Returns the run and whether
+        it was created (False: ``run_id`` existed, and that run is returned as it is).
+
+        The child gets the parent's id as ``parent_id`` and its deadline as a cap, and counts
+        among the parent's children, cancelled when the parent's body exits. ``fresh``: the
+        caller promises no run has ``run_id`` (the store may skip the look-up).
+        """
+        if parent.phase is not Phase.RUNNING:
+            raise InvalidRequest(f"run {parent.run.id} is not running and cannot spawn children")
+        return await self._submit(
+            definition, args, run_id=run_id, parent=parent, fresh_id=fresh or run_id is None
+        )
+
+    def definition(self, task: str) -> TaskDefinition:
+        """The registered task ``task``, or ``UnknownTask``."""
+        try:
+            return self._tasks[task]
+        except KeyError:
+            raise UnknownTask(task, list(self._tasks)) from None
+
+    async def announce_child(self, parent: ActiveRun, child: Run) -> None:
+        """Append the ``child`` event to the parent's log."""
+        data = {"run_id": child.id, "task": child.task}
+        await self.store.append(
+            parent.run.id, "child", data, encode_json(data, "child"), durable=False
+        )
+
+    async def _submit(
+        self,
+        definition: TaskDefinition,
+        args: Mapping[str, Any],
+        *,
+        run_id: str | None = None,
+        timeout: float | None = None,
+        max_attempts: int | None = None,
+        after: Sequence[str] | None = None,
+        after_policy: str = "fail",
+        parent: ActiveRun | None = None,
+        fresh_id: bool | None = None,
+    ) -> tuple[Run, bool]:
         if not self._accepting:
             raise ShuttingDown("taskcast is shutting down (or not started) and takes no new runs")
         if timeout is not None and not (isinstance(timeout, int | float) and timeout > 0):
@@ -269,6 +395,13 @@ class Coordinator:
             raise InvalidRequest(f"max_attempts must be an integer >= 1, got {max_attempts!r}")
         if run_id is not None and not (isinstance(run_id, str) and 0 < len(run_id) <= 128):
             raise InvalidRequest(f"id must be a string of 1 to 128 characters, got {run_id!r}")
+        if after_policy not in AFTER_POLICIES:
+            raise InvalidRequest(
+                f"after_policy must be one of {', '.join(AFTER_POLICIES)}, got {after_policy!r}"
+            )
+        if isinstance(after, str) or not all(isinstance(dep, str) for dep in after or ()):
+            raise InvalidRequest(f"after must be a list of run ids, got {after!r}")
+        dependencies = list(dict.fromkeys(after or ()))  # without duplicates, in order
         try:
             stored_args = definition.validate_arguments(dict(args))
         except ValueError as exc:  # pydantic could not render a value as JSON
@@ -282,20 +415,240 @@ class Coordinator:
             max_attempts=max_attempts or definition.max_attempts,
             timeout=timeout,
             created_at=time.time(),
+            parent_id=None if parent is None else parent.run.id,
+            after=dependencies,
+            after_policy=after_policy,
         )
+        active = ActiveRun(run, definition)
         self.queued_count += 1  # reserve the place before waiting for the store
+        # Watch the dependencies before reading them: an end committed meanwhile is not missed.
+        self._watch_dependencies(active)
         try:
+            if dependencies:
+                ended = await check_dependencies(self.store, run.id, dependencies)
+                for dependency in ended:
+                    self._dependency_ended(active, dependency.id, dependency.state, dependency)
             stored, event = await self.store.create_run(
-                run, {"task": run.task}, fresh_id=run_id is None
+                run, {"task": run.task}, fresh_id=run_id is None if fresh_id is None else fresh_id
             )
         except BaseException:
             self.queued_count -= 1
+            self._unwatch_dependencies(active)
             raise
         if event is None:  # the id existed: an idempotent re-submit
             self.queued_count -= 1
-            return stored
-        self._enqueue(ActiveRun(stored, definition))
-        return stored
+            self._unwatch_dependencies(active)
+            return stored, False
+        active.run = stored
+        if parent is not None:
+            active.deadline_cap = parent.deadline
+            self.adopt(parent, stored.id)
+        if dependencies:
+            self._active[stored.id] = active
+            active.phase = Phase.BLOCKED
+            self._unblock_if_ready(active)
+        else:
+            self._enqueue(active)
+        return stored, True
+
+    # -- workflows: children -----------------------------------------------------------------
+
+    def adopt(self, parent: ActiveRun, child_id: str) -> None:
+        """Count ``child_id`` among ``parent``'s unfinished children until it ends."""
+        if child_id in parent.children:
+            return
+        parent.children.add(child_id)
+        ending = self._ending_future(child_id)
+        ending.add_done_callback(lambda _: parent.children.discard(child_id))
+
+    def _ending_future(self, run_id: str) -> asyncio.Future[Event]:
+        ending = self._endings.get(run_id)
+        if ending is None:
+            ending = self._endings[run_id] = asyncio.get_running_loop().create_future()
+        return ending
+
+    def ending_of(self, run_id: str) -> asyncio.Future[Event] | None:
+        """The future of a run this coordinator watches the end of (a child), if any."""
+        return self._endings.get(run_id)
+
+    async def wait_for_end(self, run_id: str) -> Event:
+        """Wait until the run ends and return its terminal event (or its ``shutdown`` event when
+        the process stops first). Raises ``RunNotFound``. Cancelling the wait leaves the run be.
+        """
+        ending = self._ending_future(run_id)
+        if not ending.done():
+            run = await self.store.get_run(run_id)
+            if run is None:
+                if self._endings.get(run_id) is ending and not ending.done():
+                    del self._endings[run_id]
+                raise RunNotFound(run_id)
+            if run.is_finished and not ending.done():
+                last = await self.store.read_events(run_id, after=run.last_seq - 1)
+                if not ending.done():
+                    ending.set_result(last[-1])
+                    if self._endings.get(run_id) is ending:
+                        del self._endings[run_id]
+        return await asyncio.shield(ending)
+
+    async def end_children(self, active: ActiveRun, reason: str) -> None:
+        """Cancel the run's unfinished children and wait until each has ended (its cleanup ran).
+
+        Bounded: a child that ignores its cancel is recorded ``cancelled`` after
+        ``cancel_timeout``. Cancelling this wait stops waiting, not the cancellation.
+        """
+        children = list(active.children)
+        if not children:
+            return
+        for child_id in children:
+            await self.cancel(child_id, reason)
+        endings = [self._endings[c] for c in children if c in self._endings]
+        if endings:
+            await asyncio.wait(endings)
+
+    @contextlib.asynccontextmanager
+    async def lending_slot(self, active: ActiveRun) -> AsyncIterator[None]:
+        """While the body inside waits (for children), lend the run's slot to others.
+
+        On the way out the run takes a slot back before it continues, ahead of queued runs (it
+        may wait for one). If the wait is cancelled, the slot is taken back at once.
+        """
+        if not active.holds_slot:  # already lent (nested waits), or a body without a slot
+            yield
+            return
+        self._release_slot(active)
+        try:
+            yield
+        except asyncio.CancelledError:
+            # A cancelled waiter must not wait for a slot: take it back at once (possibly over
+            # the limit for a moment). Usually the body is ending and frees it right away; if it
+            # is the body's own timeout, the body goes on holding its slot as it should.
+            self._retake_slot_at_once(active)
+            raise
+        except BaseException:
+            await self._reclaim_slot(active)
+            raise
+        await self._reclaim_slot(active)
+
+    async def _reclaim_slot(self, active: ActiveRun) -> None:
+        if active.holds_slot or active.stop is not None:
+            return
+        granted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._reclaiming.append((active, granted))
+        self._dispatch()
+        try:
+            await granted
+        finally:
+            if not granted.done():
+                granted.cancel()  # _dispatch skips it
+
+    def _retake_slot_at_once(self, active: ActiveRun) -> None:
+        if not active.holds_slot:
+            self._take_slot(active)
+
+    def _take_slot(self, active: ActiveRun) -> None:
+        self.running_count += 1
+        self._running_by_task[active.definition.name] += 1
+        active.holds_slot = True
+
+    def _has_room(self, active: ActiveRun) -> bool:
+        limit = active.definition.concurrency
+        return self.running_count < self.max_concurrency and (
+            limit is None or self._running_by_task[active.definition.name] < limit
+        )
+
+    def _serve_reclaimers(self) -> None:
+        """Give freed slots back to waiting parents first, oldest request first."""
+        if not self._reclaiming:
+            return
+        kept: deque[tuple[ActiveRun, asyncio.Future[None]]] = deque()
+        while self._reclaiming:
+            active, granted = self._reclaiming.popleft()
+            if granted.done():
+                continue  # given up on (cancelled)
+            if self._has_room(active):
+                self._take_slot(active)
+                granted.set_result(None)
+            else:
+                kept.append((active, granted))
+        self._reclaiming = kept
+
+    # -- workflows: dependencies -------------------------------------------------------------
+
+    def _watch_dependencies(self, active: ActiveRun) -> None:
+        active.waiting_for = set(active.run.after)
+        for dependency in active.waiting_for:
+            self._blocked.setdefault(dependency, []).append(active)
+
+    def _unwatch_dependencies(self, active: ActiveRun) -> None:
+        for dependency in active.waiting_for:
+            waiting = self._blocked.get(dependency)
+            if waiting is not None and active in waiting:
+                waiting.remove(active)
+                if not waiting:
+                    del self._blocked[dependency]
+        active.waiting_for = set()
+
+    async def _check_ended_dependencies(self, active: ActiveRun, after: list[str]) -> None:
+        """On recovery: note the dependencies that ended (or vanished) while we were away."""
+        for dependency_id in after:
+            dependency = await self.store.get_run(dependency_id)
+            if dependency is None:  # pruned: it had ended, its outcome is gone
+                self._dependency_ended(active, dependency_id, None, None)
+            elif dependency.is_finished:
+                self._dependency_ended(active, dependency_id, dependency.state, dependency)
+
+    def _dependency_ended(
+        self, active: ActiveRun, dependency_id: str, state: RunState | None, run: Run | None
+    ) -> None:
+        if dependency_id not in active.waiting_for:
+            return
+        active.waiting_for.discard(dependency_id)
+        if state is not RunState.COMPLETED:
+            error = run.error if run is not None else None
+            active.dependency_failures.append(
+                (dependency_id, dependency_error(dependency_id, state, error))
+            )
+        self._unblock_if_ready(active)
+
+    def _unblock_if_ready(self, active: ActiveRun) -> None:
+        if active.phase is not Phase.BLOCKED or active.waiting_for:
+            return
+        if active.dependency_failures and active.run.after_policy == "fail":
+            if self._supervisor.closed:
+                return  # stopped: it stays queued, and the next start fails it
+            active.phase = Phase.DONE
+            self.queued_count -= 1
+            self._active.pop(active.run.id, None)
+            dependency_id, error = active.dependency_failures[0]
+            self._supervisor.spawn(
+                self._finish(
+                    active,
+                    RunState.FAILED,
+                    {"error": error, "dependency": dependency_id},
+                    error=error,
+                ),
+                name=f"taskcast dependency failure {active.run.id}",
+            )
+            return
+        self._enqueue(active)
+
+    def _on_committed(self, events: Sequence[Event]) -> None:
+        """The store committed ``events``: resolve who waits for the runs that ended."""
+        if not self._endings and not self._blocked:
+            return
+        for event in events:
+            if event.type in TERMINAL_EVENT_TYPES:
+                waiting = self._blocked.pop(event.run_id, None)
+                if waiting is not None:
+                    state = RunState(event.type)
+                    ended = Run(event.run_id, "", {}, state, error=_event_error(event))
+                    for active in waiting:
+                        self._dependency_ended(active, event.run_id, state, ended)
+            elif event.type != "shutdown":
+                continue
+            ending = self._endings.pop(event.run_id, None)
+            if ending is not None and not ending.done():
+                ending.set_result(event)
 
     # -- queueing and dispatching ------------------------------------------------------------
 
@@ -319,6 +672,7 @@ class Coordinator:
 
     def _dispatch(self) -> None:
         """Start ready runs, oldest first, while the global and per-task limits allow."""
+        self._serve_reclaimers()
         if not self._accepting:
             return
         while self.running_count < self.max_concurrency:
@@ -339,9 +693,7 @@ class Coordinator:
 
     def _start(self, active: ActiveRun) -> None:
         self.queued_count -= 1
-        self.running_count += 1
-        self._running_by_task[active.definition.name] += 1
-        active.holds_slot = True
+        self._take_slot(active)
         active.phase = Phase.STARTING
         active.task = self._supervisor.spawn(
             self._execute(active), name=f"taskcast run {active.run.id}"
@@ -406,12 +758,17 @@ class Coordinator:
                 active.phase = Phase.DONE
                 return
             active.run = run = moved[0]
-            if timeout is None:  # no scope at all: the common case stays cheap
-                result = await definition.invoke(Context(self, active, None), run.args)
+            cap = active.deadline_cap
+            if timeout is None and cap is None:  # no scope at all: the common case stays cheap
+                result = await self._invoke(active, None)
             else:
-                deadline = loop.time() + timeout
+                deadline = loop.time() + timeout if timeout is not None else None
+                if cap is not None and (deadline is None or cap < deadline):
+                    # The parent's deadline comes first: it bounds this attempt.
+                    deadline, timeout = cap, round(max(0.0, cap - loop.time()), 6)
+                assert deadline is not None
                 async with asyncio.timeout_at(deadline) as scope:
-                    result = await definition.invoke(Context(self, active, deadline), run.args)
+                    result = await self._invoke(active, deadline)
         except asyncio.CancelledError:
             active.phase = Phase.FINISHING
             self._release_slot(active)
@@ -454,6 +811,30 @@ class Coordinator:
                     await self._finish(
                         active, RunState.COMPLETED, {"result": result}, result=result
                     )
+
+    async def _invoke(self, active: ActiveRun, deadline: float | None) -> Any:
+        """Run the body; whichever way it exits, its unfinished children end before it does."""
+        active.deadline = deadline
+        context = Context(self, active, deadline)
+        parent = active.run.id
+        try:
+            result = await active.definition.invoke(context, active.run.args)
+        except asyncio.CancelledError:
+            # A shutdown (or a cancel from outside taskcast) stops the children by itself and
+            # they resume with the parent; a cancel or a timeout ends them here.
+            if active.children:
+                if active.stop is StopKind.CANCEL:
+                    await self.end_children(active, f"its parent {parent} was cancelled")
+                elif deadline is not None and asyncio.get_running_loop().time() >= deadline:
+                    await self.end_children(active, f"its parent {parent} timed out")
+            raise
+        except BaseException:
+            if active.children:
+                await self.end_children(active, f"its parent {parent} failed")
+            raise
+        if active.children:
+            await self.end_children(active, f"its parent {parent} finished without awaiting it")
+        return result
 
     async def _finish(
         self, active: ActiveRun, state: RunState, data: dict[str, Any], **fields: Any
@@ -523,7 +904,8 @@ class Coordinator:
             # Not owned here: unknown, finished, or (another app's) unfinished run in the store.
             moved = await self._cancel_in_store(run_id, reason)
             return moved
-        if active.phase is Phase.WAITING:
+        if active.phase in (Phase.WAITING, Phase.BLOCKED):
+            self._unwatch_dependencies(active)
             active.phase = Phase.DONE
             if active.timer is not None:
                 active.timer.cancel()
@@ -660,7 +1042,7 @@ class Coordinator:
                     "shutdown",
                     {"reason": "shutdown", "state": "interrupted", "stuck": True},
                 )
-        waiting = [a for a in self._active.values() if a.phase is Phase.WAITING]
+        waiting = [a for a in self._active.values() if a.phase in (Phase.WAITING, Phase.BLOCKED)]
         for index, active in enumerate(waiting):
             report.queued.append(active.run.id)
             # One commit for all: batches commit in order, so the last (durable) write's commit

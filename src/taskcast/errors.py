@@ -119,6 +119,47 @@ class SchemaError(StoreError):
 
 
 class TaskFailed(TaskcastError):
-    """Raised by ``Context.map``/``wait`` helpers when a run they depend on did not complete."""
+    """A child run you awaited (``ctx.spawn``, ``ctx.map``) did not complete.
+
+    ``run_id``, ``task``, ``state`` (``failed``, ``cancelled``, ``timed_out``, or
+    ``interrupted`` when the process stopped) and ``error`` (``{"type", "message"}``) say which
+    and why. From ``ctx.map``: ``partial`` holds the results of the children that completed,
+    by their index in the batch.
+    """
 
     code = "task_failed"
+
+    def __init__(self, run_id: str, task: str, state: str, error: dict[str, Any] | None) -> None:
+        detail = (error or {}).get("message") or state
+        super().__init__(
+            f"child run {run_id} ({task}) {state}: {detail}",
+            run_id=run_id,
+            task=task,
+            state=state,
+            child_error=error,
+        )
+        self.run_id = run_id
+        self.task = task
+        self.state = state
+        self.error = error
+        self.partial: dict[int, Any] = {}
+
+
+class BatchTimedOut(TaskcastError, TimeoutError):
+    """``ctx.map(..., timeout=S)`` ran out of time: its unfinished children were cancelled.
+
+    ``partial`` holds the results of the children that completed, by their index in the batch;
+    ``unfinished`` the indexes of those that did not.
+    """
+
+    code = "batch_timed_out"
+
+    def __init__(self, timeout: float, partial: dict[int, Any], unfinished: list[int]) -> None:
+        super().__init__(
+            f"the batch did not finish within {timeout:g} s: {len(partial)} children completed,"
+            f" {len(unfinished)} were cancelled",
+            completed=len(partial),
+            cancelled=len(unfinished),
+        )
+        self.partial = partial
+        self.unfinished = unfinished

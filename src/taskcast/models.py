@@ -22,7 +22,9 @@ class Run:
 
     ``attempt`` counts started attempts (0 while it never started); ``error`` is
     ``{"type", "message"}`` for failed, cancelled and timed-out runs; ``last_seq`` is the ``seq``
-    of the newest event in its log.
+    of the newest event in its log. ``parent_id`` is the run that spawned it (``ctx.spawn``,
+    ``ctx.map``); ``after`` the runs it waits for before it may start, and ``after_policy``
+    what a dependency that did not complete does to it: ``"fail"`` it, or run it ``"always"``.
     """
 
     id: str
@@ -39,6 +41,9 @@ class Run:
     finished_at: float | None = None
     not_before: float | None = None
     last_seq: int = 0
+    parent_id: str | None = None
+    after: list[str] = field(default_factory=list)
+    after_policy: str = "fail"
 
     @property
     def is_finished(self) -> bool:
@@ -46,7 +51,8 @@ class Run:
         return self.state.is_terminal
 
     def copy(self) -> Run:
-        """A shallow copy (``args``, ``result`` and ``error`` are shared: treat them as frozen)."""
+        """A shallow copy (``args``, ``result``, ``error`` and ``after`` are shared: treat them as
+        frozen)."""
         # Positional on purpose: dataclasses.replace costs ~8x more, and this runs per write.
         return Run(
             self.id,
@@ -63,6 +69,9 @@ class Run:
             self.finished_at,
             self.not_before,
             self.last_seq,
+            self.parent_id,
+            self.after,
+            self.after_policy,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -81,6 +90,9 @@ class Run:
             "started_at": self.started_at,
             "finished_at": self.finished_at,
             "last_seq": self.last_seq,
+            "parent_id": self.parent_id,
+            "after": self.after,
+            "after_policy": self.after_policy,
         }
 
 

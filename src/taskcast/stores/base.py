@@ -9,6 +9,9 @@ A store keeps run records and their event logs. It is the single source of truth
 * it tells its ``listener`` about every event once the event is durable, in ``seq`` order; the
   event log (``taskcast.log``) uses that to wake watchers.
 
+A store persists every field of ``Run``, including the workflow ones (``parent_id``, ``after``,
+``after_policy``), which never change after ``create_run``.
+
 Every method returns once its write is durable (for SQLite: committed), except that ``append``
 and ``transition`` called with ``durable=False`` may return as soon as the write is ordered (it
 is committed shortly, in order, before any later durable write returns; a store may still wait
@@ -113,8 +116,13 @@ class Store(abc.ABC):
         task: str | None = None,
         limit: int = 100,
         before: str | None = None,
+        parent: str | None = None,
     ) -> list[Run]:
-        """Runs newest first, optionally filtered, with ids below ``before`` (for paging)."""
+        """Runs newest first, optionally filtered, with ids below ``before`` (for paging).
+
+        ``parent``: only the children of that run (``Run.parent_id``), which a store should
+        answer from an index: the coordinator uses it to find a parent's children on recovery.
+        """
 
     @abc.abstractmethod
     async def count_runs(self) -> dict[tuple[str, RunState], int]:

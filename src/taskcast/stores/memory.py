@@ -90,13 +90,18 @@ class MemoryStore(Store):
         task: str | None = None,
         limit: int = 100,
         before: str | None = None,
+        parent: str | None = None,
     ) -> list[Run]:
         found: list[Run] = []
         for run_id in sorted(self._runs, reverse=True):
             if before is not None and run_id >= before:
                 continue
             run = self._runs[run_id]
-            if (state is None or run.state == state) and (task is None or run.task == task):
+            if (
+                (state is None or run.state == state)
+                and (task is None or run.task == task)
+                and (parent is None or run.parent_id == parent)
+            ):
                 found.append(run.copy())
                 if len(found) >= limit:
                     break

@@ -35,7 +35,9 @@ from ..models import Event, Run, compact_json
 from ..states import TERMINAL_STATES, RunState, can_transition
 from .base import Store
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""1: the engine's runs and events. 2: adds the workflow columns ``parent_id``, ``after_ids`` and
+``after_policy`` (see ``_MIGRATIONS``)."""
 
 MAX_UNCOMMITTED_EVENTS = 10_000
 """Non-durable writes wait for the commit once this many events are pending."""
@@ -55,10 +57,14 @@ CREATE TABLE IF NOT EXISTS runs (
     started_at REAL,
     finished_at REAL,
     not_before REAL,
-    last_seq INTEGER NOT NULL
+    last_seq INTEGER NOT NULL,
+    parent_id TEXT,
+    after_ids TEXT NOT NULL DEFAULT '[]',
+    after_policy TEXT NOT NULL DEFAULT 'fail'
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS runs_by_state ON runs (state, id);
 CREATE INDEX IF NOT EXISTS runs_by_task ON runs (task, id);
+CREATE INDEX IF NOT EXISTS runs_by_parent ON runs (parent_id, id) WHERE parent_id IS NOT NULL;
 CREATE TABLE IF NOT EXISTS events (
     run_id TEXT NOT NULL,
     seq INTEGER NOT NULL,
@@ -69,12 +75,25 @@ CREATE TABLE IF NOT EXISTS events (
 ) WITHOUT ROWID;
 """
 
+_MIGRATIONS: dict[int, tuple[str, ...]] = {
+    # From version 1 to 2: a file written by the engine before workflows existed.
+    1: (
+        "ALTER TABLE runs ADD COLUMN parent_id TEXT",
+        "ALTER TABLE runs ADD COLUMN after_ids TEXT NOT NULL DEFAULT '[]'",
+        "ALTER TABLE runs ADD COLUMN after_policy TEXT NOT NULL DEFAULT 'fail'",
+        "CREATE INDEX IF NOT EXISTS runs_by_parent ON runs (parent_id, id)"
+        " WHERE parent_id IS NOT NULL",
+    ),
+}
+"""Statements that move a file from version ``key`` to ``key + 1``."""
+
 _RUN_COLUMNS = (
     "id, task, args, state, attempt, max_attempts, timeout, result, error,"
-    " created_at, started_at, finished_at, not_before, last_seq"
+    " created_at, started_at, finished_at, not_before, last_seq,"
+    " parent_id, after_ids, after_policy"
 )
 _UPSERT_RUN = (
-    f"INSERT INTO runs ({_RUN_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+    f"INSERT INTO runs ({_RUN_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
     " ON CONFLICT (id) DO UPDATE SET state=excluded.state, attempt=excluded.attempt,"
     " max_attempts=excluded.max_attempts, timeout=excluded.timeout, result=excluded.result,"
     " error=excluded.error, started_at=excluded.started_at, finished_at=excluded.finished_at,"
@@ -103,6 +122,9 @@ def _run_row(run: Run, args_json: str) -> RunRow:
         run.finished_at,
         run.not_before,
         run.last_seq,
+        run.parent_id,
+        compact_json(run.after) if run.after else "[]",
+        run.after_policy,
     )
 
 
@@ -122,6 +144,9 @@ def _run_from_row(row: sqlite3.Row | tuple[Any, ...]) -> Run:
         finished_at=row[11],
         not_before=row[12],
         last_seq=row[13],
+        parent_id=row[14],
+        after=json.loads(row[15]),
+        after_policy=row[16],
     )
 
 
@@ -226,7 +251,11 @@ class SQLiteStore(Store):
                 )
             if version < SCHEMA_VERSION:
                 conn.execute("BEGIN IMMEDIATE")
-                self._create_schema(conn)
+                if version == 0:  # a new file
+                    self._create_schema(conn)
+                for step in range(version or SCHEMA_VERSION, SCHEMA_VERSION):
+                    for statement in _MIGRATIONS[step]:
+                        conn.execute(statement)
                 conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
                 conn.execute("COMMIT")
             return conn
@@ -448,8 +477,12 @@ class SQLiteStore(Store):
         task: str | None = None,
         limit: int = 100,
         before: str | None = None,
+        parent: str | None = None,
     ) -> list[Run]:
         where, params = [], []
+        if parent is not None:
+            where.append("parent_id = ?")
+            params.append(parent)
         if state is not None:
             where.append("state = ?")
             params.append(state.value)

@@ -1,0 +1,223 @@
+"""Child runs: ``ctx.spawn`` and ``ctx.map`` (docs/semantics.md, "Workflows").
+
+A child is a run like any other (its own id, log, state, visible over HTTP) that records its
+parent (``parent_id``); the parent's log gets a ``child`` event per child. Children follow
+structured concurrency: none outlives its parent's attempt (the coordinator cancels those still
+unfinished when the body exits), a child's deadline never exceeds its parent's, and a parent that
+waits for children lends them its concurrency slot.
+
+Child ids are ``<parent id>.<n>``, ``n`` counting the children of the attempt in spawn order. So a
+parent that runs again (a retry, or resumed after a restart) and spawns the same task with the
+same arguments at the same position gets the earlier child back instead of a new run: its result
+if it completed, the run itself if it is still unfinished. A child that failed, was cancelled or
+timed out is run again (as ``<parent id>.<n>~<attempt>``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Generator, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from .errors import BatchTimedOut, InvalidRequest, TaskFailed
+from .models import Event, Run
+from .states import RunState
+
+if TYPE_CHECKING:
+    from .context import Context
+
+_ULID_ROOT = re.compile(r"^[0-9A-HJKMNP-TV-Z]{26}(\.|$)")
+_NOT_REUSABLE = frozenset({RunState.FAILED, RunState.CANCELLED, RunState.TIMED_OUT})
+MAX_ID_LENGTH = 128
+
+
+class ChildRun:
+    """A child run spawned by ``ctx.spawn``: ``await child`` returns its result.
+
+    Awaiting raises ``TaskFailed`` if the child failed, was cancelled, timed out or was
+    interrupted. While it waits, the parent lends its concurrency slot (it takes one back before
+    it continues). Cancelling the await leaves the child running; the parent's exit ends it.
+    """
+
+    def __init__(self, context: Context, run: Run, ending: asyncio.Future[Event]) -> None:
+        self._context = context
+        self._ending = ending
+        self.run_id = run.id
+        self.task = run.task
+
+    def __repr__(self) -> str:
+        return f"<ChildRun {self.run_id} {self.task} {'done' if self.done() else 'pending'}>"
+
+    def done(self) -> bool:
+        """True once the child has ended."""
+        return self._ending.done()
+
+    async def end(self) -> Event:
+        """Wait for the child's terminal event (or ``shutdown``) and return it; never raises
+        for the child's failure."""
+        if self._ending.done():
+            return self._ending.result()
+        coordinator = self._context._coordinator
+        async with coordinator.lending_slot(self._context._active):
+            return await asyncio.shield(self._ending)
+
+    async def result(self) -> Any:
+        """The child's result; ``TaskFailed`` if it did not complete."""
+        return outcome(await self.end(), self.task)
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        return self.result().__await__()
+
+    async def cancel(self, reason: str = "cancelled by its parent") -> bool:
+        """Cancel the child (see ``App.cancel``); True if it will end ``cancelled``."""
+        return await self._context._coordinator.cancel(self.run_id, reason)
+
+
+def outcome(event: Event, task: str) -> Any:
+    """The result a terminal event carries, or the ``TaskFailed`` it means, raised."""
+    error = failure(event, task)
+    if error is not None:
+        raise error
+    data = event.data if isinstance(event.data, dict) else {}
+    return data.get("result")
+
+
+def failure(event: Event, task: str) -> TaskFailed | None:
+    """``None`` for ``completed``; else the ``TaskFailed`` describing why the child ended."""
+    if event.type == "completed":
+        return None
+    data = event.data if isinstance(event.data, dict) else {}
+    if event.type == "cancelled":
+        error: Any = {"type": "Cancelled", "message": str(data.get("reason", "cancelled"))}
+        state = "cancelled"
+    elif event.type == "shutdown":
+        error = {"type": "Interrupted", "message": "the process stopped before it finished"}
+        state = "interrupted"
+    else:
+        error = data.get("error")
+        state = event.type
+    return TaskFailed(event.run_id, task, state, error if isinstance(error, dict) else None)
+
+
+async def spawn(context: Context, task: str, args: Mapping[str, Any], index: int) -> ChildRun:
+    """Submit the ``index``-th child of the context's attempt (see the module docstring)."""
+    coordinator = context._coordinator
+    parent = context._active
+    definition = coordinator.definition(task)
+    base = f"{parent.run.id}.{index}"
+    attempt = parent.run.attempt
+    if attempt <= 1 and _ULID_ROOT.match(base):
+        # The first attempt of a parent whose id we generated: nothing can have that id yet.
+        run, created = await coordinator.submit_child(parent, definition, args, base, fresh=True)
+    else:
+        expected = definition.validate_arguments(dict(args))
+        candidates: list[str | None] = [base, f"{base}~{attempt}", None]
+        for run_id in candidates:
+            if run_id is not None and len(run_id) > MAX_ID_LENGTH:
+                continue
+            run, created = await coordinator.submit_child(parent, definition, args, run_id)
+            reusable = (
+                run.parent_id == parent.run.id
+                and run.task == definition.name
+                and run.args == expected
+                and run.state not in _NOT_REUSABLE
+            )
+            if created or reusable:
+                break
+    ending = coordinator.ending_of(run.id)
+    if ending is None:  # an earlier attempt's child: finished, or still running
+        if not run.is_finished:
+            coordinator.adopt(parent, run.id)
+        ending = coordinator.ending_of(run.id)
+        if ending is None:
+            ending = asyncio.get_running_loop().create_future()
+            ending.set_result(await coordinator.wait_for_end(run.id))
+    await coordinator.announce_child(parent, run)
+    return ChildRun(context, run, ending)
+
+
+async def map_children(
+    context: Context,
+    task: str,
+    items: Iterable[Mapping[str, Any]],
+    *,
+    concurrency: int | None,
+    isolate: bool,
+    timeout: float | None,
+) -> list[Any]:
+    """``ctx.map``: see ``Context.map`` for the contract."""
+    batch = list(items)
+    if concurrency is not None and not (isinstance(concurrency, int) and concurrency >= 1):
+        raise InvalidRequest(f"concurrency must be an integer >= 1, got {concurrency!r}")
+    if timeout is not None and not timeout > 0:
+        raise InvalidRequest(f"timeout must be a positive number of seconds, got {timeout!r}")
+    for position, args in enumerate(batch):
+        if not isinstance(args, Mapping):
+            raise InvalidRequest(
+                f"ctx.map takes a list of argument dicts; item {position} is {args!r}"
+            )
+    first = context._reserve_children(len(batch))
+    limit = concurrency or max(len(batch), 1)
+    results: list[Any] = [None] * len(batch)
+    completed: dict[int, Any] = {}
+    running: dict[asyncio.Future[Event], tuple[int, ChildRun]] = {}
+    coordinator = context._coordinator
+    first_failure: TaskFailed | None = None
+    timed_out = False
+
+    def settle(ending: asyncio.Future[Event]) -> TaskFailed | None:
+        position, child = running.pop(ending)
+        problem = failure(ending.result(), child.task)
+        if problem is None:
+            results[position] = completed[position] = outcome(ending.result(), child.task)
+        else:
+            results[position] = problem
+        return problem
+
+    async def stop_the_rest(reason: str) -> None:
+        for _, child in running.values():
+            await child.cancel(reason)
+        if running:
+            await asyncio.wait(list(running))
+        for ending in list(running):
+            settle(ending)
+
+    next_position = 0
+    async with coordinator.lending_slot(context._active):
+        try:
+            async with asyncio.timeout(timeout):
+                while next_position < len(batch) or running:
+                    room = min(limit - len(running), len(batch) - next_position)
+                    for _ in range(room):
+                        position = next_position
+                        next_position += 1
+                        child = await spawn(context, task, batch[position], first + position)
+                        running[child._ending] = (position, child)
+                    done, _ = await asyncio.wait(list(running), return_when=asyncio.FIRST_COMPLETED)
+                    for ending in done:
+                        problem = settle(ending)
+                        if problem is not None and not isolate and first_failure is None:
+                            first_failure = problem
+                    if first_failure is not None:
+                        await stop_the_rest(f"its sibling {first_failure.run_id} failed")
+                        break
+        except TimeoutError:
+            timed_out = True
+            await stop_the_rest("the batch timed out")
+    if first_failure is not None:
+        first_failure.partial = completed
+        raise first_failure
+    if timed_out and not isolate:
+        assert timeout is not None
+        unfinished = [p for p in range(len(batch)) if p not in completed]
+        raise BatchTimedOut(timeout, completed, unfinished)
+    if timed_out:  # isolated: the children never spawned are reported as cancelled too
+        for position in range(next_position, len(batch)):
+            results[position] = TaskFailed(
+                f"{context.run_id}.{first + position}",
+                task,
+                "cancelled",
+                {"type": "Cancelled", "message": "the batch timed out before it started"},
+            )
+    return results
