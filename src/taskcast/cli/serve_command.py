@@ -14,7 +14,7 @@ from typing import NoReturn
 from rich.console import Console
 
 from ..app import App
-from ..builtin import register_demo_tasks
+from ..builtin import register_builtin_tasks, register_demo_tasks
 from ..coordinator import ShutdownReport
 from ..errors import TaskcastError
 from ..server.serve import LINGER_TIMEOUT, exit_if_not_done_in, listen_tcp, listen_unix, serve
@@ -56,7 +56,8 @@ def load_app(spec: str) -> App:
 
 
 def build_app(options: argparse.Namespace) -> App:
-    """The App to serve: ``--app``'s or an embedded one on ``--store``, with the demo tasks."""
+    """The App to serve: ``--app``'s or an embedded one on ``--store``, with the demo tasks
+    and the built-in ones (``http.fetch``; ``shell`` only with ``--enable-shell``)."""
     if options.app:
         app = load_app(options.app)
         if options.store:
@@ -68,6 +69,7 @@ def build_app(options: argparse.Namespace) -> App:
             register_demo_tasks(app)
         except ValueError as exc:
             raise CannotLoadApp(f"{exc}; pass --no-demo to keep your own") from None
+    register_builtin_tasks(app, shell=options.enable_shell)
     return app
 
 
@@ -80,6 +82,11 @@ def add_serve_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--app", metavar="MODULE:ATTRIBUTE", help="serve your own taskcast.App")
     parser.add_argument("--no-demo", action="store_true", help="do not register the demo.* tasks")
+    parser.add_argument(
+        "--enable-shell",
+        action="store_true",
+        help="register the `shell` task: anyone who can submit runs can run shell commands",
+    )
     parser.add_argument(
         "--token",
         default=os.environ.get("TASKCAST_TOKEN"),

@@ -155,13 +155,16 @@ def create_app(
     )
     async def submit(request: SubmitRequest, response: Response) -> dict[str, Any]:
         """Queue a run of `task` with `args`. 404 for an unknown task, 422 naming each bad
-        argument, 429 with Retry-After when the queue is full, 503 while shutting down."""
+        argument (or an `after` id no run has, or one that would make a cycle), 429 with
+        Retry-After when the queue is full, 503 while shutting down."""
         run = await app.submit_with(
             request.task,
             request.args,
             id=request.id,
             timeout=request.timeout,
             max_attempts=request.max_attempts,
+            after=request.after,
+            after_policy=request.after_policy,
         )
         response.headers["Location"] = f"/runs/{run.id}"
         return run.to_dict()
@@ -174,9 +177,12 @@ def create_app(
         before: Annotated[
             str | None, Query(description="Only runs older than this id (the next page).")
         ] = None,
+        parent: Annotated[
+            str | None, Query(description="Only the children of this run (ctx.spawn, ctx.map).")
+        ] = None,
     ) -> dict[str, Any]:
         """Runs newest first. Page through with `before` = the previous page's `next_before`."""
-        runs = await app.runs(state=state, task=task, limit=limit, before=before)
+        runs = await app.runs(state=state, task=task, limit=limit, before=before, parent=parent)
         next_before = runs[-1].id if len(runs) == limit else None
         return {"runs": [run.to_dict() for run in runs], "next_before": next_before}
 

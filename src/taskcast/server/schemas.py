@@ -3,7 +3,7 @@ responses in /openapi.json."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -31,6 +31,15 @@ class SubmitRequest(BaseModel):
         default=None,
         pattern=RUN_ID_PATTERN,
         description="Idempotency key: submitting an existing id returns that run, queues nothing.",
+    )
+    after: list[Annotated[str, Field(pattern=RUN_ID_PATTERN)]] = Field(
+        default_factory=list,
+        max_length=1000,
+        description="Ids of runs this one waits for: it starts once they all ended.",
+    )
+    after_policy: Literal["fail", "always"] = Field(
+        default="fail",
+        description='If a dependency did not complete: "fail" this run, or run it "always".',
     )
 
 
@@ -60,6 +69,11 @@ class RunBody(BaseModel):
     started_at: float | None
     finished_at: float | None
     last_seq: int = Field(description="The seq of the newest event in its log.")
+    parent_id: str | None = Field(
+        default=None, description="The run that spawned it (ctx.spawn / ctx.map), if any."
+    )
+    after: list[str] = Field(default_factory=list, description="Runs it waited for.")
+    after_policy: Literal["fail", "always"] = "fail"
 
 
 class RunList(BaseModel):
