@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections import deque
 from collections.abc import Generator, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +31,8 @@ if TYPE_CHECKING:
 _ULID_ROOT = re.compile(r"^[0-9A-HJKMNP-TV-Z]{26}(\.|$)")
 _NOT_REUSABLE = frozenset({RunState.FAILED, RunState.CANCELLED, RunState.TIMED_OUT})
 MAX_ID_LENGTH = 128
+SPAWN_CHUNK = 256
+"""Children ``ctx.map`` submits at once (their store writes can share a commit)."""
 
 
 class ChildRun:
@@ -162,6 +165,15 @@ async def map_children(
     results: list[Any] = [None] * len(batch)
     completed: dict[int, Any] = {}
     running: dict[asyncio.Future[Event], tuple[int, ChildRun]] = {}
+    # Endings arrive here as they happen: waiting on one event, not on every pending future
+    # (asyncio.wait over thousands of futures per completion would be quadratic).
+    ended: deque[asyncio.Future[Event]] = deque()
+    wake = asyncio.Event()
+
+    def on_end(ending: asyncio.Future[Event]) -> None:
+        ended.append(ending)
+        wake.set()
+
     coordinator = context._coordinator
     first_failure: TaskFailed | None = None
     timed_out = False
@@ -183,19 +195,34 @@ async def map_children(
         for ending in list(running):
             settle(ending)
 
+    async def spawn_many(positions: range) -> list[ChildRun]:
+        """Spawn these children; several at once, so a store can commit them together."""
+        if len(positions) == 1:
+            return [await spawn(context, task, batch[positions[0]], first + positions[0])]
+        async with asyncio.TaskGroup() as group:
+            spawning = [
+                group.create_task(spawn(context, task, batch[p], first + p)) for p in positions
+            ]
+        return [s.result() for s in spawning]
+
     next_position = 0
     async with coordinator.lending_slot(context._active):
         try:
             async with asyncio.timeout(timeout):
                 while next_position < len(batch) or running:
-                    room = min(limit - len(running), len(batch) - next_position)
-                    for _ in range(room):
-                        position = next_position
-                        next_position += 1
-                        child = await spawn(context, task, batch[position], first + position)
+                    room = min(limit - len(running), len(batch) - next_position, SPAWN_CHUNK)
+                    positions = range(next_position, next_position + room)
+                    next_position += room
+                    for position, child in zip(positions, await spawn_many(positions)):
                         running[child._ending] = (position, child)
-                    done, _ = await asyncio.wait(list(running), return_when=asyncio.FIRST_COMPLETED)
-                    for ending in done:
+                        child._ending.add_done_callback(on_end)
+                    if not ended:
+                        wake.clear()
+                        await wake.wait()
+                    while ended:
+                        ending = ended.popleft()
+                        if ending not in running:
+                            continue  # settled already
                         problem = settle(ending)
                         if problem is not None and not isolate and first_failure is None:
                             first_failure = problem

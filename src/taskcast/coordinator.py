@@ -575,11 +575,15 @@ class Coordinator:
     # -- workflows: dependencies -------------------------------------------------------------
 
     def _watch_dependencies(self, active: ActiveRun) -> None:
+        if not active.run.after:
+            return
         active.waiting_for = set(active.run.after)
         for dependency in active.waiting_for:
             self._blocked.setdefault(dependency, []).append(active)
 
     def _unwatch_dependencies(self, active: ActiveRun) -> None:
+        if not active.waiting_for:
+            return
         for dependency in active.waiting_for:
             waiting = self._blocked.get(dependency)
             if waiting is not None and active in waiting:

@@ -9,7 +9,7 @@ import pytest
 
 import taskcast
 from taskcast.errors import BatchTimedOut, TaskFailed
-from tests.engine.conftest import Gate, collect, types
+from tests.engine.conftest import collect, types
 
 
 class ChildBoom(Exception):
@@ -131,18 +131,23 @@ async def test_an_awaited_failing_child_fails_the_parent_and_cancels_its_sibling
 
 
 async def test_map_cancels_running_siblings_when_one_child_fails(app: taskcast.App) -> None:
-    gate = Gate()
+    both_waiting = asyncio.Event()
+    waiting = 0
     cleaned: list[int] = []
 
     @app.task(name="item")
     async def item(i: int) -> int:
-        if i == 2:
-            await gate.reached.wait()
-            raise ChildBoom(f"item {i} broke")
+        nonlocal waiting
         if i == 0:
             return 0
+        if i == 2:
+            await both_waiting.wait()
+            raise ChildBoom(f"item {i} broke")
+        waiting += 1
+        if waiting == 2:
+            both_waiting.set()
         try:
-            await gate()
+            await asyncio.Event().wait()
         finally:
             cleaned.append(i)
         return i
