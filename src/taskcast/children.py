@@ -27,6 +27,7 @@ from .states import RunState
 
 if TYPE_CHECKING:
     from .context import Context
+    from .tasks import TaskDefinition
 
 _ULID_ROOT = re.compile(r"^[0-9A-HJKMNP-TV-Z]{26}(\.|$)")
 _NOT_REUSABLE = frozenset({RunState.FAILED, RunState.CANCELLED, RunState.TIMED_OUT})
@@ -105,39 +106,64 @@ def failure(event: Event, task: str) -> TaskFailed | None:
 
 async def spawn(context: Context, task: str, args: Mapping[str, Any], index: int) -> ChildRun:
     """Submit the ``index``-th child of the context's attempt (see the module docstring)."""
+    (child,) = await spawn_many(context, task, [(index, args)])
+    return child
+
+
+async def spawn_many(
+    context: Context, task: str, children: list[tuple[int, Mapping[str, Any]]]
+) -> list[ChildRun]:
+    """Submit children ``(index, args)`` of the context's attempt, their store writes together
+    when the store can; return their handles in the same order."""
     coordinator = context._coordinator
     parent = context._active
     definition = coordinator.definition(task)
-    base = f"{parent.run.id}.{index}"
     attempt = parent.run.attempt
-    if attempt <= 1 and _ULID_ROOT.match(base):
-        # The first attempt of a parent whose id we generated: nothing can have that id yet.
-        run, created = await coordinator.submit_child(parent, definition, args, base, fresh=True)
+    submitted: list[tuple[Run, asyncio.Future[Event] | None]] = []
+    if attempt <= 1 and _ULID_ROOT.match(parent.run.id):
+        # The first attempt of a parent whose id we generated: no run can have these ids yet.
+        creating = [
+            coordinator.start_child(parent, definition, args, f"{parent.run.id}.{i}", fresh=True)
+            for i, args in children
+        ]
+        for one in creating:
+            submitted.append(await coordinator.child_submitted(one))
     else:
-        expected = definition.validate_arguments(dict(args))
-        candidates: list[str | None] = [base, f"{base}~{attempt}", None]
-        for run_id in candidates:
-            if run_id is not None and len(run_id) > MAX_ID_LENGTH:
-                continue
-            run, created = await coordinator.submit_child(parent, definition, args, run_id)
-            reusable = (
-                run.parent_id == parent.run.id
-                and run.task == definition.name
-                and run.args == expected
-                and run.state not in _NOT_REUSABLE
-            )
-            if created or reusable:
-                break
-    ending = coordinator.ending_of(run.id)
-    if ending is None:  # an earlier attempt's child: finished, or still running
-        if not run.is_finished:
-            coordinator.adopt(parent, run.id)
-        ending = coordinator.ending_of(run.id)
-        if ending is None:
-            ending = asyncio.get_running_loop().create_future()
-            ending.set_result(await coordinator.wait_for_end(run.id))
-    await coordinator.announce_child(parent, run)
-    return ChildRun(context, run, ending)
+        for index, args in children:
+            submitted.append(await _submit_again(context, definition, args, index))
+    handles = []
+    for run, ending in submitted:
+        if ending is None:  # an earlier attempt's child: finished, or still running
+            ending = await coordinator.watch_end(run.id)
+            if not ending.done():
+                coordinator.adopt(parent, run.id)
+        await coordinator.announce_child(parent, run)
+        handles.append(ChildRun(context, run, ending))
+    return handles
+
+
+async def _submit_again(
+    context: Context, definition: TaskDefinition, args: Mapping[str, Any], index: int
+) -> tuple[Run, asyncio.Future[Event] | None]:
+    """A child of a parent that may have run before: reuse its earlier child at this position
+    if it has the same task and arguments and did not fail (see the module docstring)."""
+    coordinator = context._coordinator
+    parent = context._active
+    base = f"{parent.run.id}.{index}"
+    expected = definition.validate_arguments(dict(args))
+    for run_id in (base, f"{base}~{parent.run.attempt}"):
+        if len(run_id) > MAX_ID_LENGTH:
+            break
+        run, ending = await coordinator.submit_child(parent, definition, args, run_id)
+        reusable = (
+            run.parent_id == parent.run.id
+            and run.task == definition.name
+            and run.args == expected
+            and run.state not in _NOT_REUSABLE
+        )
+        if ending is not None or reusable:
+            return run, ending
+    return await coordinator.submit_child(parent, definition, args, None)
 
 
 async def map_children(
@@ -195,16 +221,6 @@ async def map_children(
         for ending in list(running):
             settle(ending)
 
-    async def spawn_many(positions: range) -> list[ChildRun]:
-        """Spawn these children; several at once, so a store can commit them together."""
-        if len(positions) == 1:
-            return [await spawn(context, task, batch[positions[0]], first + positions[0])]
-        async with asyncio.TaskGroup() as group:
-            spawning = [
-                group.create_task(spawn(context, task, batch[p], first + p)) for p in positions
-            ]
-        return [s.result() for s in spawning]
-
     next_position = 0
     async with coordinator.lending_slot(context._active):
         try:
@@ -213,7 +229,10 @@ async def map_children(
                     room = min(limit - len(running), len(batch) - next_position, SPAWN_CHUNK)
                     positions = range(next_position, next_position + room)
                     next_position += room
-                    for position, child in zip(positions, await spawn_many(positions)):
+                    spawned = await spawn_many(
+                        context, task, [(first + p, batch[p]) for p in positions]
+                    )
+                    for position, child in zip(positions, spawned, strict=True):
                         running[child._ending] = (position, child)
                         child._ending.add_done_callback(on_end)
                     if not ended:

@@ -91,6 +91,7 @@ class ActiveRun:
     """A run this coordinator owns until it finishes (see the module docstring)."""
 
     __slots__ = (
+        "body_over",
         "children",
         "deadline",
         "deadline_cap",
@@ -116,6 +117,7 @@ class ActiveRun:
         self.holds_slot = False
         # Unfinished children (ids), cancelled when the body exits.
         self.children: set[str] = set()
+        self.body_over = False  # the current attempt's body has exited: no more children
         # The parent's deadline (event loop time): no attempt of this run may outlive it.
         self.deadline_cap: float | None = None
         self.deadline: float | None = None  # of the current attempt (event loop time)
@@ -346,19 +348,68 @@ class Coordinator:
         run_id: str | None,
         *,
         fresh: bool = False,
-    ) -> tuple[Run, bool]:
-        """Submit a child of the running ``parent`` (``ctx.spawn``). Returns the run and whether
-        it was created (False: ``run_id`` existed, and that run is returned as it is).
+    ) -> tuple[Run, asyncio.Future[Event] | None]:
+        """Submit a child of the running ``parent`` (``ctx.spawn``). Returns the run and, if it
+        was created, the future of its end (``None``: ``run_id`` existed, and that run is
+        returned as it is).
 
         The child gets the parent's id as ``parent_id`` and its deadline as a cap, and counts
         among the parent's children, cancelled when the parent's body exits. ``fresh``: the
         caller promises no run has ``run_id`` (the store may skip the look-up).
         """
-        if parent.phase is not Phase.RUNNING:
-            raise InvalidRequest(f"run {parent.run.id} is not running and cannot spawn children")
-        return await self._submit(
-            definition, args, run_id=run_id, parent=parent, fresh_id=fresh or run_id is None
+        return await self.child_submitted(
+            self.start_child(parent, definition, args, run_id, fresh=fresh)
         )
+
+    def start_child(
+        self,
+        parent: ActiveRun,
+        definition: TaskDefinition,
+        args: Mapping[str, Any],
+        run_id: str | None,
+        *,
+        fresh: bool = False,
+    ) -> asyncio.Task[tuple[Run, asyncio.Future[Event] | None] | Exception]:
+        """Begin ``submit_child`` and return its task at once (several children can then be
+        stored together); ``child_submitted(task)`` gives its outcome."""
+        if parent.phase is not Phase.RUNNING or parent.body_over:
+            raise InvalidRequest(f"run {parent.run.id} is not running and cannot spawn children")
+        # Owned by the supervisor and awaited shielded: a parent cancelled while the store
+        # takes the child cannot leave it stored but never queued; it is queued, then cancelled
+        # as the orphan of a body that is over (see ``_submit``).
+        return self._supervisor.spawn(
+            self._submit_owned(definition, args, run_id, parent, fresh or run_id is None),
+            name=f"taskcast spawn from {parent.run.id}",
+        )
+
+    @staticmethod
+    async def child_submitted(
+        creating: asyncio.Task[tuple[Run, asyncio.Future[Event] | None] | Exception],
+    ) -> tuple[Run, asyncio.Future[Event] | None]:
+        """The outcome of ``start_child``: see ``submit_child``; raises what submitting raised."""
+        outcome = await asyncio.shield(creating)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    async def _submit_owned(
+        self,
+        definition: TaskDefinition,
+        args: Mapping[str, Any],
+        run_id: str | None,
+        parent: ActiveRun,
+        fresh_id: bool,
+    ) -> tuple[Run, asyncio.Future[Event] | None] | Exception:
+        try:
+            run, created = await self._submit(
+                definition, args, run_id=run_id, parent=parent, fresh_id=fresh_id
+            )
+        except Exception as exc:  # the caller raises it (the supervisor would log it)
+            return exc
+        if not created:
+            return run, None
+        # Taken now, in the step that adopted it: the child may end before the caller resumes.
+        return run, self._endings.get(run.id) or await self.watch_end(run.id)
 
     def definition(self, task: str) -> TaskDefinition:
         """The registered task ``task``, or ``UnknownTask``."""
@@ -449,6 +500,8 @@ class Coordinator:
             self._unblock_if_ready(active)
         else:
             self._enqueue(active)
+        if parent is not None and parent.body_over:  # the parent ended while we stored it
+            await self.cancel(stored.id, f"its parent {parent.run.id} ended before it started")
         return stored, True
 
     # -- workflows: children -----------------------------------------------------------------
@@ -467,14 +520,15 @@ class Coordinator:
             ending = self._endings[run_id] = asyncio.get_running_loop().create_future()
         return ending
 
-    def ending_of(self, run_id: str) -> asyncio.Future[Event] | None:
-        """The future of a run this coordinator watches the end of (a child), if any."""
-        return self._endings.get(run_id)
-
     async def wait_for_end(self, run_id: str) -> Event:
         """Wait until the run ends and return its terminal event (or its ``shutdown`` event when
         the process stops first). Raises ``RunNotFound``. Cancelling the wait leaves the run be.
         """
+        return await asyncio.shield(await self.watch_end(run_id))
+
+    async def watch_end(self, run_id: str) -> asyncio.Future[Event]:
+        """A future resolved with the run's terminal (or ``shutdown``) event; already resolved
+        if the run has ended. Raises ``RunNotFound``."""
         ending = self._ending_future(run_id)
         if not ending.done():
             run = await self.store.get_run(run_id)
@@ -488,7 +542,7 @@ class Coordinator:
                     ending.set_result(last[-1])
                     if self._endings.get(run_id) is ending:
                         del self._endings[run_id]
-        return await asyncio.shield(ending)
+        return ending
 
     async def end_children(self, active: ActiveRun, reason: str) -> None:
         """Cancel the run's unfinished children and wait until each has ended (its cleanup ran).
@@ -821,9 +875,11 @@ class Coordinator:
         active.deadline = deadline
         context = Context(self, active, deadline)
         parent = active.run.id
+        active.body_over = False
         try:
             result = await active.definition.invoke(context, active.run.args)
         except asyncio.CancelledError:
+            active.body_over = True
             # A shutdown (or a cancel from outside taskcast) stops the children by itself and
             # they resume with the parent; a cancel or a timeout ends them here.
             if active.children:
@@ -833,9 +889,11 @@ class Coordinator:
                     await self.end_children(active, f"its parent {parent} timed out")
             raise
         except BaseException:
+            active.body_over = True
             if active.children:
                 await self.end_children(active, f"its parent {parent} failed")
             raise
+        active.body_over = True
         if active.children:
             await self.end_children(active, f"its parent {parent} finished without awaiting it")
         return result

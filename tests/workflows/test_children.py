@@ -9,7 +9,7 @@ import pytest
 
 import taskcast
 from taskcast.errors import BatchTimedOut, TaskFailed
-from tests.engine.conftest import collect, types
+from tests.engine.conftest import collect, types, wait_for_event
 
 
 class ChildBoom(Exception):
@@ -221,6 +221,7 @@ async def test_cancelling_a_grandparent_cancels_its_grandchildren(app: taskcast.
     assert "parent" in leaf_done.error["message"]
 
 
+@pytest.mark.virtual_time
 async def test_a_parent_timing_out_cancels_its_children(app: taskcast.App) -> None:
     child_waiting = asyncio.Event()
 
@@ -229,11 +230,11 @@ async def test_a_parent_timing_out_cancels_its_children(app: taskcast.App) -> No
         child_waiting.set()
         await asyncio.Event().wait()
 
-    @app.task(name="parent", timeout=0.3)
+    @app.task(name="parent", timeout=30)
     async def parent(ctx: taskcast.Context) -> None:
         await ctx.map("slow", [{}, {}])
 
-    run = await app.wait((await app.submit("parent")).id, timeout=10)
+    run = await app.wait((await app.submit("parent")).id, timeout=300)
     assert run.state is taskcast.RunState.TIMED_OUT
     children = await app.runs(parent=run.id)
     assert len(children) == 2
@@ -254,12 +255,13 @@ async def test_a_childs_deadline_never_exceeds_its_parents(app: taskcast.App) ->
     assert child_left is not None and child_left <= parent_left <= 5
 
 
+@pytest.mark.virtual_time
 async def test_a_child_that_outlives_its_parents_deadline_times_out(app: taskcast.App) -> None:
     @app.task(name="child")
     async def child() -> None:
         await asyncio.Event().wait()
 
-    @app.task(name="parent", timeout=0.3)
+    @app.task(name="parent", timeout=30)
     async def parent(ctx: taskcast.Context) -> str:
         handle = await ctx.spawn("child")
         try:
@@ -268,12 +270,13 @@ async def test_a_child_that_outlives_its_parents_deadline_times_out(app: taskcas
             pass
         return handle.run_id
 
-    run = await app.wait((await app.submit("parent")).id, timeout=10)
+    run = await app.wait((await app.submit("parent")).id, timeout=300)
     assert run.state is taskcast.RunState.TIMED_OUT
     (child_run,) = await app.runs(parent=run.id)
     assert child_run.state in (taskcast.RunState.TIMED_OUT, taskcast.RunState.CANCELLED)
 
 
+@pytest.mark.virtual_time
 async def test_a_batch_that_times_out_gives_its_partial_results(app: taskcast.App) -> None:
     @app.task(name="step")
     async def step(i: int) -> int:
@@ -284,18 +287,19 @@ async def test_a_batch_that_times_out_gives_its_partial_results(app: taskcast.Ap
     @app.task(name="parent")
     async def parent(ctx: taskcast.Context) -> dict[str, object]:
         try:
-            await ctx.map("step", [{"i": i} for i in range(4)], timeout=0.3)
+            await ctx.map("step", [{"i": i} for i in range(4)], timeout=30)
         except BatchTimedOut as exc:
             partial = {str(k): v for k, v in exc.partial.items()}
             return {"partial": partial, "unfinished": exc.unfinished}
         raise AssertionError("the batch should have timed out")
 
-    run = await app.wait((await app.submit("parent")).id, timeout=10)
+    run = await app.wait((await app.submit("parent")).id, timeout=300)
     assert run.result == {"partial": {"0": 0, "1": 1}, "unfinished": [2, 3]}
     states = {c.args["i"]: c.state for c in await app.runs(parent=run.id)}
     assert states[2] is states[3] is taskcast.RunState.CANCELLED
 
 
+@pytest.mark.virtual_time
 async def test_an_isolated_batch_that_times_out_reports_cancelled_children(
     app: taskcast.App,
 ) -> None:
@@ -308,11 +312,11 @@ async def test_an_isolated_batch_that_times_out_reports_cancelled_children(
     @app.task(name="parent")
     async def parent(ctx: taskcast.Context) -> list[object]:
         results = await ctx.map(
-            "step", [{"i": i} for i in range(3)], concurrency=2, isolate=True, timeout=0.3
+            "step", [{"i": i} for i in range(3)], concurrency=2, isolate=True, timeout=30
         )
         return [r.state if isinstance(r, TaskFailed) else r for r in results]
 
-    run = await app.wait((await app.submit("parent")).id, timeout=10)
+    run = await app.wait((await app.submit("parent")).id, timeout=300)
     assert run.result == [0, "cancelled", 2]
 
 
@@ -380,3 +384,24 @@ async def test_a_waiting_parent_does_not_count_against_the_limit(
         assert run.state is taskcast.RunState.COMPLETED
         assert app.stats()["running"] == 0
     assert most == 2
+
+
+async def test_a_parent_cancelled_while_spawning_leaves_no_child_unfinished(
+    app: taskcast.App,
+) -> None:
+    @app.task(name="forever")
+    async def forever() -> None:
+        await asyncio.Event().wait()
+
+    @app.task(name="parent")
+    async def parent(ctx: taskcast.Context) -> None:
+        await ctx.map("forever", [{}] * 600)
+
+    for _ in range(5):  # the cancel lands at a different point of the spawning each time
+        run = await app.submit("parent")
+        await wait_for_event(app, run.id, "child")
+        assert await app.cancel(run.id)
+        assert (await app.wait(run.id, timeout=20)).state is taskcast.RunState.CANCELLED
+        children = await app.runs(parent=run.id, limit=1000)
+        assert children and all(c.is_finished for c in children)
+        assert app.stats()["queued"] == app.stats()["running"] == 0
