@@ -29,6 +29,7 @@ bench: setup
 	$(BIN)/python bench/sse.py
 	$(BIN)/python bench/shutdown.py --streams 1000 --grace 0 --shutdown-timeout 1
 	$(BIN)/python bench/testkit.py
+	$(BIN)/python bench/workflows.py --reps 3 --children 10000
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

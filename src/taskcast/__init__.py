@@ -7,9 +7,11 @@ async def fetch(ctx: taskcast.Context, url: str) -> dict: ...
 """
 
 from .app import App
+from .children import ChildRun
 from .context import Context
 from .coordinator import ShutdownReport
 from .errors import (
+    BatchTimedOut,
     InvalidArguments,
     InvalidRequest,
     NotSerializable,
@@ -20,9 +22,11 @@ from .errors import (
     ShuttingDown,
     StoreError,
     TaskcastError,
+    TaskFailed,
     UnknownTask,
 )
 from .models import Event, Run
+from .resources import Pool, ResourceError, ResourceTimeout
 from .states import RunState
 from .tasks import ThreadContext
 
@@ -30,12 +34,17 @@ __version__ = "0.1.0"
 
 __all__ = [
     "App",
+    "BatchTimedOut",
+    "ChildRun",
     "Context",
     "Event",
     "InvalidArguments",
     "InvalidRequest",
     "NotSerializable",
+    "Pool",
     "QueueFull",
+    "ResourceError",
+    "ResourceTimeout",
     "Run",
     "RunFinished",
     "RunNotFound",
@@ -44,6 +53,7 @@ __all__ = [
     "ShutdownReport",
     "ShuttingDown",
     "StoreError",
+    "TaskFailed",
     "TaskcastError",
     "ThreadContext",
     "UnknownTask",
