@@ -98,6 +98,7 @@ class ActiveRun:
         "definition",
         "dependency_failures",
         "holds_slot",
+        "lent",
         "order",
         "phase",
         "run",
@@ -108,6 +109,7 @@ class ActiveRun:
         "task",
         "timer",
         "waiting_for",
+        "waits",
     )
 
     def __init__(self, run: Run, definition: TaskDefinition) -> None:
@@ -118,6 +120,8 @@ class ActiveRun:
         # Unfinished children (ids), cancelled when the body exits.
         self.children: set[str] = set()
         self.body_over = False  # the current attempt's body has exited: no more children
+        self.waits = 0  # waits for children under way (lending_slot)
+        self.lent = False  # the slot is lent while they last
         # The parent's deadline (event loop time): no attempt of this run may outlive it.
         self.deadline_cap: float | None = None
         self.deadline: float | None = None  # of the current attempt (event loop time)
@@ -372,6 +376,10 @@ class Coordinator:
     ) -> asyncio.Task[tuple[Run, asyncio.Future[Event] | None] | Exception]:
         """Begin ``submit_child`` and return its task at once (several children can then be
         stored together); ``child_submitted(task)`` gives its outcome."""
+        if not self._accepting:
+            raise ShuttingDown(
+                "taskcast is shutting down and starts no new runs, children included"
+            )
         if parent.phase is not Phase.RUNNING or parent.body_over:
             raise InvalidRequest(f"run {parent.run.id} is not running and cannot spawn children")
         # Owned by the supervisor and awaited shielded: a parent cancelled while the store
@@ -511,6 +519,10 @@ class Coordinator:
         if child_id in parent.children:
             return
         parent.children.add(child_id)
+        child = self._active.get(child_id)
+        if child is not None and parent.deadline is not None:  # e.g. resumed after a restart
+            cap = child.deadline_cap
+            child.deadline_cap = parent.deadline if cap is None else min(cap, parent.deadline)
         ending = self._ending_future(child_id)
         ending.add_done_callback(lambda _: parent.children.discard(child_id))
 
@@ -564,24 +576,37 @@ class Coordinator:
         """While the body inside waits (for children), lend the run's slot to others.
 
         On the way out the run takes a slot back before it continues, ahead of queued runs (it
-        may wait for one). If the wait is cancelled, the slot is taken back at once.
+        may wait for one). If the wait is cancelled, the slot is taken back at once. Waits may
+        overlap (``gather`` of two maps): the slot is lent from the first until the last ends.
         """
-        if not active.holds_slot:  # already lent (nested waits), or a body without a slot
-            yield
-            return
-        self._release_slot(active)
+        active.waits += 1
+        if active.waits == 1 and active.holds_slot:
+            self._release_slot(active)
+            active.lent = True
         try:
             yield
         except asyncio.CancelledError:
             # A cancelled waiter must not wait for a slot: take it back at once (possibly over
             # the limit for a moment). Usually the body is ending and frees it right away; if it
             # is the body's own timeout, the body goes on holding its slot as it should.
-            self._retake_slot_at_once(active)
+            if self._last_wait_over(active):
+                self._retake_slot_at_once(active)
             raise
         except BaseException:
-            await self._reclaim_slot(active)
+            if self._last_wait_over(active):
+                await self._reclaim_slot(active)
             raise
-        await self._reclaim_slot(active)
+        if self._last_wait_over(active):
+            await self._reclaim_slot(active)
+
+    @staticmethod
+    def _last_wait_over(active: ActiveRun) -> bool:
+        """Count a wait out; True when it was the last one and the slot is lent."""
+        active.waits -= 1
+        if active.waits or not active.lent:
+            return False
+        active.lent = False
+        return True
 
     async def _reclaim_slot(self, active: ActiveRun) -> None:
         if active.holds_slot or active.stop is not None:
@@ -876,6 +901,7 @@ class Coordinator:
         context = Context(self, active, deadline)
         parent = active.run.id
         active.body_over = False
+        active.waits, active.lent = 0, False
         try:
             result = await active.definition.invoke(context, active.run.args)
         except asyncio.CancelledError:

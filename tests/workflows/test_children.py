@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 
 import pytest
@@ -405,3 +406,54 @@ async def test_a_parent_cancelled_while_spawning_leaves_no_child_unfinished(
         children = await app.runs(parent=run.id, limit=1000)
         assert children and all(c.is_finished for c in children)
         assert app.stats()["queued"] == app.stats()["running"] == 0
+
+
+async def test_two_maps_awaited_together_under_a_limit_of_one_do_not_deadlock(
+    make_app: Callable[..., taskcast.App],
+) -> None:
+    app = make_app(max_concurrency=1)
+
+    @app.task(name="leaf")
+    async def leaf(i: int) -> int:
+        return i
+
+    @app.task(name="parent")
+    async def parent(ctx: taskcast.Context) -> list[list[int]]:
+        return list(
+            await asyncio.gather(
+                ctx.map("leaf", [{"i": i} for i in range(5)]),
+                ctx.map("leaf", [{"i": i} for i in range(5, 8)]),
+            )
+        )
+
+    async with app:
+        run = await app.wait((await app.submit("parent")).id, timeout=30)
+    assert run.result == [[0, 1, 2, 3, 4], [5, 6, 7]]
+
+
+async def test_a_cancel_racing_with_children_finishing_gives_one_terminal_event_each(
+    app: taskcast.App,
+) -> None:
+    @app.task(name="quick")
+    async def quick(i: int) -> int:
+        await asyncio.sleep(0)
+        return i
+
+    @app.task(name="parent")
+    async def parent(ctx: taskcast.Context) -> list[int]:
+        return await ctx.map("quick", [{"i": i} for i in range(20)], concurrency=4)
+
+    for nth_child in range(1, 20, 2):  # cancel after a different number of children each time
+        run = await app.submit("parent")
+        seen = 0
+        async with contextlib.aclosing(app.events(run.id)) as events:
+            async for event in events:
+                seen += event.type == "child"
+                if seen == nth_child:
+                    break
+        await app.cancel(run.id)
+        done = await app.wait(run.id, timeout=20)
+        assert done.state in (taskcast.RunState.CANCELLED, taskcast.RunState.COMPLETED)
+        for run_id in [run.id, *(c.id for c in await app.runs(parent=run.id))]:
+            terminal = [e for e in await collect(app, run_id) if e.is_terminal]
+            assert len(terminal) == 1, run_id
