@@ -220,6 +220,7 @@ class Coordinator:
         self.running_count = 0
         self._running_by_task: Counter[str] = Counter()
         self._accepting = False
+        self._grace_over = False
         self._report: ShutdownReport | None = None
         self._shutting_down: asyncio.Future[ShutdownReport] | None = None
         # Runs somebody awaits the end of (a parent its children): resolved with the terminal
@@ -376,10 +377,8 @@ class Coordinator:
     ) -> asyncio.Task[tuple[Run, asyncio.Future[Event] | None] | Exception]:
         """Begin ``submit_child`` and return its task at once (several children can then be
         stored together); ``child_submitted(task)`` gives its outcome."""
-        if not self._accepting:
-            raise ShuttingDown(
-                "taskcast is shutting down and starts no new runs, children included"
-            )
+        if not self._accepting and not self._in_grace:
+            raise ShuttingDown("taskcast is shutting down and starts no new runs")
         if parent.phase is not Phase.RUNNING or parent.body_over:
             raise InvalidRequest(f"run {parent.run.id} is not running and cannot spawn children")
         # Owned by the supervisor and awaited shielded: a parent cancelled while the store
@@ -446,7 +445,9 @@ class Coordinator:
         parent: ActiveRun | None = None,
         fresh_id: bool | None = None,
     ) -> tuple[Run, bool]:
-        if not self._accepting:
+        # During the shutdown's grace period running parents may still spawn: their children
+        # are part of the work that is finishing.
+        if not self._accepting and (parent is None or not self._in_grace):
             raise ShuttingDown("taskcast is shutting down (or not started) and takes no new runs")
         if timeout is not None and not (isinstance(timeout, int | float) and timeout > 0):
             raise InvalidRequest(f"timeout must be a positive number of seconds, got {timeout!r}")
@@ -757,6 +758,8 @@ class Coordinator:
         """Start ready runs, oldest first, while the global and per-task limits allow."""
         self._serve_reclaimers()
         if not self._accepting:
+            if self._in_grace:
+                self._dispatch_children()
             return
         while self.running_count < self.max_concurrency:
             chosen: deque[ActiveRun] | None = None
@@ -773,6 +776,29 @@ class Coordinator:
             if chosen is None:
                 return
             self._start(chosen.popleft())
+
+    @property
+    def _in_grace(self) -> bool:
+        """Shutting down, in the grace period: running runs may still finish their work."""
+        return self._shutting_down is not None and not self._grace_over
+
+    def _dispatch_children(self) -> None:
+        """During the grace period, start only children of running parents (oldest first per
+        task): the parents wait for them, so they are part of the work that is finishing."""
+        for name, queue in self._ready.items():
+            limit = queue[0].definition.concurrency if queue else None
+            for active in list(queue):
+                if self.running_count >= self.max_concurrency:
+                    return
+                if limit is not None and self._running_by_task[name] >= limit:
+                    break
+                if active.phase is not Phase.WAITING:
+                    queue.remove(active)
+                    continue
+                parent = self._active.get(active.run.parent_id or "")
+                if parent is not None and parent.phase is Phase.RUNNING and parent.stop is None:
+                    queue.remove(active)
+                    self._start(active)
 
     def _start(self, active: ActiveRun) -> None:
         self.queued_count -= 1
@@ -1101,9 +1127,12 @@ class Coordinator:
                 active.timer = None
         running = [a for a in self._active.values() if a.task is not None and not a.task.done()]
         if running and grace > 0:
+            self._dispatch()  # children already queued may start (see _dispatch_children)
             await asyncio.wait([a.task for a in running if a.task], timeout=grace)
+        self._grace_over = True
         report.finished = [a.run.id for a in running if a.task and a.task.done()]
-        late = [a for a in running if a.task and not a.task.done()]
+        # With the children started during the grace period.
+        late = [a for a in self._active.values() if a.task and not a.task.done()]
         for active in late:
             if active.stop is None:
                 active.stop, active.stop_reason = StopKind.SHUTDOWN, "shutdown"

@@ -457,3 +457,56 @@ async def test_a_cancel_racing_with_children_finishing_gives_one_terminal_event_
         for run_id in [run.id, *(c.id for c in await app.runs(parent=run.id))]:
             terminal = [e for e in await collect(app, run_id) if e.is_terminal]
             assert len(terminal) == 1, run_id
+
+
+async def test_a_parent_mapping_children_finishes_during_the_shutdown_grace_period(
+    app: taskcast.App,
+) -> None:
+    gate = asyncio.Event()
+    started = 0
+    two_running = asyncio.Event()
+
+    @app.task(name="part")
+    async def part(i: int) -> int:
+        nonlocal started
+        started += 1
+        if started == 2:
+            two_running.set()
+        await gate.wait()
+        return i
+
+    @app.task(name="parent")
+    async def parent(ctx: taskcast.Context) -> list[int]:
+        return await ctx.map("part", [{"i": i} for i in range(5)], concurrency=2)
+
+    run = await app.submit("parent")
+    await two_running.wait()
+    async with asyncio.TaskGroup() as group:
+        stopping = group.create_task(app.shutdown(grace=30, timeout=5))
+        # Callbacks run in FIFO order: the shutdown's first step (which stops accepting runs)
+        # runs before this one, so the rest of the batch is spawned during the grace period.
+        asyncio.get_running_loop().call_soon(open_gate_in_grace, app, gate)
+    report = stopping.result()
+    assert run.id in report.finished and not report.interrupted and not report.queued
+    assert started == 5
+
+
+def open_gate_in_grace(app: taskcast.App, gate: asyncio.Event) -> None:
+    assert not app.accepting
+    gate.set()
+
+
+async def test_a_parent_interrupted_by_shutdown_is_not_failed(app: taskcast.App) -> None:
+    @app.task(name="forever")
+    async def forever() -> None:
+        await asyncio.Event().wait()
+
+    @app.task(name="parent")
+    async def parent(ctx: taskcast.Context) -> None:
+        await ctx.map("forever", [{}] * 4, concurrency=2)
+
+    run = await app.submit("parent")
+    await wait_for_event(app, run.id, "child")
+    report = await app.shutdown(grace=0, timeout=5)
+    assert run.id in report.interrupted
+    assert report.clean
