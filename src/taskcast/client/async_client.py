@@ -170,10 +170,11 @@ class AsyncClient:
                     follower.opened(response)
                     async with contextlib.aclosing(_texts(response)) as texts:
                         async for text in texts:
+                            # After the terminal event, read on to the end of the body (the
+                            # server closes it right away): httpx's inner generators then end
+                            # by themselves instead of being left for the loop to finalize.
                             for event in follower.received(text):
                                 yield event
-                            if follower.done:
-                                break
             except (httpx.TransportError, TaskcastError) as error:
                 failure = error
             if follower.done:

@@ -189,11 +189,13 @@ class Follower:
         self._decoder = SSEDecoder()  # what the last connection left half-read is dropped
 
     def received(self, text: str) -> list[Event]:
-        """The new complete events in ``text``; stops at the terminal event (``done``).
+        """The new complete events in ``text``; none from the terminal event on (``done``).
 
         Raises ``ServerError`` for an event without an integer id (not a taskcast stream).
         """
-        events = []
+        events: list[Event] = []
+        if self.done:
+            return events
         for raw in self._decoder.feed(text):
             event = self._event(raw)
             if event.seq <= self.last_seq:
