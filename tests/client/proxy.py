@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
 
 BOUNDARY = b"\n\n"
 KEEP_ALIVE = b": keep-alive"
+REQUEST_LINE = re.compile(rb"^(?:GET|POST) (\S+)", re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -64,17 +66,23 @@ class BreakingProxy:
     """``async with BreakingProxy(port, plan) as proxy``: ``proxy.url`` leads to the server on
     ``port``; ``plan(n)`` is the ``Breakage`` of the n-th connection (0, 1, ...).
 
-    ``connections``, ``keep_alives`` and ``silent_since`` (loop time) can be awaited with
-    ``wait_until``.
+    ``connections``, ``requests``, ``keep_alives`` and ``silent_since`` (loop time) can be
+    awaited with ``wait_until``. Set ``upstream_port`` to send new connections to another server (a
+    restarted one), as a load balancer would.
     """
 
-    def __init__(self, upstream_port: int, plan: Callable[[int], Breakage]) -> None:
-        self._upstream_port = upstream_port
+    def __init__(
+        self, upstream_port: int, plan: Callable[[int], Breakage] = lambda n: Breakage()
+    ) -> None:
+        self.upstream_port = upstream_port
         self._plan = plan
         self._server: asyncio.Server | None = None
         self._handlers: set[asyncio.Task[None]] = set()
+        self._writers: set[asyncio.StreamWriter] = set()
         self._changed = asyncio.Condition()
         self.connections = 0
+        self.requests: list[bytes] = []  # the path of each request, in order
+        self.breaks: list[Breakage] = []  # each break, as it happened
         self.keep_alives = 0
         self.connected_at: list[float] = []
         self.silent_since: float | None = None
@@ -95,8 +103,10 @@ class BreakingProxy:
         assert self._server is not None
         self._server.close()
         await self._server.wait_closed()
-        for handler in self._handlers:
-            handler.cancel()
+        # Cut what is still connected so every handler ends by itself (asyncio logs an error
+        # for a connection handler that ends cancelled).
+        for writer in self._writers:
+            writer.transport.abort()
         await asyncio.gather(*self._handlers, return_exceptions=True)
 
     async def wait_until(self, condition: Callable[[], bool], timeout: float = 60) -> None:
@@ -111,6 +121,7 @@ class BreakingProxy:
         handler = asyncio.current_task()
         assert handler is not None
         self._handlers.add(handler)
+        self._writers.add(writer)
         breakage = self._plan(self.connections)
         self.connections += 1
         self.connected_at.append(asyncio.get_running_loop().time())
@@ -118,8 +129,9 @@ class BreakingProxy:
         upstream: asyncio.StreamWriter | None = None
         try:
             upstream_reader, upstream = await asyncio.open_connection(
-                "127.0.0.1", self._upstream_port
+                "127.0.0.1", self.upstream_port
             )
+            self._writers.add(upstream)
             pumps = [
                 asyncio.create_task(self._pump_up(reader, upstream)),
                 asyncio.create_task(self._pump_down(upstream_reader, writer, breakage)),
@@ -135,6 +147,7 @@ class BreakingProxy:
         finally:
             for side in (writer, upstream):
                 if side is not None:
+                    self._writers.discard(side)
                     side.close()
                     with contextlib.suppress(OSError):
                         await side.wait_closed()
@@ -142,6 +155,7 @@ class BreakingProxy:
 
     async def _pump_up(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while data := await reader.read(65536):
+            self.requests += REQUEST_LINE.findall(data)
             writer.write(data)
             await writer.drain()
 
@@ -167,6 +181,7 @@ class BreakingProxy:
     async def _break(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, breakage: Breakage
     ) -> None:
+        self.breaks.append(breakage)
         if breakage.silent:
             self.silent_since = asyncio.get_running_loop().time()
             await self._notify()

@@ -160,10 +160,16 @@ class Follower:
         self._decoder = SSEDecoder()
 
     def headers(self) -> dict[str, str]:
-        """The headers of the next (re)connect: resume after the last event yielded."""
+        """The headers of the next (re)connect: resume after the last event yielded.
+
+        ``Connection: close``: a stream's connection is not handed back to the pool (the server
+        closes it after the stream, so the next request could otherwise be sent on a connection
+        being closed).
+        """
         return {
             "Accept": "text/event-stream",
             "Cache-Control": "no-store",
+            "Connection": "close",
             "Last-Event-ID": str(self.last_seq),
         }
 
