@@ -10,7 +10,7 @@ import pytest
 import taskcast
 from taskcast import AsyncClient, Event, Run, RunState
 
-from ..server.live import LiveServer
+from ..server.live import LiveServer, live_server
 from .conftest import wait_for_open_streams
 
 
@@ -146,3 +146,12 @@ async def test_events_are_the_very_events_the_engine_stored(
     async with taskcast.App(store=f"sqlite:///{tmp_path / 'taskcast.db'}") as app:
         stored = [event async for event in app.events(run.id)]
     assert remote == stored  # run_id, seq, type, data and at, to the bit
+
+
+async def test_the_client_reaches_a_server_on_a_unix_socket(tmp_path: Path) -> None:
+    path = str(tmp_path / "taskcast.sock")
+    with live_server(tmp_path, "--uds", path) as server:
+        assert server.uds == path
+        async with AsyncClient(uds=path) as client:
+            run = await client.submit("demo.count", n=1, delay=0)
+            assert [e.type async for e in client.events(run.id)][-1] == "completed"

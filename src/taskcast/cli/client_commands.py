@@ -18,8 +18,8 @@ from .watch import watch_run
 DEFAULT_URL = "http://127.0.0.1:8000"
 
 # A person watching: ride out a server restart of a few seconds, then say what happened.
-RECONNECTS = 5
-MAX_RECONNECT_DELAY = 2.0
+RECONNECTS = 4
+MAX_RECONNECT_DELAY = 1.5
 
 
 def add_connection_options(parser: argparse.ArgumentParser) -> None:

@@ -42,8 +42,7 @@ class Client:
     returns what the coroutine would, and ``events`` is an iterator. Same arguments, same
     errors, same resume logic (see ``AsyncClient``).
 
-    Use it as ``with Client(url) as client:`` (or call ``close()``). One client may be used
-    from several threads (httpx's pool is thread-safe).
+    Use it as ``with Client(url) as client:`` (or call ``close()``).
     """
 
     def __init__(
