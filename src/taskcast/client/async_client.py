@@ -21,6 +21,19 @@ from .stream import Follower, ReconnectPolicy
 
 T = TypeVar("T")
 
+END_OF_BODY_TIMEOUT = 1.0
+"""Seconds to wait for the end of a stream's body after its terminal event."""
+
+
+async def _read_to_the_end(texts: AsyncGenerator[str, None]) -> None:
+    """Read what is left of a body the server is closing (it does right after the terminal
+    event). httpx's inner generators then end by themselves; left suspended, they would be
+    finalized by the event loop later, one per loop iteration."""
+    with contextlib.suppress(TimeoutError, httpx.TransportError):
+        async with asyncio.timeout(END_OF_BODY_TIMEOUT):
+            async for _ in texts:
+                pass
+
 
 def _texts(response: httpx.Response) -> AsyncGenerator[str, None]:
     # httpx types it as an iterator; it is a generator, closed with the stream when we break.
@@ -170,11 +183,11 @@ class AsyncClient:
                     follower.opened(response)
                     async with contextlib.aclosing(_texts(response)) as texts:
                         async for text in texts:
-                            # After the terminal event, read on to the end of the body (the
-                            # server closes it right away): httpx's inner generators then end
-                            # by themselves instead of being left for the loop to finalize.
                             for event in follower.received(text):
                                 yield event
+                            if follower.done:
+                                await _read_to_the_end(texts)
+                                break
             except (httpx.TransportError, TaskcastError) as error:
                 failure = error
             if follower.done:

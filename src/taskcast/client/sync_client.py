@@ -181,6 +181,6 @@ class Client:
                 failure = error
             if follower.done:
                 return
+            left = _time_left(deadline)  # a read cut short by the deadline is no failure
             delay = follower.reconnect_delay(failure)
-            left = _time_left(deadline)
             time.sleep(delay if left is None else min(delay, left))
