@@ -66,7 +66,8 @@ async def test_sync_events_yield_each_of_1000_events_once_in_order_through_cut_c
 
 async def test_events_follow_a_run_across_a_server_restart_to_its_end(tmp_path: Path) -> None:
     # The proxy stands for the service's stable address; the second server, on the same store,
-    # gets a port of its own (reusing the first one's could race with the client's reconnects).
+    # gets a port of its own: binding the first one's port again could race with the client's
+    # reconnects (a connect to a free port of the ephemeral range can end up connected to itself).
     with ExitStack() as servers:
         first = await asyncio.to_thread(
             servers.enter_context,
