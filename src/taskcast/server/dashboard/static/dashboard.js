@@ -32,7 +32,12 @@ class Timings {
     this.events += events;
   }
 }
-window.taskcastMetrics = { changes: new Timings(), log: new Timings() };
+window.taskcastMetrics = {
+  changes: new Timings(), // a chunk of GET /changes applied to the list and the counter
+  log: new Timings(), // a chunk of a run's events appended to its page
+  render: new Timings(), // the whole list rendered after GET /runs
+  clock: new Timings(), // ages and durations refreshed (once a second)
+};
 
 // -- talking to the API ------------------------------------------------------------------------
 
@@ -204,7 +209,9 @@ function shortDuration(seconds) {
 function age(run, now) {
   const seconds = now - run.created_at;
   if (seconds < 60) return `${Math.max(Math.floor(seconds), 0)} s`;
-  return shortDuration(seconds).replace(/ \d+ (s|min|h)$/, "");
+  if (seconds < 3600) return `${Math.floor(seconds / 60)} min`;
+  if (seconds < 86400) return `${Math.floor(seconds / 3600)} h`;
+  return `${Math.floor(seconds / 86400)} d`;
 }
 
 function duration(run, now) {
@@ -299,8 +306,10 @@ async function loadList() {
   if (generation !== list.generation) return; // a newer load (other filter) is under way
   list.loading = false;
   list.truncated = body.next_before !== null;
+  const started = performance.now();
   list.runs = new Map(body.runs.map((run) => [run.id, run]));
   renderAllRows();
+  window.taskcastMetrics.render.add(started, body.runs.length);
   const buffered = list.buffered;
   list.buffered = [];
   applyChanges(buffered);
@@ -327,6 +336,10 @@ function fillRow(row, run, now) {
   setBadge(cells[2].firstChild, run.state);
   const attempt = String(run.attempt);
   if (cells[3].textContent !== attempt) cells[3].textContent = attempt;
+  fillTimes(cells, run, now);
+}
+
+function fillTimes(cells, run, now) {
   const shownAge = age(run, now);
   if (cells[4].textContent !== shownAge) cells[4].textContent = shownAge;
   const shownDuration = duration(run, now);
@@ -456,7 +469,9 @@ function onChanges(events) {
 function refreshTimes() {
   const now = nowSeconds();
   if (!$("list-view").hidden) {
-    for (const [id, row] of list.rows) fillRow(row, list.runs.get(id), now);
+    const started = performance.now();
+    for (const [id, row] of list.rows) fillTimes(row.cells, list.runs.get(id), now);
+    window.taskcastMetrics.clock.add(started, list.rows.size);
   }
   if (run.id && run.data) $("run-duration").textContent = duration(run.data, now);
 }
@@ -470,6 +485,7 @@ const run = {
   lastSeq: 0,
   shown: 0, // log lines on the page
   follow: true, // keep the log scrolled to its end
+  scrollPending: false,
   children: new Map(), // id -> {badge, seq}
 };
 
@@ -625,6 +641,7 @@ function onRunEvents(events) {
   const data = run.data;
   let progress = null;
   let finished = false;
+  let changedState = false;
   let count = 0;
   for (const event of events) {
     if (event.seq <= run.lastSeq) continue;
@@ -633,6 +650,7 @@ function onRunEvents(events) {
     fragment.append(logLine(event));
     const state = stateAfter(event.type, event.data);
     if (state) {
+      changedState = true;
       data.state = state;
       data.last_seq = event.seq;
       if (event.type === "started") {
@@ -656,8 +674,15 @@ function onRunEvents(events) {
     $("log-note").textContent = `Earlier events are not shown; the last ${LOG_LIMIT} are.`;
   }
   if (progress) showProgress(progress);
-  renderRun();
-  if (run.follow) log.scrollTop = log.scrollHeight;
+  if (changedState) renderRun();
+  if (run.follow && !run.scrollPending) {
+    // Scrolling reads the layout: once per frame, after the DOM changes of that frame.
+    run.scrollPending = true;
+    requestAnimationFrame(() => {
+      run.scrollPending = false;
+      log.scrollTop = log.scrollHeight;
+    });
+  }
   window.taskcastMetrics.log.add(started, count);
   if (finished) refreshRun(run.id);
 }
