@@ -29,13 +29,16 @@ def test_a_run_page_streams_progress_and_the_result_to_completion(
     screenshot(dashboard.page, "run")
 
 
-def test_a_failed_run_shows_its_error(dashboard: Dashboard, api: httpx.Client) -> None:
+def test_a_failed_run_shows_its_error(
+    dashboard: Dashboard, api: httpx.Client, screenshot: Callable[[Page, str], None]
+) -> None:
     run_id = submit(api, "demo.fail", message="the disk is full")
     dashboard.open_run(run_id)
     expect(dashboard.state).to_have_text("failed")
     expect(dashboard.page.locator("#outcome-title")).to_have_text("Error")
     expect(dashboard.outcome).to_have_text("DemoFailure: the disk is full")
     expect(dashboard.log_lines_of("failed")).to_have_count(1)
+    screenshot(dashboard.page, "run-failed")
 
 
 def test_cancel_ends_a_running_run_and_the_page_shows_cancelled(

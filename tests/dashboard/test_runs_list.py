@@ -13,8 +13,11 @@ from .pages import Dashboard, submit
 def test_a_run_submitted_from_the_form_appears_in_the_list_and_completes_there(
     dashboard: Dashboard, api: httpx.Client, screenshot: Callable[[Page, str], None]
 ) -> None:
+    others = [submit(api, "demo.fail"), submit(api, "demo.count", n=2, delay=0)]
+    waiting = submit(api, "demo.wait")
     dashboard.open_list()
     page = dashboard.page
+    expect(dashboard.row_state(waiting)).to_have_text("running")
     page.get_by_text("Submit a run").click()
     page.get_by_label("Task", exact=True).select_option("demo.count")
     page.get_by_label("N (n)").fill("3")
@@ -27,6 +30,7 @@ def test_a_run_submitted_from_the_form_appears_in_the_list_and_completes_there(
     expect(dashboard.row(run_id).locator("td").nth(1)).to_have_text("demo.count")
     expect(dashboard.row_state(run_id)).to_have_text("completed")
     expect(dashboard.row(run_id).locator("td").nth(3)).to_have_text("1")
+    assert dashboard.listed_ids() == [run_id, waiting, *reversed(others)]
     assert api.get(f"/runs/{run_id}").json()["args"] == {"n": 3, "delay": 0.2}
     screenshot(page, "list")
     link.click()

@@ -640,7 +640,6 @@ function onRunEvents(events) {
   const fragment = document.createDocumentFragment();
   const data = run.data;
   let progress = null;
-  let finished = false;
   let changedState = false;
   let count = 0;
   for (const event of events) {
@@ -649,16 +648,16 @@ function onRunEvents(events) {
     count += 1;
     fragment.append(logLine(event));
     const state = stateAfter(event.type, event.data);
-    if (state) {
+    // The run as fetched already reflects the events up to its last_seq (a replay).
+    if (state && event.seq > data.last_seq) {
       changedState = true;
       data.state = state;
       data.last_seq = event.seq;
       if (event.type === "started") {
         data.attempt = event.data.attempt ?? data.attempt + 1;
-        data.started_at = event.at ?? nowSeconds();
+        data.started_at = nowSeconds(); // until the stored time is read back, below
         data.finished_at = null;
       }
-      if (TERMINAL.has(event.type) || event.type === "shutdown") finished = true;
     }
     if (event.type === "progress") progress = event.data;
     if (event.type === "child" && event.data && event.data.run_id) addChild(event.data.run_id, event.data.task, null, 0);
@@ -684,7 +683,7 @@ function onRunEvents(events) {
     });
   }
   window.taskcastMetrics.log.add(started, count);
-  if (finished) refreshRun(run.id);
+  if (changedState) refreshRun(run.id); // the stored times, result and error
 }
 
 function showProgress(progress) {
