@@ -111,3 +111,18 @@ def test_the_counter_shows_runs_by_state_live(dashboard: Dashboard, api: httpx.C
     dashboard.count_of("failed").click()
     expect(dashboard.page.get_by_label("Filter by state")).to_have_value("failed")
     expect(dashboard.page.locator("#runs-body tr")).to_have_count(2)
+
+
+def test_runs_outside_the_task_filter_cost_the_page_no_request(
+    dashboard: Dashboard, api: httpx.Client
+) -> None:
+    dashboard.open_list("task=demo.fail")
+    expect(dashboard.page.locator("#list-summary")).to_have_text("No runs (demo.fail)")
+    asked: list[str] = []
+    dashboard.page.on("request", lambda request: asked.append(request.url))
+    for _ in range(5):
+        submit(api, "demo.count", n=0)
+    failed = submit(api, "demo.fail")
+    expect(dashboard.row_state(failed)).to_have_text("failed")
+    expect(dashboard.page.locator("#runs-body tr")).to_have_count(1)
+    assert [url for url in asked if "/runs" in url] == []

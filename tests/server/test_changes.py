@@ -1,7 +1,7 @@
 """GET /changes: every run's lifecycle changes as one event stream (what the dashboard reads).
 
-Plain (sync) tests: a /changes stream never ends by itself, and reading it with the sync client
-keeps the async generators of an abandoned async stream out of the picture.
+The HTTP tests are plain (sync) ones: a /changes stream never ends by itself, and reading it
+with the sync client keeps the async generators of an abandoned async stream out of the picture.
 """
 
 import json
@@ -12,6 +12,11 @@ from typing import Any
 
 import httpx
 import pytest
+
+from taskcast import App
+from taskcast.builtin import register_demo_tasks
+from taskcast.server import changes
+from taskcast.server.changes import RunChanges
 
 from .live import LiveServer, live_server
 
@@ -129,3 +134,21 @@ def test_with_a_token_the_dashboard_page_and_files_are_open_and_the_data_is_not(
         assert client.get("/dashboard/dashboard.css").status_code == 200
         assert client.get("/dashboard/nothing.js").status_code == 404
         assert client.get("/runs").status_code == 401
+
+
+async def test_a_stream_that_falls_behind_is_reset_instead_of_queueing_without_bound(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(changes, "MAX_PENDING", 4)
+    app = App()
+    register_demo_tasks(app)
+    async with app:
+        feed = RunChanges(app)
+        feed.attach()
+        with feed.subscribe() as pending:
+            for _ in range(2):  # 3 changes each: 6 > 4
+                run = await app.submit("demo.count", n=0)
+                await app.wait(run.id, timeout=10)
+            assert pending.overflowed  # the stream sends `reset`, then what came after it
+            assert pending.count < 4
+        assert feed.stream_count == 0

@@ -281,6 +281,7 @@ const list = {
   generation: 0,
   buffered: [], // changes that arrived while the list was being fetched
   fetching: new Set(), // ids of runs fetched because a change named a run the page did not hold
+  taskOf: new Map(), // id -> task of runs seen but not listed (bounded), to filter their changes
   truncated: false,
 };
 
@@ -409,6 +410,7 @@ function applyChanges(changes) {
       if (matches(run)) fillRow(list.rows.get(run.id), run, now);
       else removeRun(run.id);
     } else if (change.type === "queued" && change.task) {
+      rememberTask(change.id, change.task);
       const fresh = {
         id: change.id, task: change.task, args: null, state: change.state, attempt: 0,
         created_at: change.at, started_at: null, finished_at: null, last_seq: change.seq,
@@ -418,7 +420,7 @@ function applyChanges(changes) {
         insertRow(fresh);
         added = true;
       }
-    } else if (!list.filter.state || list.filter.state === change.state) {
+    } else if (mayBelong(change)) {
       fetchMissing(change.id); // a run the page did not list may now belong in it
     }
   }
@@ -430,11 +432,27 @@ function applyChanges(changes) {
   renderSummary();
 }
 
+/** Whether a change to a run the page does not list could bring it into the list. */
+function mayBelong(change) {
+  if (list.filter.state && list.filter.state !== change.state) return false;
+  const task = list.taskOf.get(change.id);
+  if (list.filter.task && task !== undefined && task !== list.filter.task) return false;
+  if (list.runs.size < LIST_LIMIT) return true;
+  const oldest = $("runs-body").lastElementChild; // rows are in id order, newest first
+  return !oldest || change.id > oldest.dataset.runId; // an older run than all listed stays out
+}
+
+function rememberTask(id, task) {
+  list.taskOf.set(id, task);
+  if (list.taskOf.size > 10000) list.taskOf.delete(list.taskOf.keys().next().value);
+}
+
 async function fetchMissing(id) {
   if (list.fetching.has(id)) return;
   list.fetching.add(id);
   try {
     const run = await api(`/runs/${encodeURIComponent(id)}`);
+    rememberTask(id, run.task);
     const held = list.runs.get(id);
     if (held && held.last_seq >= run.last_seq) return;
     if (held) removeRun(id);
