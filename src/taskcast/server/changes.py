@@ -27,6 +27,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from ..app import App
+from ..errors import TaskcastError
 from ..models import Event
 from ..states import TERMINAL_EVENT_TYPES, RunState
 from .sse import EVENT_STREAM_HEADERS, KEEP_ALIVE, StreamSettings
@@ -209,8 +210,9 @@ class _ChangesResponse(Response):
             now = time.monotonic()
             # While stopping, the store may close under a query: counts wait for the restart.
             if counts_due and app.accepting and now - last_counts >= COUNTS_INTERVAL:
-                out.append(await self._changes.counts_event())
                 counts_due, last_counts = False, now
+                with contextlib.suppress(TaskcastError):  # the store failing: counts wait
+                    out.append(await self._changes.counts_event())
             if app.stopped:
                 out.append(_sse("shutdown", {"reason": "the server is stopping"}).encode())
                 await self._write(send, b"".join(out), more=False)

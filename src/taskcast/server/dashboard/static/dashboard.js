@@ -918,7 +918,13 @@ function setUpLogin() {
   $("login-form").addEventListener("submit", async (event) => {
     event.preventDefault();
     const token = $("token").value.trim();
-    const response = await fetch("/tasks", { headers: { Authorization: `Bearer ${token}` } });
+    let response;
+    try {
+      response = await fetch("/tasks", { headers: { Authorization: `Bearer ${token}` } });
+    } catch (error) {
+      $("login-error").textContent = `Cannot reach the server: ${error.message}`;
+      return;
+    }
     if (response.status === 401) {
       $("login-error").textContent = "That token is wrong.";
       return;
