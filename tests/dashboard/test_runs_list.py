@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 from playwright.sync_api import Page, expect
 
+from ..server.live import live_server
 from .pages import Dashboard, submit
 
 
@@ -126,3 +129,24 @@ def test_runs_outside_the_task_filter_cost_the_page_no_request(
     expect(dashboard.row_state(failed)).to_have_text("failed")
     expect(dashboard.page.locator("#runs-body tr")).to_have_count(1)
     assert [url for url in asked if "/runs" in url] == []
+
+
+def test_the_list_shows_interrupted_then_the_recovered_state_across_a_restart(
+    tmp_path: Path, page: Page
+) -> None:
+    args = ("--grace", "0", "--shutdown-timeout", "1")
+    with live_server(tmp_path, *args, name="first") as first:
+        with httpx.Client(base_url=first.url, timeout=15) as api:
+            run_id = submit(api, "demo.count", n=20, delay=0.1)
+        dashboard = Dashboard(page, first.url)
+        dashboard.open_list()
+        expect(dashboard.row_state(run_id)).to_have_text("running")
+        first.signal(signal.SIGTERM)
+        expect(dashboard.row_state(run_id)).to_have_text("interrupted")
+        expect(dashboard.count_of("interrupted")).to_have_text("interrupted 1")
+        assert first.wait(15) == 0
+    with live_server(tmp_path, *args, name="second", port=first.port):
+        expect(dashboard.row_state(run_id)).to_have_text("completed", timeout=30_000)
+        expect(dashboard.row(run_id).locator("td").nth(3)).to_have_text("2")
+        expect(dashboard.count_of("interrupted")).to_have_text("interrupted 0")
+        expect(page.locator("#connection")).to_have_text("live")

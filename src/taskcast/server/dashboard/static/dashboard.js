@@ -255,7 +255,9 @@ function stateAfter(type, data) {
 
 // -- the live counter ---------------------------------------------------------------------------
 
-function renderCounts(counts) {
+let counts = null; // runs by state: the server's last figures, moved along by the changes seen
+
+function renderCounts() {
   const list = $("counts");
   const items = [];
   for (const state of STATES) {
@@ -398,6 +400,14 @@ function patchRun(run, change) {
   }
 }
 
+/** Move the counter along between the server's figures (which always win). */
+function countMove(from, to) {
+  if (!counts || from === to) return;
+  if (from) counts[from] = Math.max((counts[from] || 0) - 1, 0);
+  counts[to] = (counts[to] || 0) + 1;
+  counts.moved = true;
+}
+
 function applyChanges(changes) {
   if (!changes.length) return;
   const now = nowSeconds();
@@ -406,11 +416,13 @@ function applyChanges(changes) {
     const run = list.runs.get(change.id);
     if (run) {
       if (change.seq <= run.last_seq) continue; // the page already holds something newer
+      countMove(run.state, change.state);
       patchRun(run, change);
       if (matches(run)) fillRow(list.rows.get(run.id), run, now);
       else removeRun(run.id);
     } else if (change.type === "queued" && change.task) {
       rememberTask(change.id, change.task);
+      countMove(null, change.state);
       const fresh = {
         id: change.id, task: change.task, args: null, state: change.state, attempt: 0,
         created_at: change.at, started_at: null, finished_at: null, last_seq: change.seq,
@@ -423,6 +435,10 @@ function applyChanges(changes) {
     } else if (mayBelong(change)) {
       fetchMissing(change.id); // a run the page did not list may now belong in it
     }
+  }
+  if (counts && counts.moved) {
+    delete counts.moved;
+    renderCounts();
   }
   if (added && list.runs.size > LIST_LIMIT) {
     const ids = [...list.runs.keys()].sort();
@@ -474,7 +490,10 @@ function onChanges(events) {
   const changes = [];
   for (const event of events) {
     if (event.type === "run") changes.push(event.data);
-    else if (event.type === "counts") renderCounts(event.data);
+    else if (event.type === "counts") {
+      counts = event.data;
+      renderCounts();
+    }
     else if (event.type === "reset") loadList();
     else if (event.type === "shutdown") setConnection("down", "server stopping; reconnecting…");
   }
