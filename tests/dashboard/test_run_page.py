@@ -131,6 +131,7 @@ def test_child_events_list_the_children_with_their_state(tmp_path: Path, page: P
         children = page.locator("#run-children-list li")
         expect(children).to_have_count(1)
         expect(children.get_by_role("link")).to_have_text(child)
+        expect(children.locator(".state")).to_have_text("failed")
         children.get_by_role("link").click()
         expect(dashboard.state).to_have_text("failed")
 

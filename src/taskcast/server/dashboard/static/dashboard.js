@@ -14,6 +14,7 @@ const LOG_LIMIT = 1000; // log lines kept on a run's page; older ones are droppe
 const TERMINAL = new Set(["completed", "failed", "cancelled", "timed_out"]);
 const STATES = ["queued", "running", "completed", "failed", "cancelled", "timed_out", "interrupted"];
 const CANCELLABLE = new Set(["queued", "running"]);
+const CHILDREN_FETCHED = 200; // children named by `child` events whose state is read at once
 const STATE_AFTER = { queued: "queued", started: "running", retrying: "queued" };
 const TOKEN_KEY = "taskcast.token";
 
@@ -637,11 +638,23 @@ function addChild(id, task, state, seq) {
     return;
   }
   const item = document.createElement("li");
-  const badge = stateBadge(state || "queued");
+  const badge = stateBadge(state || "…");
   item.append(runLink(id), ` ${task || ""} `, badge);
   $("run-children-list").append(item);
   $("run-children").hidden = false;
   run.children.set(id, { badge, seq: seq || 0 });
+  // Named by a `child` event: read its state once (the first ones only, to bound requests);
+  // the changes stream keeps it current from there.
+  if (!state && run.children.size <= CHILDREN_FETCHED) fetchChild(run.id, id);
+}
+
+async function fetchChild(parentId, id) {
+  try {
+    const child = await api(`/runs/${encodeURIComponent(id)}`);
+    if (run.id === parentId) addChild(id, child.task, child.state, child.last_seq);
+  } catch (error) {
+    // Not found (pruned) or unreachable: the badge stays unknown.
+  }
 }
 
 function updateChildren(changes) {
