@@ -4,9 +4,9 @@ The page times its own handlers (``performance.now()`` around them, kept in
 ``window.taskcastMetrics``); this test reads those figures while the server runs a run that
 emits 100 progress events a second and 200 short runs come and go in a list of 1,000. The
 budget is a frame: 16.7 ms at 60 Hz. The baseline, measured in the same page, is the naive way:
-re-rendering the whole list with ``innerHTML`` on every change. The test asserts bounds far from
-the figures (a shared machine is noisy); the figures are what it prints. Run with ``-s`` to see the
-figures (recorded in docs/performance.md):
+re-rendering the whole list with ``innerHTML`` on every change. The test asserts that every
+change and event was handled; the times are what it prints, never what it asserts. Run with
+``-s`` to see the figures (recorded in docs/performance.md):
 
     .venv/bin/python -m pytest tests/dashboard/test_performance.py -s
 """
@@ -139,9 +139,9 @@ def test_the_page_stays_smooth_with_1000_runs_and_a_run_emitting_100_events_per_
     print(report(f"baseline: innerHTML re-render of {LISTED} rows", naive))
     print(f"long tasks (> 50 ms) while the list changed: {list_long_tasks} ms")
     print(f"long tasks (> 50 ms) on the run page: {run_long_tasks} ms")
+    print(f"frame budget: {FRAME_BUDGET_MS:.1f} ms")
     assert changes["events"] >= 3 * CHURN
     assert log["events"] >= TICKS
-    # Bounds with a wide margin (the machine is shared): the figures above are 20x to 300x
-    # below them.
-    assert changes_figures["total"] / changes["events"] < naive["median"] / 10
-    assert log_figures["median"] < FRAME_BUDGET_MS / 4
+    # No bound on the times themselves: speed is measured and recorded, never asserted (a
+    # timed assertion on a shared machine is a flaky test). What is asserted is that the page
+    # handled every change and every event while it was being measured.
