@@ -8,10 +8,12 @@ async def fetch(ctx: taskcast.Context, url: str) -> dict: ...
 
 from .app import App
 from .children import ChildRun
+from .client import AsyncClient, Client
 from .context import Context
 from .coordinator import ShutdownReport
 from .errors import (
     BatchTimedOut,
+    ConnectionFailed,
     InvalidArguments,
     InvalidRequest,
     NotSerializable,
@@ -19,10 +21,13 @@ from .errors import (
     RunFinished,
     RunNotFound,
     SchemaError,
+    ServerError,
     ShuttingDown,
     StoreError,
+    StreamLost,
     TaskcastError,
     TaskFailed,
+    Unauthorized,
     UnknownTask,
 )
 from .models import Event, Run
@@ -34,8 +39,11 @@ __version__ = "0.1.0"
 
 __all__ = [
     "App",
+    "AsyncClient",
     "BatchTimedOut",
     "ChildRun",
+    "Client",
+    "ConnectionFailed",
     "Context",
     "Event",
     "InvalidArguments",
@@ -50,12 +58,15 @@ __all__ = [
     "RunNotFound",
     "RunState",
     "SchemaError",
+    "ServerError",
     "ShutdownReport",
     "ShuttingDown",
     "StoreError",
+    "StreamLost",
     "TaskFailed",
     "TaskcastError",
     "ThreadContext",
+    "Unauthorized",
     "UnknownTask",
     "__version__",
 ]

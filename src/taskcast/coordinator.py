@@ -49,6 +49,7 @@ from typing import Any
 from .context import Context
 from .dependencies import AFTER_POLICIES, check_dependencies, dependency_error
 from .errors import (
+    InvalidArguments,
     InvalidRequest,
     NotSerializable,
     QueueFull,
@@ -445,14 +446,7 @@ class Coordinator:
         parent: ActiveRun | None = None,
         fresh_id: bool | None = None,
     ) -> tuple[Run, bool]:
-        # During the shutdown's grace period running parents may still spawn: their children
-        # are part of the work that is finishing.
-        if not self._accepting and (parent is None or not self._in_grace):
-            raise ShuttingDown("taskcast is shutting down (or not started) and takes no new runs")
-        if timeout is not None and not (isinstance(timeout, int | float) and timeout > 0):
-            raise InvalidRequest(f"timeout must be a positive number of seconds, got {timeout!r}")
-        if max_attempts is not None and not (isinstance(max_attempts, int) and max_attempts >= 1):
-            raise InvalidRequest(f"max_attempts must be an integer >= 1, got {max_attempts!r}")
+        self._check_submit_options(timeout, max_attempts, child=parent is not None)
         if run_id is not None and not (isinstance(run_id, str) and 0 < len(run_id) <= 128):
             raise InvalidRequest(f"id must be a string of 1 to 128 characters, got {run_id!r}")
         if after_policy not in AFTER_POLICIES:
@@ -462,23 +456,12 @@ class Coordinator:
         if isinstance(after, str) or not all(isinstance(dep, str) for dep in after or ()):
             raise InvalidRequest(f"after must be a list of run ids, got {after!r}")
         dependencies = list(dict.fromkeys(after or ()))  # without duplicates, in order
-        try:
-            stored_args = definition.validate_arguments(dict(args))
-        except ValueError as exc:  # pydantic could not render a value as JSON
-            raise NotSerializable(f"the arguments of {definition.name!r}: {exc}") from None
+        stored_args = self._stored_arguments(definition, args)
         if self.queued_count >= self.max_queue:
             raise QueueFull(self.max_queue, retry_after=1.0)
-        run = Run(
-            id=run_id or new_run_id(),
-            task=definition.name,
-            args=stored_args,
-            max_attempts=max_attempts or definition.max_attempts,
-            timeout=timeout,
-            created_at=time.time(),
-            parent_id=None if parent is None else parent.run.id,
-            after=dependencies,
-            after_policy=after_policy,
-        )
+        run = self._new_run(definition, stored_args, timeout, max_attempts, run_id)
+        run.parent_id = None if parent is None else parent.run.id
+        run.after, run.after_policy = dependencies, after_policy
         active = ActiveRun(run, definition)
         self.queued_count += 1  # reserve the place before waiting for the store
         # Watch the dependencies before reading them: an end committed meanwhile is not missed.
@@ -512,6 +495,75 @@ class Coordinator:
         if parent is not None and parent.body_over:  # the parent ended while we stored it
             await self.cancel(stored.id, f"its parent {parent.run.id} ended before it started")
         return stored, True
+
+    async def submit_many(
+        self,
+        definition: TaskDefinition,
+        many_args: Sequence[Mapping[str, Any]],
+        *,
+        timeout: float | None = None,
+        max_attempts: int | None = None,
+    ) -> list[Run]:
+        """Validate, store and queue several runs at once; see ``App.submit_many``."""
+        self._check_submit_options(timeout, max_attempts)
+        stored_args = []
+        for index, args in enumerate(many_args):
+            try:
+                stored_args.append(self._stored_arguments(definition, args))
+            except InvalidArguments as exc:
+                problems = [
+                    {**problem, "param": f"[{index}].{problem['param']}"}
+                    for problem in exc.details["problems"]
+                ]
+                raise InvalidArguments(definition.name, problems) from None
+        if self.queued_count + len(stored_args) > self.max_queue:
+            raise QueueFull(self.max_queue, retry_after=1.0)
+        runs = [self._new_run(definition, args, timeout, max_attempts) for args in stored_args]
+        self.queued_count += len(runs)
+        try:
+            stored = await self.store.create_runs(runs, {"task": definition.name})
+        except BaseException:
+            self.queued_count -= len(runs)
+            raise
+        for run in stored:
+            self._enqueue(ActiveRun(run, definition))
+        return stored
+
+    def _check_submit_options(
+        self, timeout: float | None, max_attempts: int | None, *, child: bool = False
+    ) -> None:
+        # During the shutdown's grace period running parents may still spawn: their children
+        # are part of the work that is finishing.
+        if not self._accepting and not (child and self._in_grace):
+            raise ShuttingDown("taskcast is shutting down (or not started) and takes no new runs")
+        if timeout is not None and not (isinstance(timeout, int | float) and timeout > 0):
+            raise InvalidRequest(f"timeout must be a positive number of seconds, got {timeout!r}")
+        if max_attempts is not None and not (isinstance(max_attempts, int) and max_attempts >= 1):
+            raise InvalidRequest(f"max_attempts must be an integer >= 1, got {max_attempts!r}")
+
+    @staticmethod
+    def _stored_arguments(definition: TaskDefinition, args: Mapping[str, Any]) -> dict[str, Any]:
+        try:
+            return definition.validate_arguments(dict(args))
+        except ValueError as exc:  # pydantic could not render a value as JSON
+            raise NotSerializable(f"the arguments of {definition.name!r}: {exc}") from None
+
+    @staticmethod
+    def _new_run(
+        definition: TaskDefinition,
+        args: dict[str, Any],
+        timeout: float | None,
+        max_attempts: int | None,
+        run_id: str | None = None,
+    ) -> Run:
+        return Run(
+            id=run_id or new_run_id(),
+            task=definition.name,
+            args=args,
+            max_attempts=max_attempts or definition.max_attempts,
+            timeout=timeout,
+            created_at=time.time(),
+        )
 
     # -- workflows: children -----------------------------------------------------------------
 

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+import taskcast
 from tests.server.live import live_server
 
 
@@ -69,3 +70,19 @@ def test_http_fetch_is_served_and_shell_is_refused_with_a_hint(api: httpx.Client
     response = api.post("/runs", json={"task": "shell", "args": {"cmd": "true"}})
     assert response.status_code == 404
     assert "--enable-shell" in response.json()["message"]
+
+
+async def test_the_client_submits_after_and_lists_children(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    directory = tmp_path_factory.mktemp("client")
+    with live_server(directory, "--app", "tests.workflows.workflow_app:app") as server:
+        async with taskcast.AsyncClient(server.url) as client:
+            parent = await client.submit("wf.fan", n=2)
+            dependent = await client.submit_with(
+                "wf.square", {"i": 5}, after=[parent.id], after_policy="always"
+            )
+            assert (dependent.after, dependent.after_policy) == ([parent.id], "always")
+            assert (await client.wait(dependent.id, timeout=30)).result == 25
+            children = await client.runs(parent=parent.id)
+            assert {c.parent_id for c in children} == {parent.id} and len(children) == 2
