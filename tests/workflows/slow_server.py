@@ -18,6 +18,8 @@ class Reply:
     """Send this many body bytes, then nothing more (until the client goes away)."""
     length: int | None = None
     """Content-Length to announce (default: the body's)."""
+    hang_up: bool = False
+    """Close the connection right after sending ``body`` (a network failure mid-body)."""
 
 
 class SlowServer:
@@ -45,7 +47,9 @@ class SlowServer:
             body = reply.body if reply.stall_after is None else reply.body[: reply.stall_after]
             writer.write(body)
             await writer.drain()
-            if reply.stall_after is not None:
+            if reply.hang_up:
+                pass  # the finally below closes the connection
+            elif reply.stall_after is not None:
                 self.stalled.set()
                 # Nothing more to send: wait for the client to hang up (EOF on our side).
                 if await reader.read(1) == b"":

@@ -111,3 +111,12 @@ async def test_a_refused_connection_fails_the_run(fetch_app: taskcast.App) -> No
     done = await fetch_app.wait((await fetch_app.submit("http.fetch", url=url)).id, 10)
     assert done.state is taskcast.RunState.FAILED
     assert done.error["type"] == "ConnectError"
+
+
+async def test_a_connection_lost_mid_body_fails_the_run(
+    fetch_app: taskcast.App, server: SlowServer
+) -> None:
+    server.reply = Reply(body=b"w" * 10, length=1000, hang_up=True)
+    done = await fetch_app.wait((await fetch_app.submit("http.fetch", url=server.url)).id, 10)
+    assert done.state is taskcast.RunState.FAILED
+    assert done.error["type"] == "RemoteProtocolError"
