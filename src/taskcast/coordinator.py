@@ -769,9 +769,18 @@ class Coordinator:
         self._enqueue(active)
 
     def _on_committed(self, events: Sequence[Event]) -> None:
-        """The store committed ``events``: resolve who waits for the runs that ended."""
+        """The store committed ``events``: resolve who waits for the runs that ended.
+
+        It runs inside the store's commit path, which must never fail: a bug here is logged.
+        """
         if not self._endings and not self._blocked:
             return
+        try:
+            self._note_endings(events)
+        except Exception:
+            logger.exception("taskcast could not process the end of a run")
+
+    def _note_endings(self, events: Sequence[Event]) -> None:
         for event in events:
             if event.type in TERMINAL_EVENT_TYPES:
                 waiting = self._blocked.pop(event.run_id, None)
