@@ -42,6 +42,19 @@ def _parser() -> argparse.ArgumentParser:
     submit.add_argument("--timeout", type=float, help="seconds per attempt")
     submit.add_argument("--max-attempts", type=int, help="attempts in all")
     submit.add_argument("--id", help="idempotency key: resubmitting it returns the same run")
+    submit.add_argument(
+        "--after",
+        action="append",
+        default=[],
+        metavar="RUN",
+        help="start only once this run has ended (repeat for several)",
+    )
+    submit.add_argument(
+        "--after-policy",
+        choices=["fail", "always"],
+        default="fail",
+        help="if a run of --after did not complete: fail this one (default), or run it always",
+    )
 
     watch = verbs.add_parser("watch", help="follow a run live with a progress bar")
     watch.add_argument("run", help="the run id")
@@ -53,6 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     runs = verbs.add_parser("runs", help="list runs, newest first")
     runs.add_argument("--state", help="queued, running, completed, failed, cancelled, ...")
     runs.add_argument("--task", help="only runs of this task")
+    runs.add_argument("--parent", metavar="RUN", help="only the children of this run")
     runs.add_argument("--limit", type=int, default=20)
 
     signal = verbs.add_parser("signal", help="send a signal to a run: taskcast signal RUN continue")

@@ -72,6 +72,8 @@ async def submit(options: argparse.Namespace, console: Console) -> int:
             timeout=options.timeout,
             max_attempts=options.max_attempts,
             id=options.id,
+            after=options.after,
+            after_policy=options.after_policy,
         )
         console.print(run.id, highlight=False)
         if options.watch:
@@ -110,7 +112,9 @@ def _when(timestamp: float | None) -> str:
 
 async def runs(options: argparse.Namespace, console: Console) -> int:
     async with connect(options) as client:
-        found = await client.runs(state=options.state, task=options.task, limit=options.limit)
+        found = await client.runs(
+            state=options.state, task=options.task, limit=options.limit, parent=options.parent
+        )
     table = Table()
     table.add_column("id", no_wrap=True)  # ids are copied into other commands: never cut them
     for title in ("task", "state", "attempt", "created", "finished"):
