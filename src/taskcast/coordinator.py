@@ -474,6 +474,22 @@ class Coordinator:
             stored, event = await self.store.create_run(
                 run, {"task": run.task}, fresh_id=run_id is None if fresh_id is None else fresh_id
             )
+        except asyncio.CancelledError:
+            # Cancelled while waiting for the commit. Stores never undo a write they were handed
+            # before the cancel: if the run is stored, it must be queued all the same, or it would
+            # sit unowned in the store until the next start.
+            created_at = run.created_at
+            found = await self.store.get_run(run.id)
+            if (
+                found is not None
+                and found.created_at == created_at
+                and found.id not in self._active
+            ):
+                self._queue_stored(active, found, parent)
+            else:
+                self.queued_count -= 1
+                self._unwatch_dependencies(active)
+            raise
         except BaseException:
             self.queued_count -= 1
             self._unwatch_dependencies(active)
@@ -482,19 +498,23 @@ class Coordinator:
             self.queued_count -= 1
             self._unwatch_dependencies(active)
             return stored, False
+        self._queue_stored(active, stored, parent)
+        if parent is not None and parent.body_over:  # the parent ended while we stored it
+            await self.cancel(stored.id, f"its parent {parent.run.id} ended before it started")
+        return stored, True
+
+    def _queue_stored(self, active: ActiveRun, stored: Run, parent: ActiveRun | None) -> None:
+        """Own a run just stored: queue it, or block it until its dependencies end."""
         active.run = stored
         if parent is not None:
             active.deadline_cap = parent.deadline
             self.adopt(parent, stored.id)
-        if dependencies:
+        if stored.after:
             self._active[stored.id] = active
             active.phase = Phase.BLOCKED
             self._unblock_if_ready(active)
         else:
             self._enqueue(active)
-        if parent is not None and parent.body_over:  # the parent ended while we stored it
-            await self.cancel(stored.id, f"its parent {parent.run.id} ended before it started")
-        return stored, True
 
     async def submit_many(
         self,

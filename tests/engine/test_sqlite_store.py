@@ -100,7 +100,7 @@ async def test_logs_survive_a_restart_and_seq_continues(tmp_path: Path) -> None:
         assert (await second.get(run.id)).state is taskcast.RunState.COMPLETED
 
 
-async def test_a_writer_cancelled_while_waiting_for_its_commit_keeps_its_write(
+async def test_a_submit_cancelled_while_waiting_for_its_commit_still_runs(
     tmp_path: Path,
 ) -> None:
     url = f"sqlite:///{tmp_path / 'runs.db'}"
@@ -117,6 +117,8 @@ async def test_a_writer_cancelled_while_waiting_for_its_commit_keeps_its_write(
             await submitting
         (run,) = await app.runs()
         assert run.task == "noop"  # cancelling the wait never undoes the write
+        finished = await app.wait(run.id, timeout=5)  # and the stored run is queued, not stranded
+        assert finished.state is taskcast.RunState.COMPLETED
 
 
 async def test_waiters_get_an_error_not_a_hang_when_the_flusher_is_cancelled(
