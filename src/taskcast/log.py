@@ -110,7 +110,12 @@ class EventLog:
         for event in events:
             channel = channels.get(event.run_id)
             if channel is not None:
-                channel.tail.append(event)
+                tail = channel.tail
+                if tail and event.seq != tail[-1].seq + 1:
+                    if event.seq <= tail[-1].seq:
+                        continue  # announced twice (a shared store re-subscribing)
+                    tail.clear()  # announcements were missed: watchers read the store
+                tail.append(event)
                 woken.add(channel)
         for channel in woken:
             channel.notify()
