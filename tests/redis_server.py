@@ -54,16 +54,13 @@ class RedisServer:
             else ["--save", "", "--appendonly", "no"]
         )
         self.directory.mkdir(parents=True, exist_ok=True)
-        log = open(self.directory / "redis.log", "ab")  # noqa: SIM115 - closed below
-        try:
+        command = [binary, "--port", str(self.port), "--bind", "127.0.0.1"]
+        with open(self.directory / "redis.log", "ab") as log:
             self.process = subprocess.Popen(
-                [binary, "--port", str(self.port), "--bind", "127.0.0.1"]
-                + ["--dir", str(self.directory), *persistence],
+                [*command, "--dir", str(self.directory), *persistence],
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        finally:
-            log.close()
         deadline = time.monotonic() + STARTUP_TIMEOUT
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

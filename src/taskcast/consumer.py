@@ -52,6 +52,14 @@ except ImportError:  # pragma: no cover - redis is an optional dependency
     pass
 
 
+def _reraise_cancellation() -> None:
+    """Raise CancelledError if this task is being cancelled: redis-py may swallow the cancellation
+    of a blocking read (or turn it into a connection error), which must not keep a loop going."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 class QueueConsumer:
     """Takes runs from a shared store for one coordinator (see the module docstring)."""
 
@@ -76,9 +84,7 @@ class QueueConsumer:
         """Start the claim loop and the heartbeat as tasks owned by ``supervisor``."""
         self._supervisor = supervisor
         self._store.set_cancel_listener(self._on_cancel_request)
-        on_resubscribed = getattr(self._store, "on_resubscribed", None)
-        if on_resubscribed is not None:
-            on_resubscribed(self._beat_now.set)  # messages may have been missed: re-check
+        self._store.on_reconnected(self._beat_now.set)  # messages were maybe missed: re-check
         self._coordinator.log.add_listener(self._on_events)
         self._claiming = supervisor.spawn(self._claim_forever(), name="taskcast claim loop")
         self._heartbeating = supervisor.spawn(self._heartbeat_forever(), name="taskcast heartbeat")
@@ -130,6 +136,7 @@ class QueueConsumer:
     async def _claim_forever(self) -> None:
         backoff = 0.05
         while True:
+            _reraise_cancellation()  # see below: a cancel may have been swallowed on the way
             wanted = self._coordinator.room()
             if not wanted:
                 self._room.clear()
@@ -139,12 +146,14 @@ class QueueConsumer:
             try:
                 claims = await self._store.claim(wanted, CLAIM_WAIT)
             except _UNREACHABLE as exc:
+                _reraise_cancellation()
                 logger.warning("cannot take runs from the store (%s); retrying", exc)
                 await asyncio.sleep(backoff)  # reconnect backoff, not synchronisation
                 backoff = min(backoff * 2, _BACKOFF_MAX)
                 continue
             finally:
                 self._reading = None
+            _reraise_cancellation()
             backoff = 0.05
             for claim in claims:
                 try:
@@ -235,8 +244,10 @@ class QueueConsumer:
             try:
                 reply = await self._store.heartbeat(dict(self._held))
             except _UNREACHABLE as exc:
+                _reraise_cancellation()
                 logger.warning("heartbeat failed (%s); retrying", exc)
                 continue
+            _reraise_cancellation()
             for run_id in reply.lost:
                 if self._held.pop(run_id, None) is not None and run_id in active:
                     logger.warning(

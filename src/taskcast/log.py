@@ -35,13 +35,14 @@ class _Channel:
     appends read them all as one batch, which is what lets cursor readers beat queues.
     """
 
-    __slots__ = ("tail", "waiters", "wake_scheduled", "watchers")
+    __slots__ = ("resyncs", "tail", "waiters", "wake_scheduled", "watchers")
 
     def __init__(self) -> None:
         self.tail: deque[Event] = deque(maxlen=TAIL_SIZE)
         self.waiters: list[asyncio.Future[None]] = []
         self.wake_scheduled = False
         self.watchers = 0
+        self.resyncs = 0  # bumped when announcements may have been missed: re-read the store
 
     def after(self, cursor: int) -> list[Event] | None:
         """Events after ``cursor`` from the tail; ``None`` if the tail does not reach back."""
@@ -83,6 +84,7 @@ class EventLog:
         self._closing = False
         self._listeners: list[Callable[[Sequence[Event]], None]] = []
         store.set_listener(self._on_committed)
+        store.on_reconnected(self.resync)
 
     def add_listener(self, listener: Callable[[Sequence[Event]], None]) -> None:
         """Also call ``listener(events)`` with every batch of committed events (for metrics).
@@ -120,6 +122,14 @@ class EventLog:
         for channel in woken:
             channel.notify()
 
+    def resync(self) -> None:
+        """Announcements may have been missed (the store's subscription broke): every watcher
+        re-reads the store from its cursor."""
+        for channel in self._channels.values():
+            channel.tail.clear()
+            channel.resyncs += 1
+            channel.notify()
+
     def close(self) -> None:
         """Stop live reading: every watcher drains what is committed, then its stream ends."""
         self._closing = True
@@ -145,7 +155,10 @@ class EventLog:
             caught_up = False  # True once the store had nothing beyond the cursor
             finished = False  # True once the run is known to be over (its log cannot grow)
             checked_finished = False
+            resyncs = channel.resyncs
             while True:
+                if resyncs != channel.resyncs:
+                    resyncs, caught_up = channel.resyncs, False
                 if caught_up:
                     batch = channel.after(cursor)
                     if batch is None:  # fell behind the tail: back to the store

@@ -82,6 +82,17 @@ class Store(abc.ABC):
     def __init__(self) -> None:
         self._listener: EventListener | None = None
         self._cancel_listener: CancelListener | None = None
+        self._reconnected: list[Callable[[], None]] = []
+
+    def on_reconnected(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` whenever announcements may have been missed (a shared store whose
+        subscription broke and is back): readers should re-read the store. Local stores never
+        miss an announcement, so they never call it."""
+        self._reconnected.append(callback)
+
+    def _announce_reconnected(self) -> None:
+        for callback in self._reconnected:
+            callback()
 
     def set_listener(self, listener: EventListener | None) -> None:
         """Call ``listener(events)`` with each batch of newly durable events, in ``seq`` order."""

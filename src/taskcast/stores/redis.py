@@ -154,7 +154,6 @@ class RedisStore(Store):
         self._next_reclaim = 0.0
         self._nudge_key = f"{self.prefix}nudge:{self.consumer}"
         self._nudge_ready = False
-        self._resubscribed: list[Callable[[], None]] = []
         self._create: AsyncScript
         self._append: AsyncScript
         self._transition: AsyncScript
@@ -246,11 +245,6 @@ class RedisStore(Store):
             raise StoreError(f"store {self.url!r} is not open")
         return self._client
 
-    def on_resubscribed(self, callback: Callable[[], None]) -> None:
-        """Call ``callback()`` each time the pub/sub connection is back after a break: messages
-        may have been missed meanwhile (the worker re-checks its cancel requests then)."""
-        self._resubscribed.append(callback)
-
     # -- the subscriber -----------------------------------------------------------------------
 
     async def _listen(self) -> None:
@@ -282,8 +276,7 @@ class RedisStore(Store):
                 self._after_resubscribe()  # redis-py reconnected and re-subscribed on its own
 
     def _after_resubscribe(self) -> None:
-        for callback in self._resubscribed:
-            callback()
+        self._announce_reconnected()
 
     def _dispatch(self, channel: bytes, data: bytes) -> None:
         try:
@@ -307,6 +300,8 @@ class RedisStore(Store):
 
     async def _write(self, call: Callable[[], Awaitable[_T]]) -> _T:
         """Run a write so that a cancelled caller does not undo it; retry while Redis is away."""
+        if self._client is None:
+            raise StoreError(f"store {self.url!r} is closed")
         task = asyncio.get_running_loop().create_task(self._retrying(call))
         self._writes.add(task)
         task.add_done_callback(self._write_done)
