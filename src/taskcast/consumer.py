@@ -14,8 +14,8 @@ two tasks owned by the coordinator's ``Supervisor``:
   process still holds (so they are not re-delivered while it lives) and learns of cancel
   requests it may have missed (pub/sub is at-most-once: a reconnect loses messages).
 
-Cancel requests also arrive at once through the store's cancel listener, and signals through the
-event log (a signal is an event: the log is the one path). ``stop`` hands every run that did not
+Cancel requests and signals (a signal is an event of the run's log) also arrive at once through
+the store's control listener. ``stop`` hands every run that did not
 finish back to the queue at once, so a worker that shuts down never leaves runs waiting for a
 visibility timeout.
 """
@@ -26,7 +26,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .errors import StoreError
 from .models import Event
@@ -83,9 +83,8 @@ class QueueConsumer:
     def start(self, supervisor: Supervisor) -> None:
         """Start the claim loop and the heartbeat as tasks owned by ``supervisor``."""
         self._supervisor = supervisor
-        self._store.set_cancel_listener(self._on_cancel_request)
+        self._store.set_control_listener(self._on_control)
         self._store.on_reconnected(self._beat_now.set)  # messages were maybe missed: re-check
-        self._coordinator.log.add_listener(self._on_events)
         self._claiming = supervisor.spawn(self._claim_forever(), name="taskcast claim loop")
         self._heartbeating = supervisor.spawn(self._heartbeat_forever(), name="taskcast heartbeat")
 
@@ -128,7 +127,7 @@ class QueueConsumer:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._heartbeating
             self._heartbeating = None
-        self._store.set_cancel_listener(None)
+        self._store.set_control_listener(None)
         self._held.clear()
 
     # -- claiming -----------------------------------------------------------------------------
@@ -207,17 +206,20 @@ class QueueConsumer:
 
     # -- messages -----------------------------------------------------------------------------
 
-    def _on_events(self, events: Sequence[Event]) -> None:
-        for event in events:
-            if event.type != "signal":
-                continue
-            buffer = self._adopting.get(event.run_id)
-            if buffer is not None:
-                buffer.append(event)
-            elif event.run_id in self._held and isinstance(event.data, dict):
-                self._coordinator.deliver_signal(
-                    event.run_id, event.data.get("name", ""), event.data.get("data")
-                )
+    def _on_control(self, kind: str, run_id: str, data: Any) -> None:
+        if kind == "cancel":
+            self._on_cancel_request(run_id, data)
+        elif kind == "signal":
+            self._on_signal(data)
+
+    def _on_signal(self, event: Event) -> None:
+        buffer = self._adopting.get(event.run_id)
+        if buffer is not None:
+            buffer.append(event)
+        elif event.run_id in self._held and isinstance(event.data, dict):
+            self._coordinator.deliver_signal(
+                event.run_id, event.data.get("name", ""), event.data.get("data")
+            )
 
     def _on_cancel_request(self, run_id: str, reason: str) -> None:
         if run_id in self._held and self._supervisor is not None and not self._supervisor.closed:

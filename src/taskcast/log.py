@@ -144,6 +144,7 @@ class EventLog:
         last committed event. Batches are never empty. Cancelling the consumer only stops this
         reader.
         """
+        await self._store.follow_events()  # before the first read: nothing after it is missed
         if await self._store.get_run(run_id) is None:
             raise RunNotFound(run_id)
         channel = self._channels.get(run_id)

@@ -63,20 +63,24 @@ async def test_killing_a_worker_mid_run_loses_no_run_and_no_event(
         worker(tmp_path, redis_url, "--concurrency", "10", name="w2") as survivor,
     ):
         on_victim: set[str] = set()
+        ended: set[str] = set()
         victim_busy = asyncio.Event()
 
         def note(run_id: str, event: Seen) -> None:
             if event.type == "worker" and event.data["pid"] == victim.pid:
                 on_victim.add(run_id)
-                if len(on_victim) >= 3:
-                    victim_busy.set()
+            if event.type in taskcast.states.TERMINAL_EVENT_TYPES:
+                ended.add(run_id)
+            if len(on_victim - ended) >= 3:  # three runs mid-way on the victim
+                victim_busy.set()
 
         async with httpx.AsyncClient(base_url=api_node.url, timeout=60) as client:
-            ids = [await _submit(client, "steps", n=10, delay=0.05) for _ in range(50)]
+            ids = [await _submit(client, "steps", n=20, delay=0.05) for _ in range(50)]
             async with asyncio.TaskGroup() as group:
                 watchers = [group.create_task(_watch(client, i, note)) for i in ids]
                 async with asyncio.timeout(30):
                     await victim_busy.wait()
+                assert len(on_victim - ended) >= 3
                 victim.signal(signal.SIGKILL)
                 victim.wait(10)
                 killed = set(on_victim)
@@ -87,7 +91,7 @@ async def test_killing_a_worker_mid_run_loses_no_run_and_no_event(
                 assert run["state"] == "completed", (run_id, [e.type for e in log])
                 assert log[-1].type == "completed"
                 progress = [e.data["current"] for e in log if e.type == "progress"]
-                assert progress[-10:] == list(range(1, 11))  # the last attempt ran to its end
+                assert progress[-20:] == list(range(1, 21))  # the last attempt ran to its end
             recovered = 0
             for run_id, watcher in zip(ids, watchers, strict=True):
                 log = watcher.result()

@@ -50,6 +50,9 @@ def _build(options: argparse.Namespace) -> App:
         raise CannotLoadApp(
             f"taskcast worker needs a store that processes share (redis://), not {app.store.url!r}"
         )
+    # A worker serves no watchers: it follows other processes' events only if a task reads a
+    # log (ctx waiting on another run); it hears cancels and signals for its runs regardless.
+    app.store.follow_events_at_open = False
     if options.concurrency is not None:
         if options.concurrency < 1:
             raise CannotLoadApp(f"--concurrency must be >= 1, got {options.concurrency}")

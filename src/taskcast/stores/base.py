@@ -29,8 +29,9 @@ from ..models import Event, Run, compact_json
 from ..states import RunState
 
 EventListener = Callable[[Sequence[Event]], None]
-CancelListener = Callable[[str, str], None]
-"""``(run_id, reason)``: another process asks the worker holding the run to cancel it."""
+ControlListener = Callable[[str, str, Any], None]
+"""``(kind, run_id, data)`` for the worker holding a run: ``("cancel", run_id, reason)`` when
+another process asks to cancel it; ``("signal", run_id, event)`` when a signal was logged."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,13 +76,17 @@ class Store(abc.ABC):
     #: delivered to another worker.
     visibility_timeout: float = 30.0
 
+    #: Shared stores only: announce other processes' events from ``open`` on (True), or only
+    #: once something reads a log (``follow_events``): a worker serving no watchers sets False.
+    follow_events_at_open: bool = True
+
     #: Shared stores only: ``create_run`` raises ``QueueFull`` once this many runs are queued
     #: (set by the coordinator from ``App.max_queue``; ``None``: unbounded).
     max_queued: int | None = None
 
     def __init__(self) -> None:
         self._listener: EventListener | None = None
-        self._cancel_listener: CancelListener | None = None
+        self._control_listener: ControlListener | None = None
         self._reconnected: list[Callable[[], None]] = []
 
     def on_reconnected(self, callback: Callable[[], None]) -> None:
@@ -185,9 +190,15 @@ class Store(abc.ABC):
 
     # -- the shared work queue (shared stores only; see ``shared``) -------------------------------
 
-    def set_cancel_listener(self, listener: CancelListener | None) -> None:
-        """Call ``listener(run_id, reason)`` when another process asks to cancel a running run."""
-        self._cancel_listener = listener
+    def set_control_listener(self, listener: ControlListener | None) -> None:
+        """Call ``listener(kind, run_id, data)`` with cancel requests and signals (see
+        ``ControlListener``) for runs that a worker of this store may hold."""
+        self._control_listener = listener
+
+    async def follow_events(self) -> None:
+        """Make sure this store announces events that other processes write (a shared store
+        opened with ``follow_events_at_open = False`` subscribes now). Local stores: nothing."""
+        return None
 
     async def claim(self, wanted: Mapping[str, int], wait: float) -> list[Claim]:
         """Take up to ``wanted[task]`` runs per task from the shared queue for this process.

@@ -154,6 +154,8 @@ class RedisStore(Store):
         self._next_reclaim = 0.0
         self._nudge_key = f"{self.prefix}nudge:{self.consumer}"
         self._nudge_ready = False
+        self._following_wanted = True
+        self._following = asyncio.Event()
         self._create: AsyncScript
         self._append: AsyncScript
         self._transition: AsyncScript
@@ -187,6 +189,10 @@ class RedisStore(Store):
         self._release = client.register_script(scripts.RELEASE)
         self._drop_entry = client.register_script(scripts.DROP_ENTRY)
         self._prune = client.register_script(scripts.PRUNE)
+        self._following_wanted = self.follow_events_at_open
+        self._following = asyncio.Event()
+        if self._following_wanted:
+            self._following.set()
         try:
             self._pubsub = await self._subscribe()
         except BaseException:
@@ -203,9 +209,12 @@ class RedisStore(Store):
         assert self._client is not None
         pubsub = self._client.pubsub()
         try:
-            await pubsub.subscribe(self._events_channel, self._control_channel)
+            channels = [self._control_channel]
+            if self._following_wanted:
+                channels.append(self._events_channel)
+            await pubsub.subscribe(*channels)
             confirmed = 0
-            while confirmed < 2:
+            while confirmed < len(channels):
                 message = await pubsub.get_message(timeout=self.reconnect_timeout)
                 if message is None:
                     raise StoreError(f"{self.url}: Redis did not confirm the subscription")
@@ -245,6 +254,16 @@ class RedisStore(Store):
             raise StoreError(f"store {self.url!r} is not open")
         return self._client
 
+    async def follow_events(self) -> None:
+        if self._following.is_set():
+            return
+        if not self._following_wanted:
+            self._following_wanted = True
+            if self._pubsub is not None:
+                await self._pubsub.subscribe(self._events_channel)
+        async with asyncio.timeout(self.reconnect_timeout):
+            await self._following.wait()
+
     # -- the subscriber -----------------------------------------------------------------------
 
     async def _listen(self) -> None:
@@ -272,6 +291,8 @@ class RedisStore(Store):
             kind = message["type"]
             if kind == "message":
                 self._dispatch(message["channel"], message["data"])
+            elif kind == "subscribe" and message["channel"] == self._events_channel:
+                self._following.set()  # follow_events: confirmed
             elif kind == "subscribe" and message["channel"] == self._control_channel:
                 self._after_resubscribe()  # redis-py reconnected and re-subscribed on its own
 
@@ -286,10 +307,16 @@ class RedisStore(Store):
                 text = body.decode()
                 event = Event(run_id, int(seq), event_type, json.loads(text), float(at), text)
                 self._announce((event,))
-            elif channel == self._control_channel and self._cancel_listener is not None:
-                kind, run_id, reason = json.loads(data)
+            elif channel == self._control_channel and self._control_listener is not None:
+                head, _, rest = data.partition(b"\n")
+                kind, run_id, detail = json.loads(head)
                 if kind == "cancel":
-                    self._cancel_listener(run_id, reason)
+                    self._control_listener("cancel", run_id, detail)
+                elif kind == "signal":
+                    at, _, body = rest.partition(b"\n")
+                    text = body.decode()
+                    event = Event(run_id, detail, "signal", json.loads(text), float(at), text)
+                    self._control_listener("signal", run_id, event)
         except Exception:  # a malformed message must not stop the subscriber
             logger.exception("cannot handle a message on %r", channel)
 

@@ -11,8 +11,9 @@ Keys (``P`` is the store's key prefix, ``taskcast:`` by default):
   per state; ``P finished``: finished run ids scored by their finish time (for ``prune``);
   ``P counts``: a hash ``STATE<tab>TASK_JSON -> count``;
 * ``P queue:TASK``: the work queue of a task, a stream read by the consumer group ``workers``;
-* channels ``P events`` (every appended event, in commit order) and ``P control`` (cancel
-  requests for running runs).
+* channels ``P events`` (every appended event, in commit order: ``SEQ\nAT\n[ID,TYPE]\nDATA``)
+  and ``P control`` (for the worker holding a run: ``["cancel",ID,REASON]\n`` and
+  ``["signal",ID,SEQ]\nAT\nDATA``).
 """
 
 from __future__ import annotations
@@ -108,7 +109,12 @@ end
 state = cjson.decode(state)
 if TERMINAL[state] then return {0, state} end
 redis.call('HSET', rkey, '_w', ARGV[6])
-return {1, add_event(id, rkey, ARGV[3], ARGV[4], ARGV[5])}
+local seq = add_event(id, rkey, ARGV[3], ARGV[4], ARGV[5])
+if ARGV[3] == 'signal' then  -- for the worker holding the run (workers need not follow events)
+  redis.call('PUBLISH', P .. 'control',
+             cjson.encode({'signal', id, seq}) .. '\\n' .. ARGV[4] .. '\\n' .. ARGV[5])
+end
+return {1, seq}
 """
 )
 
@@ -163,7 +169,7 @@ if current == 'queued' or current == 'interrupted' then
 end
 if current == 'running' then
   redis.call('HSET', rkey, '_cancel', ARGV[3])
-  redis.call('PUBLISH', P .. 'control', cjson.encode({'cancel', id, ARGV[3]}))
+  redis.call('PUBLISH', P .. 'control', cjson.encode({'cancel', id, ARGV[3]}) .. '\\n')
   return {2}
 end
 return {0}
