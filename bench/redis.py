@@ -25,20 +25,20 @@ if __name__ == "__main__" and sys.path and sys.path[0].endswith("bench"):
     # redis.py; drop the folder so `import redis` means redis-py.
     sys.path.pop(0)
 
-import argparse  # noqa: E402
-import asyncio  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-import signal  # noqa: E402
-import socket  # noqa: E402
-import statistics  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
+import argparse
+import asyncio
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
 
-import taskcast  # noqa: E402
+import taskcast
 
 REPO = Path(__file__).resolve().parents[1]
 COUNTER = "bench:done"
@@ -152,6 +152,12 @@ def _start(command: list[str], ready: str, log: Path) -> subprocess.Popen[bytes]
     return process
 
 
+def _taskcast_worker(url: str, log: Path) -> subprocess.Popen[bytes]:
+    command = [sys.executable, "-m", "taskcast", "worker", "--store", url]
+    command += ["--app", "bench.redis:app", "--no-demo", "--concurrency", str(CONCURRENCY)]
+    return _start([*command, "--log-level", "warning"], "ready", log)
+
+
 def _stop(process: subprocess.Popen[bytes]) -> None:
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
@@ -187,36 +193,16 @@ async def _wait_counter(port: int, n: int) -> None:
 
     client = aioredis.Redis.from_url(f"redis://127.0.0.1:{port}")
     try:
-        while int(await client.get(COUNTER) or 0) < n:
-            await asyncio.sleep(0.002)  # polling the peers' finished-job counter
+        # Polling the peers' finished-job counter (in Redis: nothing to wait on here).
+        while int(await client.get(COUNTER) or 0) < n:  # noqa: ASYNC110
+            await asyncio.sleep(0.002)
     finally:
         await client.aclose()
 
 
 async def taskcast_throughput(port: int, n: int, workdir: Path) -> float:
     url = f"redis://127.0.0.1:{port}/0"
-    workers = [
-        _start(
-            [
-                sys.executable,
-                "-m",
-                "taskcast",
-                "worker",
-                "--store",
-                url,
-                "--app",
-                "bench.redis:app",
-                "--no-demo",
-                "--concurrency",
-                str(CONCURRENCY),
-                "--log-level",
-                "warning",
-            ],
-            "ready",
-            workdir / f"taskcast-worker-{i}.log",
-        )  # fmt: skip
-        for i in range(2)
-    ]
+    workers = [_taskcast_worker(url, workdir / f"taskcast-worker-{i}.log") for i in range(2)]
     try:
         api = taskcast.App(url, worker=False, max_queue=10 * n)
         api.task(name="noop")(noop)
@@ -245,28 +231,7 @@ async def taskcast_throughput(port: int, n: int, workdir: Path) -> float:
 
 async def taskcast_pickups(port: int, runs: int, workdir: Path) -> list[float]:
     url = f"redis://127.0.0.1:{port}/0"
-    workers = [
-        _start(
-            [
-                sys.executable,
-                "-m",
-                "taskcast",
-                "worker",
-                "--store",
-                url,
-                "--app",
-                "bench.redis:app",
-                "--no-demo",
-                "--concurrency",
-                str(CONCURRENCY),
-                "--log-level",
-                "warning",
-            ],
-            "ready",
-            workdir / f"taskcast-pickup-{i}.log",
-        )  # fmt: skip
-        for i in range(2)
-    ]
+    workers = [_taskcast_worker(url, workdir / f"taskcast-pickup-{i}.log") for i in range(2)]
     try:
         api = taskcast.App(url, worker=False)
         api.task(name="noop")(noop)
@@ -284,14 +249,8 @@ async def taskcast_pickups(port: int, runs: int, workdir: Path) -> list[float]:
 
 
 async def peer_throughput(system: str, port: int, n: int, workdir: Path) -> float:
-    workers = [
-        _start(
-            [sys.executable, str(Path(__file__)), "worker", system, "--port", str(port)],
-            "ready",
-            workdir / f"{system}-worker-{i}.log",
-        )  # fmt: skip
-        for i in range(2)
-    ]
+    command = [sys.executable, str(Path(__file__)), "worker", system, "--port", str(port)]
+    workers = [_start(command, "ready", workdir / f"{system}-worker-{i}.log") for i in range(2)]
     try:
         if system == "arq":
             from arq import create_pool
@@ -330,11 +289,9 @@ async def main(options: argparse.Namespace) -> None:
     port = _free_port()
     with tempfile.TemporaryDirectory(prefix="taskcast-bench-") as directory:
         workdir = Path(directory)
-        server = _start(
-            ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", directory],
-            "Ready to accept connections", workdir / "redis.log",
-        )  # fmt: skip
+        command = ["redis-server", "--port", str(port), "--bind", "127.0.0.1"]
+        command += ["--save", "", "--appendonly", "no", "--dir", directory]
+        server = _start(command, "Ready to accept connections", workdir / "redis.log")
         results: dict[str, list[float]] = {"taskcast": [], "arq": [], "saq": []}
         p50s: list[float] = []
         p99s: list[float] = []
