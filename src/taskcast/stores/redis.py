@@ -649,8 +649,10 @@ class RedisStore(Store):
                 "STREAMS", *keys, *([">"] * len(keys)),
             )  # fmt: skip
             for stream, stream_entries in reply or []:
-                if stream.decode() == self._nudge_key:
-                    continue  # interrupt_claim: look again
+                if stream.decode() == self._nudge_key:  # interrupt_claim: look again
+                    nudges = [entry_id for entry_id, _ in stream_entries]
+                    await self._command("XACK", self._nudge_key, scripts.GROUP, *nudges)
+                    continue
                 task = stream.decode().removeprefix(self.prefix + "queue:")
                 entries.extend(_entries(task, stream_entries))
         return await self._resolve(entries)
