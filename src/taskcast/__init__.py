@@ -7,9 +7,11 @@ async def fetch(ctx: taskcast.Context, url: str) -> dict: ...
 """
 
 from .app import App
+from .client import AsyncClient, Client
 from .context import Context
 from .coordinator import ShutdownReport
 from .errors import (
+    ConnectionFailed,
     InvalidArguments,
     InvalidRequest,
     NotSerializable,
@@ -17,9 +19,12 @@ from .errors import (
     RunFinished,
     RunNotFound,
     SchemaError,
+    ServerError,
     ShuttingDown,
     StoreError,
+    StreamLost,
     TaskcastError,
+    Unauthorized,
     UnknownTask,
 )
 from .models import Event, Run
@@ -30,6 +35,9 @@ __version__ = "0.1.0"
 
 __all__ = [
     "App",
+    "AsyncClient",
+    "Client",
+    "ConnectionFailed",
     "Context",
     "Event",
     "InvalidArguments",
@@ -41,11 +49,14 @@ __all__ = [
     "RunNotFound",
     "RunState",
     "SchemaError",
+    "ServerError",
     "ShutdownReport",
     "ShuttingDown",
     "StoreError",
+    "StreamLost",
     "TaskcastError",
     "ThreadContext",
+    "Unauthorized",
     "UnknownTask",
     "__version__",
 ]

@@ -254,9 +254,32 @@ class App:
         """
         coordinator = self._running()
         definition = self.definition(task)
-        return await coordinator.submit(
+        run = await coordinator.submit(
             definition, args or {}, run_id=id, timeout=timeout, max_attempts=max_attempts
         )
+        return run.copy()  # the coordinator keeps its own; the caller may change this one
+
+    async def submit_many(
+        self,
+        task: str,
+        many_args: Sequence[Mapping[str, Any]],
+        *,
+        timeout: float | None = None,
+        max_attempts: int | None = None,
+    ) -> list[Run]:
+        """Queue one run of ``task`` per mapping in ``many_args``; return them, in order.
+
+        All or nothing: every mapping is validated first (``InvalidArguments`` names the index,
+        e.g. ``[3].n``), and ``QueueFull`` is raised unless the queue has room for them all.
+        The runs are stored together (for SQLite, one commit), which makes this the fast way to
+        queue many runs at once. ``timeout`` and ``max_attempts`` apply to each run.
+        """
+        coordinator = self._running()
+        definition = self.definition(task)
+        runs = await coordinator.submit_many(
+            definition, many_args, timeout=timeout, max_attempts=max_attempts
+        )
+        return [run.copy() for run in runs]
 
     async def get(self, run_id: str) -> Run:
         """The run as stored. Raises ``RunNotFound``."""

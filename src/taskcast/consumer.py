@@ -109,9 +109,12 @@ class QueueConsumer:
             self._claiming = None
 
     async def stop(self, unfinished: Sequence[str]) -> None:
-        """Hand ``unfinished`` runs back to the queue at once, then stop heartbeating."""
+        """Hand ``unfinished`` runs (and any other run still held) back to the queue at once,
+        then stop heartbeating."""
         await self.stop_claiming()
-        handed = [run_id for run_id in unfinished if run_id in self._held]
+        # Every run still held: the unfinished ones, and any claimed but not yet adopted when
+        # the claim loop stopped. The store skips those that finished (no queue entry left).
+        handed = list(dict.fromkeys([*(r for r in unfinished if r in self._held), *self._held]))
         if handed:
             try:
                 count = await self._store.release(handed)

@@ -36,7 +36,7 @@ import itertools
 import logging
 import time
 from collections import Counter, deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -44,6 +44,7 @@ from typing import Any
 from .consumer import QueueConsumer
 from .context import Context
 from .errors import (
+    InvalidArguments,
     InvalidRequest,
     NotSerializable,
     QueueFull,
@@ -281,28 +282,13 @@ class Coordinator:
         max_attempts: int | None = None,
     ) -> Run:
         """Validate, store and queue a run; see ``App.submit_with`` for the contract."""
-        if not self._accepting:
-            raise ShuttingDown("taskcast is shutting down (or not started) and takes no new runs")
-        if timeout is not None and not (isinstance(timeout, int | float) and timeout > 0):
-            raise InvalidRequest(f"timeout must be a positive number of seconds, got {timeout!r}")
-        if max_attempts is not None and not (isinstance(max_attempts, int) and max_attempts >= 1):
-            raise InvalidRequest(f"max_attempts must be an integer >= 1, got {max_attempts!r}")
+        self._check_submit_options(timeout, max_attempts)
         if run_id is not None and not (isinstance(run_id, str) and 0 < len(run_id) <= 128):
             raise InvalidRequest(f"id must be a string of 1 to 128 characters, got {run_id!r}")
-        try:
-            stored_args = definition.validate_arguments(dict(args))
-        except ValueError as exc:  # pydantic could not render a value as JSON
-            raise NotSerializable(f"the arguments of {definition.name!r}: {exc}") from None
+        stored_args = self._stored_arguments(definition, args)
         if self.queued_count >= self.max_queue and not self.store.shared:
             raise QueueFull(self.max_queue, retry_after=1.0)
-        run = Run(
-            id=run_id or new_run_id(),
-            task=definition.name,
-            args=stored_args,
-            max_attempts=max_attempts or definition.max_attempts,
-            timeout=timeout,
-            created_at=time.time(),
-        )
+        run = self._new_run(definition, stored_args, timeout, max_attempts, run_id)
         if self.store.shared:  # the store queues it (and bounds the queue); a worker takes it
             stored, _ = await self.store.create_run(
                 run, {"task": run.task}, fresh_id=run_id is None
@@ -323,6 +309,76 @@ class Coordinator:
             return stored
         self._enqueue(ActiveRun(stored, definition))
         return stored
+
+    async def submit_many(
+        self,
+        definition: TaskDefinition,
+        many_args: Sequence[Mapping[str, Any]],
+        *,
+        timeout: float | None = None,
+        max_attempts: int | None = None,
+    ) -> list[Run]:
+        """Validate, store and queue several runs at once; see ``App.submit_many``."""
+        self._check_submit_options(timeout, max_attempts)
+        stored_args = []
+        for index, args in enumerate(many_args):
+            try:
+                stored_args.append(self._stored_arguments(definition, args))
+            except InvalidArguments as exc:
+                problems = [
+                    {**problem, "param": f"[{index}].{problem['param']}"}
+                    for problem in exc.details["problems"]
+                ]
+                raise InvalidArguments(definition.name, problems) from None
+        if self.queued_count + len(stored_args) > self.max_queue and not self.store.shared:
+            raise QueueFull(self.max_queue, retry_after=1.0)
+        runs = [self._new_run(definition, args, timeout, max_attempts) for args in stored_args]
+        if self.store.shared:  # the store queues them (see submit)
+            stored = await self.store.create_runs(runs, {"task": definition.name})
+            if self._consumer is not None:
+                await self._consumer.notice_task(definition.name)
+            return stored
+        self.queued_count += len(runs)
+        try:
+            stored = await self.store.create_runs(runs, {"task": definition.name})
+        except BaseException:
+            self.queued_count -= len(runs)
+            raise
+        for run in stored:
+            self._enqueue(ActiveRun(run, definition))
+        return stored
+
+    def _check_submit_options(self, timeout: float | None, max_attempts: int | None) -> None:
+        if not self._accepting:
+            raise ShuttingDown("taskcast is shutting down (or not started) and takes no new runs")
+        if timeout is not None and not (isinstance(timeout, int | float) and timeout > 0):
+            raise InvalidRequest(f"timeout must be a positive number of seconds, got {timeout!r}")
+        if max_attempts is not None and not (isinstance(max_attempts, int) and max_attempts >= 1):
+            raise InvalidRequest(f"max_attempts must be an integer >= 1, got {max_attempts!r}")
+
+    @staticmethod
+    def _stored_arguments(definition: TaskDefinition, args: Mapping[str, Any]) -> dict[str, Any]:
+        try:
+            return definition.validate_arguments(dict(args))
+        except ValueError as exc:  # pydantic could not render a value as JSON
+            raise NotSerializable(f"the arguments of {definition.name!r}: {exc}") from None
+
+    @staticmethod
+    def _new_run(
+        definition: TaskDefinition,
+        args: dict[str, Any],
+        timeout: float | None,
+        max_attempts: int | None,
+        run_id: str | None = None,
+    ) -> Run:
+        return Run(
+            id=run_id or new_run_id(),
+            task=definition.name,
+            args=args,
+            max_attempts=max_attempts or definition.max_attempts,
+            timeout=timeout,
+            created_at=time.time(),
+        )
 
     # -- queueing and dispatching ------------------------------------------------------------
 

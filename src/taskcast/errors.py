@@ -122,3 +122,58 @@ class TaskFailed(TaskcastError):
     """Raised by ``Context.map``/``wait`` helpers when a run they depend on did not complete."""
 
     code = "task_failed"
+
+
+class Unauthorized(TaskcastError):
+    """The server requires a bearer token and the client sent none, or a wrong one."""
+
+    code = "unauthorized"
+    status = 401
+
+
+class ServerError(TaskcastError):
+    """The server answered with an error that has no type of its own here (an unexpected 5xx,
+    a proxy's error page, a route that does not exist...). ``status`` is the HTTP status and
+    ``code`` the server's error code (``http_error`` when the answer was not taskcast JSON)."""
+
+    code = "http_error"
+    status = 500
+
+    def __init__(self, message: str, *, status: int, code: str = "http_error") -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+class ConnectionFailed(TaskcastError):
+    """A client could not send a request or receive its answer: the server is down, the
+    address is wrong, or the connection broke or stayed silent past the read timeout.
+
+    A request that fails this way may still have been carried out (a ``submit`` whose answer was
+    lost): give runs an idempotency ``id`` to retry safely.
+    """
+
+    code = "connection_failed"
+    status = 503
+
+
+class StreamLost(ConnectionFailed):
+    """A client's event stream gave up after ``attempts`` failed reconnects in a row.
+
+    ``last_seq`` is the last event it yielded: ``events(run_id, after=last_seq)`` goes on from
+    there, without gap or duplicate. The last failure is the ``__cause__``.
+    """
+
+    code = "stream_lost"
+
+    def __init__(self, run_id: str, last_seq: int, attempts: int, reason: str) -> None:
+        super().__init__(
+            f"lost the event stream of run {run_id!r} after event {last_seq}: {attempts}"
+            f" reconnects in a row failed (last: {reason}); resume with after={last_seq}",
+            run_id=run_id,
+            last_seq=last_seq,
+            attempts=attempts,
+        )
+        self.run_id = run_id
+        self.last_seq = last_seq
+        self.attempts = attempts

@@ -12,8 +12,23 @@ from typing import Any
 
 from .states import TERMINAL_EVENT_TYPES, RunState
 
-# One encoder for the whole process: json.dumps(separators=...) builds a new one per call.
-compact_json = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
+
+def _refuse(value: Any) -> Any:
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+# json's C encoder, made once: JSONEncoder.encode builds a new one per call, which costs more than
+# encoding a small event. Same output as json.dumps(separators=(",", ":"), allow_nan=False);
+# without the circular-reference check (`markers=None`) a cycle raises RecursionError instead.
+_encode_chunks = json.encoder.c_make_encoder(  # type: ignore[attr-defined]  # CPython's _json
+    None, _refuse, json.encoder.encode_basestring_ascii, None, ":", ",", False, False, False
+)
+
+
+def compact_json(value: Any) -> str:
+    """``value`` as compact JSON. Raises TypeError (not JSON data), ValueError (NaN, infinity)
+    or RecursionError (a cycle)."""
+    return "".join(_encode_chunks(value, 0))
 
 
 @dataclass(slots=True)

@@ -98,3 +98,42 @@ async def test_logs_survive_a_restart_and_seq_continues(tmp_path: Path) -> None:
         assert [e.seq for e in events] == list(range(1, 9))
         assert events[-1].type == "completed"
         assert (await second.get(run.id)).state is taskcast.RunState.COMPLETED
+
+
+async def test_a_writer_cancelled_while_waiting_for_its_commit_keeps_its_write(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    app = taskcast.App(url)
+
+    @app.task(name="noop")
+    async def noop() -> None: ...
+
+    async with app:
+        submitting = asyncio.ensure_future(app.submit("noop"))
+        await asyncio.sleep(0)  # the write is staged; its commit is on its way
+        submitting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await submitting
+        (run,) = await app.runs()
+        assert run.task == "noop"  # cancelling the wait never undoes the write
+
+
+async def test_waiters_get_an_error_not_a_hang_when_the_flusher_is_cancelled(
+    tmp_path: Path,
+) -> None:
+    store = SQLiteStore(f"sqlite:///{tmp_path / 'runs.db'}")
+    await store.open()
+    try:
+        run = taskcast.Run(id="r1", task="noop", args={})
+        creating = asyncio.ensure_future(store.create_run(run, {}, fresh_id=True))
+        await asyncio.sleep(0)  # staged
+        assert store._flusher is not None
+        store._flusher.cancel()  # what a torn-down loop does
+        with pytest.raises(taskcast.StoreError, match="closed before the write was committed"):
+            await creating
+        late = taskcast.Run(id="r2", task="noop", args={})
+        with pytest.raises(taskcast.StoreError, match="is closed"):
+            await store.create_run(late, {}, fresh_id=True)
+    finally:
+        await store.close()

@@ -35,6 +35,11 @@ class LiveServer:
     def wait(self, timeout: float) -> int:
         return self.process.wait(timeout)
 
+    @property
+    def port(self) -> int:
+        """The TCP port it listens on (a restart on the same port keeps browsers' URLs)."""
+        return int(self.url.rsplit(":", 1)[1])
+
 
 def _wait_ready(process: subprocess.Popen[bytes], log_path: Path) -> str:
     deadline = time.monotonic() + STARTUP_TIMEOUT
@@ -54,15 +59,15 @@ def _wait_ready(process: subprocess.Popen[bytes], log_path: Path) -> str:
 
 @contextmanager
 def live_server(
-    directory: Path, *args: str, store: str | None = None, name: str = "server"
+    directory: Path, *args: str, store: str | None = None, name: str = "server", port: int = 0
 ) -> Iterator[LiveServer]:
-    """Start ``taskcast serve --port 0`` (plus ``args``) with a SQLite store in ``directory``;
-    kill it on exit if it still runs."""
+    """Start ``taskcast serve --port <port>`` (plus ``args``; port 0 picks a free one) with a
+    SQLite store in ``directory``; kill it on exit if it still runs."""
     log_path = directory / f"{name}.log"
     store = store or f"sqlite:///{directory / 'taskcast.db'}"
     command = [sys.executable, "-m", "taskcast", "serve", "--store", store, "--log-level", "info"]
     if "--uds" not in args:
-        command += ["--port", "0"]
+        command += ["--port", str(port)]
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
     env.pop("TASKCAST_TOKEN", None)
     with open(log_path, "wb") as log:

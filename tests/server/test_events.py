@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+import re
 from collections.abc import AsyncIterator
 
 import httpx
@@ -43,7 +44,9 @@ async def test_stream_headers_and_framing(api: httpx.AsyncClient) -> None:
     assert response.headers["content-type"].startswith("text/event-stream")
     assert response.headers["cache-control"] == "no-cache"
     assert response.headers["x-accel-buffering"] == "no"
-    assert body.startswith('retry: 2000\nid: 1\nevent: queued\ndata: {"task":"demo.count"}\n\n')
+    assert re.match(
+        r'retry: 2000\nid: 1\nevent: queued\nat: \d+\.\d+\ndata: \{"task":"demo.count"\}\n\n', body
+    )
 
 
 async def test_last_event_id_resumes_with_no_gap_and_no_duplicate(api: httpx.AsyncClient) -> None:

@@ -16,9 +16,8 @@ from collections.abc import Sequence
 
 from rich.console import Console
 
-from ..errors import TaskcastError
+from ..errors import ConnectionFailed, ServerError, ShuttingDown, StreamLost, TaskcastError
 from . import client_commands
-from .http import ClientError
 from .serve_command import add_serve_options, run_serve
 from .worker_command import add_worker_options, run_worker
 
@@ -70,6 +69,21 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _exit_code(error: TaskcastError) -> int:
+    """3 when the server could not be reached, failed or is stopping; 2 when it refused."""
+    if isinstance(error, ConnectionFailed | ShuttingDown):
+        return 3
+    if isinstance(error, ServerError) and error.status >= 500:
+        return 3
+    return 2
+
+
+def _explain(error: TaskcastError) -> str:
+    if isinstance(error, ConnectionFailed) and not isinstance(error, StreamLost):
+        return f"{error}; is `taskcast serve` running there? (set --url or TASKCAST_URL)"
+    return str(error)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Run the command line with ``argv`` (default: ``sys.argv[1:]``) and exit."""
     options = _parser().parse_args(argv)
@@ -83,12 +97,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         else:
             command = getattr(client_commands, options.verb)
             code = asyncio.run(command(options, console))
-    except ClientError as exc:
-        errors.print(f"taskcast {options.verb}: {exc}", soft_wrap=True)
-        code = exc.exit_code
     except TaskcastError as exc:
-        errors.print(f"taskcast {options.verb}: {exc}", soft_wrap=True)
-        code = 2
+        errors.print(f"taskcast {options.verb}: {_explain(exc)}", soft_wrap=True)
+        code = _exit_code(exc)
     except KeyboardInterrupt:
         code = 130
     sys.exit(code)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any
 
@@ -15,14 +16,16 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from .http import ApiClient, StreamEvent
+from ..client import AsyncClient
+from ..errors import StreamLost
+from ..models import Event
 
 EXIT_COMPLETED = 0
 EXIT_NOT_COMPLETED = 1
 EXIT_INTERRUPTED = 3
 
 
-def _describe_end(event: StreamEvent) -> tuple[str, int]:
+def _describe_end(event: Event) -> tuple[str, int]:
     data: dict[str, Any] = event.data if isinstance(event.data, dict) else {}
     if event.type == "completed":
         return f"completed: {json.dumps(data.get('result'))}", EXIT_COMPLETED
@@ -39,7 +42,7 @@ def _describe_end(event: StreamEvent) -> tuple[str, int]:
 
 
 def _show(
-    progress: Progress, bar: TaskID, run_id: str, event: StreamEvent, console: Console
+    progress: Progress, bar: TaskID, run_id: str, event: Event, console: Console
 ) -> int | None:
     """Show one event; the exit code once the run's log ended, else None."""
     if event.type == "progress" and isinstance(event.data, dict):
@@ -58,7 +61,7 @@ def _show(
         progress.console.print(str(event.data.get("message", "")))
     elif event.type == "shutdown":
         # A server stopped while the run was unfinished. Replayed after a restart, the run goes
-        # on below; live, the stream ends next (see watch_run).
+        # on below; live, the client reconnects until the server is back (see watch_run).
         progress.console.print(f"server stopped: {json.dumps(event.data)}")
     elif event.type in ("completed", "failed", "cancelled", "timed_out"):
         progress.stop()
@@ -68,10 +71,12 @@ def _show(
     return None
 
 
-async def watch_run(api: ApiClient, run_id: str, console: Console) -> int:
+async def watch_run(client: AsyncClient, run_id: str, console: Console) -> int:
     """Show the run's events until its log ends; returns the exit code (0 only if completed).
 
-    Raises ``ClientError`` for an unknown run or an unreachable server.
+    Rides out a server restart (the client reconnects); if the server stays down after a
+    ``shutdown`` event, says so and returns 3. Raises the client's typed errors (unknown run,
+    unreachable server...).
     """
     progress = Progress(
         TextColumn("{task.description}"),
@@ -82,33 +87,32 @@ async def watch_run(api: ApiClient, run_id: str, console: Console) -> int:
         transient=False,
     )
     bar = progress.add_task(f"{run_id} queued", total=None)
-    events = api.events(run_id)
-    try:
-        # The bar appears with the first event, so errors (unknown run...) print alone.
-        first = await anext(events, None)
-        if first is not None:
-            with progress:
-                ended = _show(progress, bar, run_id, first, console)
-                if ended is not None:
-                    return ended
-                last = first
-                async for event in events:
-                    last = event
-                    ended = _show(progress, bar, run_id, event, console)
+    last: Event | None = None
+    async with contextlib.aclosing(client.events(run_id)) as events:
+        try:
+            # The bar appears with the first event, so errors (unknown run...) print alone.
+            last = await anext(events, None)
+            if last is not None:
+                with progress:
+                    ended = _show(progress, bar, run_id, last, console)
                     if ended is not None:
                         return ended
-            if last.type == "shutdown":  # the stream ended after it: the server is stopping
-                console.print(
-                    f"the server shut down before run {run_id} finished; it resumes when the"
-                    f" server restarts: taskcast watch {run_id}"
-                )
-                return EXIT_INTERRUPTED
-    finally:
-        await events.aclose()  # type: ignore[attr-defined]
+                    async for last in events:
+                        ended = _show(progress, bar, run_id, last, console)
+                        if ended is not None:
+                            return ended
+        except StreamLost:
+            if last is None or last.type != "shutdown":
+                raise
+            console.print(
+                f"the server shut down before run {run_id} finished; it resumes when the"
+                f" server restarts: taskcast watch {run_id}"
+            )
+            return EXIT_INTERRUPTED
     # The stream was empty (204): the run had already finished; show its outcome.
-    run = await api.get(run_id)
-    if run["state"] == "completed":
-        console.print(f"completed: {json.dumps(run['result'])}")
+    run = await client.get(run_id)
+    if run.state == "completed":
+        console.print(f"completed: {json.dumps(run.result)}")
         return EXIT_COMPLETED
-    console.print(f"{run['state']}: {json.dumps(run['error'])}")
+    console.print(f"{run.state.value}: {json.dumps(run.error)}")
     return EXIT_NOT_COMPLETED

@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, FastAPI, Header, Path, Query, Request
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi import APIRouter, Body, Depends, FastAPI, Header, Path, Query
+from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.types import ASGIApp
 
@@ -20,6 +20,8 @@ from ..states import RunState
 from .auth import BearerTokenAuth
 from .body_limit import DEFAULT_MAX_BODY, BodyLimit
 from .broadcast import Hub
+from .changes import RunChanges
+from .dashboard import dashboard_router
 from .errors import install_error_handlers
 from .metrics import Metrics
 from .schemas import (
@@ -62,16 +64,6 @@ def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {**_ERRORS, **{status: described[status] for status in statuses}}
 
 
-_HOME = """<!doctype html>
-<html><head><meta charset="utf-8"><title>taskcast</title></head>
-<body style="font-family: sans-serif; max-width: 40em; margin: 3em auto">
-<h1>taskcast</h1>
-<p>The dashboard comes in a later version. Meanwhile: the API and its try-it-out pages are at
-<a href="docs">/docs</a>, the OpenAPI document at <a href="openapi.json">/openapi.json</a>.</p>
-</body></html>
-"""
-
-
 RunId = Annotated[str, Path(description="The run's id.", pattern=RUN_ID_PATTERN)]
 
 
@@ -109,6 +101,7 @@ def create_app(
     """
     settings = stream_settings or StreamSettings()
     metrics = Metrics(app)
+    changes = RunChanges(app)
     hub = Hub(app)
 
     @asynccontextmanager
@@ -116,6 +109,7 @@ def create_app(
         if not app.started:
             await app.start()
         metrics.attach()
+        changes.attach()
         yield
         if not app.stopped:
             await app.shutdown()
@@ -285,10 +279,31 @@ def create_app(
         """Runs by task and state, durations, queue wait, events, watchers (Prometheus text)."""
         return Response(await metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
-    @api.get("/", response_class=HTMLResponse, include_in_schema=False)
-    async def home(request: Request) -> str:
-        return _HOME
+    @router.get(
+        "/changes",
+        status_code=200,
+        response_class=Response,
+        responses={
+            **_errors(),
+            200: {
+                "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                "description": "Run changes as Server-Sent Events (see docs/http.md).",
+            },
+        },
+        summary="Watch every run's state changes (SSE)",
+    )
+    async def run_changes(
+        token: Annotated[
+            str | None, Query(description="The bearer token, for clients that cannot set headers.")
+        ] = None,
+    ) -> Response:
+        """From now on: `counts` (runs by state), a `run` event `{"id", "seq", "type", "at",
+        "state", "task"?, "attempt"?}` per lifecycle event of any run, `counts` again at most
+        once a second while runs change, `reset` if this client fell too far behind (list the
+        runs again), and `shutdown` before the stream ends when the server stops."""
+        return changes.response(settings)
 
     api.include_router(router)
+    api.include_router(dashboard_router())
     asgi: ASGIApp = EventStreamRoute(api, open_stream)
     return BearerTokenAuth(asgi, token) if token else asgi

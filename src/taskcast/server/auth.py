@@ -1,7 +1,9 @@
-"""Optional bearer-token auth: every route but ``/health`` needs ``Authorization: Bearer <token>``.
+"""Optional bearer-token auth: every route but ``/health`` and the dashboard's page and static
+files needs ``Authorization: Bearer <token>``.
 
-Browsers cannot set headers on an ``EventSource``, so the event stream route also accepts the
-token as ``?token=``. Tokens are compared in constant time.
+Browsers cannot set headers on an ``EventSource``, so the event stream routes
+(``/runs/{id}/events`` and ``/changes``) also accept the token as ``?token=``. Tokens are
+compared in constant time.
 """
 
 from __future__ import annotations
@@ -13,12 +15,20 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .errors import error_body, send_error
 
-OPEN_PATHS = frozenset({"/health"})
+OPEN_PATHS = frozenset({"/health", "/"})
+OPEN_PREFIXES = ("/dashboard/",)
+"""The dashboard page and its static files hold no data; its script asks for the token."""
+
+
+def _is_open(path: str) -> bool:
+    return path in OPEN_PATHS or path.startswith(OPEN_PREFIXES)
 
 
 def _is_event_stream(scope: Scope) -> bool:
     path: str = scope["path"]
-    return scope["method"] == "GET" and path.startswith("/runs/") and path.endswith("/events")
+    if scope["method"] != "GET":
+        return False
+    return path == "/changes" or (path.startswith("/runs/") and path.endswith("/events"))
 
 
 class BearerTokenAuth:
@@ -46,7 +56,7 @@ class BearerTokenAuth:
         return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+        if scope["type"] != "http" or _is_open(scope["path"]):
             await self.app(scope, receive, send)
             return
         presented = self._presented(scope)

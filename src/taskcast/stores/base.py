@@ -57,6 +57,8 @@ def encode_json(value: Any, what: str) -> str:
     """``value`` as compact JSON, or ``NotSerializable`` naming ``what`` could not be stored."""
     try:
         return compact_json(value)
+    except RecursionError:
+        raise NotSerializable(f"{what} is not JSON-serialisable: it contains itself") from None
     except (TypeError, ValueError) as exc:
         raise NotSerializable(f"{what} is not JSON-serialisable: {exc}") from None
 
@@ -121,10 +123,26 @@ class Store(abc.ABC):
     ) -> tuple[Run, Event | None]:
         """Insert ``run`` with its first event, ``queued`` (``data``), atomically.
 
+        The store takes ``run`` over (the caller must not touch it afterwards); the returned
+        ``Run`` is a snapshot the caller may keep but must not change (it may be shared with the
+        store's own view), like the one ``transition`` returns.
+
         If a run with the same id exists (an idempotent re-submit), nothing is written and the
         stored run is returned with ``None`` for the event. ``fresh_id=True`` promises the id was
         just generated, so the store may skip that look-up.
         """
+
+    async def create_runs(self, runs: Sequence[Run], data: dict[str, Any]) -> list[Run]:
+        """Insert several runs with fresh ids, each with its ``queued`` event (``data``).
+
+        Like ``create_run(run, data, fresh_id=True)`` for each, but a store may write them all at
+        once (SQLite: one commit). Returns the stored runs, in order.
+        """
+        stored = []
+        for run in runs:
+            created, _ = await self.create_run(run, data, fresh_id=True)
+            stored.append(created)
+        return stored
 
     @abc.abstractmethod
     async def append(
@@ -149,9 +167,9 @@ class Store(abc.ABC):
         """Move the run to ``target`` and append ``event_type`` (``data``), atomically.
 
         ``fields`` are other ``Run`` attributes to set with it (``attempt``, ``result``...).
-        Returns the updated run and the event, or ``None`` (nothing written) when the run's current
-        state may not move to ``target``, e.g. because another writer already finished it.
-        Raises ``RunNotFound`` for an unknown run.
+        Returns the updated run (a snapshot not to be changed) and the event, or ``None``
+        (nothing written) when the run's current state may not move to ``target``, e.g. because
+        another writer already finished it. Raises ``RunNotFound`` for an unknown run.
         """
 
     @abc.abstractmethod

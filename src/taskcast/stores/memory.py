@@ -38,7 +38,7 @@ class MemoryStore(Store):
         existing = self._runs.get(run.id)
         if existing is not None:
             return existing.copy(), None
-        stored = run.copy()
+        stored = run
         self._runs[run.id] = stored
         self._logs[run.id] = []
         event = self._new_event(stored, "queued", data, None)

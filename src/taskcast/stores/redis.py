@@ -159,6 +159,7 @@ class RedisStore(Store):
         self._following_wanted = True
         self._following = asyncio.Event()
         self._create: AsyncScript
+        self._create_runs: AsyncScript
         self._append: AsyncScript
         self._transition: AsyncScript
         self._request_cancel: AsyncScript
@@ -184,6 +185,7 @@ class RedisStore(Store):
             raise StoreError(f"cannot open store {self.url!r}: {exc}") from None
         self._client = client
         self._create = client.register_script(scripts.CREATE_RUN)
+        self._create_runs = client.register_script(scripts.CREATE_RUNS)
         self._append = client.register_script(scripts.APPEND)
         self._transition = client.register_script(scripts.TRANSITION)
         self._request_cancel = client.register_script(scripts.REQUEST_CANCEL)
@@ -452,6 +454,26 @@ class RedisStore(Store):
         stored = run.copy()
         stored.last_seq = int(reply[1])
         return stored, Event(run.id, stored.last_seq, "queued", data, at, data_json)
+
+    async def create_runs(self, runs: Sequence[Run], data: dict[str, Any]) -> list[Run]:
+        """All or nothing, in one script: ``QueueFull`` if they would not all fit."""
+        if not runs:
+            return []
+        for task in {run.task for run in runs}:
+            await self._retrying(lambda task=task: self._ensure_group(task))  # type: ignore[misc]
+        at = time.time()
+        data_json = encode_json(data, "the queued event")
+        args: list[Any] = [self.prefix, repr(at), data_json, self.max_queued or 0]
+        args.extend(compact_json([run.id, *_encode_run(run)]) for run in runs)
+        reply = await self._write(self._create_runs, args)
+        if reply[0] == -1:
+            raise QueueFull(self.max_queued or 0, retry_after=1.0)
+        stored = []
+        for run in runs:
+            snapshot = run.copy()
+            snapshot.last_seq = 1
+            stored.append(snapshot)
+        return stored
 
     async def append(
         self, run_id: str, type: str, data: Any, data_json: str, *, durable: bool = True

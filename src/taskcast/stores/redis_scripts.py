@@ -95,6 +95,33 @@ return {1, seq}
 """
 )
 
+CREATE_RUNS = (
+    _PRELUDE
+    + """
+-- ARGV: P, at, data, max_queued (0: no bound), then one JSON array per run:
+-- [id, field, value, ...]. All or nothing: {-1} if they would not all fit in the queue bound.
+local count = #ARGV - 4
+local max_queued = tonumber(ARGV[4])
+if max_queued > 0 and redis.call('ZCARD', P .. 'state:queued') + count > max_queued then
+  return {-1}
+end
+for i = 5, #ARGV do
+  local flat = cjson.decode(ARGV[i])
+  local id = flat[1]
+  local rkey = P .. 'run:' .. id
+  redis.call('HSET', rkey, unpack(flat, 2))
+  local task_json = redis.call('HGET', rkey, 'task')
+  redis.call('ZADD', P .. 'runs', 0, id)
+  redis.call('ZADD', P .. 'state:queued', 0, id)
+  redis.call('HINCRBY', P .. 'counts', 'queued\\t' .. task_json, 1)
+  add_event(id, rkey, 'queued', ARGV[2], ARGV[3])
+  local qid = redis.call('XADD', P .. 'queue:' .. cjson.decode(task_json), '*', 'run', id)
+  redis.call('HSET', rkey, '_qid', qid)
+end
+return {1, count}
+"""
+)
+
 APPEND = (
     _PRELUDE
     + """

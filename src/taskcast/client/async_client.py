@@ -1,0 +1,212 @@
+"""``AsyncClient``: the API of a taskcast server, for asyncio code."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncGenerator, Mapping
+from types import TracebackType
+from typing import Any, TypeVar, cast
+
+import httpx
+
+from ..errors import TaskcastError
+from ..models import Event, Run
+from ..states import RunState
+from . import calls
+from .calls import Call, TaskInfo
+from .config import ClientConfig
+from .errors import connection_failed
+from .stream import Follower, ReconnectPolicy
+
+T = TypeVar("T")
+
+END_OF_BODY_TIMEOUT = 1.0
+"""Seconds to wait for the end of a stream's body after its terminal event."""
+
+
+async def _read_to_the_end(texts: AsyncGenerator[str, None]) -> None:
+    """Read what is left of a body the server is closing (it does right after the terminal
+    event). httpx's inner generators then end by themselves; left suspended, they would be
+    finalized by the event loop later, one per loop iteration."""
+    with contextlib.suppress(TimeoutError, httpx.TransportError):
+        async with asyncio.timeout(END_OF_BODY_TIMEOUT):
+            async for _ in texts:
+                pass
+
+
+def _texts(response: httpx.Response) -> AsyncGenerator[str, None]:
+    # httpx types it as an iterator; it is a generator, closed with the stream when we break.
+    return cast(AsyncGenerator[str, None], response.aiter_text())
+
+
+class AsyncClient:
+    """A taskcast server at ``url`` (``http://host:port``), over one pool of connections.
+
+    ``token``: the server's bearer token. ``uds``: reach the server through this Unix socket
+    (``url`` then only names it). ``timeout``: seconds to connect, send, and wait for each
+    answer. Event streams wait up to ``read_timeout`` seconds for data (keep-alive comments
+    count; keep it above the server's ``--keepalive``, 15 s by default): a connection silent
+    longer is taken for dead and replaced. After a break a stream reconnects up to
+    ``reconnects`` times in a row, waiting the server's ``retry:`` hint doubled per failure and
+    capped at ``max_reconnect_delay`` seconds, with jitter.
+
+    Use it as ``async with AsyncClient(url) as client:`` (or call ``aclose()``). Methods raise
+    the typed errors of the in-process API (``RunNotFound``, ``QueueFull``...) with the server's
+    message, ``Unauthorized`` for a missing or wrong token, ``ServerError`` for an answer of
+    another kind, and ``ConnectionFailed`` when the server cannot be reached or the connection
+    breaks. Cancelling a call closes its connection.
+    """
+
+    def __init__(
+        self,
+        url: str = "http://127.0.0.1:8000",
+        token: str | None = None,
+        *,
+        uds: str | None = None,
+        timeout: float = 30.0,
+        read_timeout: float = 60.0,
+        reconnects: int = 10,
+        max_reconnect_delay: float = 30.0,
+    ) -> None:
+        self._config = ClientConfig(
+            url, token, timeout, read_timeout, ReconnectPolicy(reconnects, max_reconnect_delay)
+        )
+        transport = httpx.AsyncHTTPTransport(uds=uds) if uds else None
+        self._http = httpx.AsyncClient(**self._config.http_options(), transport=transport)
+
+    @property
+    def url(self) -> str:
+        return self._config.url
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close every connection of the pool. Calling it again does nothing."""
+        await self._http.aclose()
+
+    async def _call(self, call: Call[T]) -> T:
+        try:
+            response = await self._http.send(call.request(self._http))
+        except httpx.TransportError as error:
+            raise connection_failed(self.url, error) from error
+        return call.read(response)
+
+    async def submit(self, task: str, /, **args: Any) -> Run:
+        """Queue a run of ``task`` with ``args`` and return it (state ``queued``).
+
+        Raises ``UnknownTask``, ``InvalidArguments`` (naming each bad parameter),
+        ``NotSerializable``, ``QueueFull`` (``retry_after`` seconds), ``ShuttingDown``. For run
+        options use ``submit_with``. If the connection breaks, the run may exist anyway: give it
+        an ``id`` with ``submit_with`` to retry safely.
+        """
+        return await self.submit_with(task, args)
+
+    async def submit_with(
+        self,
+        task: str,
+        args: Mapping[str, Any] | None = None,
+        *,
+        id: str | None = None,
+        timeout: float | None = None,
+        max_attempts: int | None = None,
+    ) -> Run:
+        """``submit`` with options: ``timeout`` (seconds per attempt), ``max_attempts``
+        (overrides the task's), and ``id``, an idempotency key: submitting an id that exists
+        returns that run and queues nothing. Raises what ``submit`` raises, and
+        ``InvalidRequest`` for a bad option."""
+        call = calls.submit(task, args, id=id, timeout=timeout, max_attempts=max_attempts)
+        return await self._call(call)
+
+    async def get(self, run_id: str) -> Run:
+        """The run as stored. Raises ``RunNotFound``."""
+        return await self._call(calls.get(run_id))
+
+    async def runs(
+        self,
+        *,
+        state: RunState | str | None = None,
+        task: str | None = None,
+        limit: int = 100,
+        before: str | None = None,
+    ) -> list[Run]:
+        """Runs newest first, filtered by ``state`` and ``task``; page with ``before=<last id>``.
+        Raises ``InvalidRequest`` for an unknown state or a limit outside 1..1000."""
+        return await self._call(calls.runs(state=state, task=task, limit=limit, before=before))
+
+    async def cancel(self, run_id: str, reason: str | None = None) -> bool:
+        """Cancel a queued or running run: True if it will end ``cancelled``, False for an
+        unknown or finished run (as in-process). Does not wait: use ``wait``. ``reason`` is
+        shown in the ``cancelled`` event (the server's default when None)."""
+        return await self._call(calls.cancel(run_id, reason))
+
+    async def signal(self, run_id: str, name: str, data: Any = None) -> None:
+        """Send the signal ``name`` with JSON ``data`` to a queued or running run (the task's
+        ``await ctx.signal(name)`` returns ``data``). Raises ``RunNotFound``, ``RunFinished``."""
+        await self._call(calls.signal(run_id, name, data))
+
+    async def tasks(self) -> list[TaskInfo]:
+        """The tasks the server runs, with their parameters (JSON Schema) and policy."""
+        return await self._call(calls.tasks())
+
+    async def events(self, run_id: str, after: int = 0) -> AsyncGenerator[Event, None]:
+        """The run's events with ``seq > after``, the same ``Event`` objects as in-process: the
+        stored log, then live ones, ending after the terminal event (or at once when there is
+        nothing left to send).
+
+        A broken or silent connection is replaced, resuming after the last event yielded, so no
+        event is lost or repeated; a ``shutdown`` event (the server stopping) is yielded and the
+        stream goes on once the server is back. Raises ``RunNotFound`` (and the other typed
+        errors) at once, ``ConnectionFailed`` if the first connect fails, ``StreamLost`` after
+        ``reconnects`` failed reconnects in a row. Break out inside
+        ``contextlib.aclosing(client.events(...))`` to close the connection at once.
+        """
+        follower = Follower(self.url, run_id, after, self._config.reconnect)
+        timeout = self._config.stream_timeout()
+        while True:
+            failure: Exception | None = None
+            try:
+                async with self._http.stream(
+                    "GET", follower.path, headers=follower.headers(), timeout=timeout
+                ) as response:
+                    if response.is_error:
+                        await response.aread()
+                    follower.opened(response)
+                    async with contextlib.aclosing(_texts(response)) as texts:
+                        async for text in texts:
+                            for event in follower.received(text):
+                                yield event
+                            if follower.done:
+                                await _read_to_the_end(texts)
+                                break
+            except (httpx.TransportError, TaskcastError) as error:
+                failure = error
+            if follower.done:
+                return
+            await asyncio.sleep(follower.reconnect_delay(failure))
+
+    async def wait(self, run_id: str, timeout: float | None = None) -> Run:
+        """Wait until the run finishes and return it as stored.
+
+        Follows the run's events from its current ``last_seq`` until the terminal event (no
+        polling; across reconnects and server restarts like ``events``), then reads the run.
+        Raises ``RunNotFound``, ``TimeoutError`` after ``timeout`` seconds (the whole call),
+        ``StreamLost`` if the server stays unreachable.
+        """
+        async with asyncio.timeout(timeout):
+            run = await self.get(run_id)
+            if run.is_finished:
+                return run
+            async with contextlib.aclosing(self.events(run_id, after=run.last_seq)) as events:
+                async for _ in events:
+                    pass
+            return await self.get(run_id)

@@ -1,0 +1,230 @@
+"""``GET /changes``: every run's lifecycle changes as one Server-Sent Events stream (dashboards).
+
+The feed reads what the store committed, like every other watcher: ``App.add_listener`` hands
+it each batch of committed events, and it keeps only the lifecycle ones (``queued``,
+``started``, ``retrying``, the terminal events, ``shutdown``), turned into a small *change*:
+``{"id", "seq", "type", "at", "state"}`` plus ``task`` (on ``queued``) and ``attempt`` (on
+``started``). ``seq`` lets a client that also listed the runs keep whichever it saw last.
+
+Each stream gets, in this order: a ``counts`` event (runs by state, from the store), then one
+``run`` event per change, a fresh ``counts`` at most once per ``COUNTS_INTERVAL`` while runs
+change, and ``shutdown`` when the server stops, after which it ends. Nothing here slows a run:
+the listener only appends encoded bytes to each stream's pending list. That list is bounded: a
+stream that falls ``MAX_PENDING`` changes behind drops them and gets one ``reset`` event
+instead, meaning "list the runs again" (what a client does on every (re)connect anyway).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from ..app import App
+from ..errors import TaskcastError
+from ..models import Event
+from ..states import TERMINAL_EVENT_TYPES, RunState
+from .sse import EVENT_STREAM_HEADERS, KEEP_ALIVE, StreamSettings
+
+MAX_PENDING = 10_000
+"""Changes a stream may have waiting to be written; beyond, it gets ``reset`` instead."""
+
+COUNTS_INTERVAL = 1.0
+"""Seconds between two ``counts`` events of one stream (they cost a query of the store)."""
+
+TICK = 0.25
+"""Seconds a stream sleeps at most between looks at the server's state: how soon it notices
+that the server stopped (no event says so when no run was unfinished) and sends due counts."""
+
+_STATE_AFTER = {
+    "queued": RunState.QUEUED.value,
+    "started": RunState.RUNNING.value,
+    "retrying": RunState.QUEUED.value,  # waits for its backoff, then ``started`` again
+    **{kind: kind for kind in TERMINAL_EVENT_TYPES},
+}
+LIFECYCLE_TYPES = frozenset({*_STATE_AFTER, "shutdown"})
+
+
+def change_of(event: Event) -> dict[str, Any] | None:
+    """The change ``event`` makes to its run, or ``None`` if it is not a lifecycle event."""
+    data = event.data if isinstance(event.data, dict) else {}
+    if event.type == "shutdown":
+        state = data.get("state", RunState.INTERRUPTED.value)
+    else:
+        found = _STATE_AFTER.get(event.type)
+        if found is None:
+            return None
+        state = found
+    change: dict[str, Any] = {
+        "id": event.run_id,
+        "seq": event.seq,
+        "type": event.type,
+        "at": event.at,
+        "state": state,
+    }
+    if event.type == "queued" and "task" in data:
+        change["task"] = data["task"]
+    if event.type == "started" and "attempt" in data:
+        change["attempt"] = data["attempt"]
+    return change
+
+
+def _sse(kind: str, data: Any) -> str:
+    return f"event: {kind}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
+
+
+class _Pending:
+    """One stream's encoded changes not written yet (bounded; see the module docstring)."""
+
+    __slots__ = ("chunks", "count", "overflowed", "ready")
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+        self.count = 0
+        self.overflowed = False
+        self.ready = asyncio.Event()
+
+    def push(self, payload: bytes, count: int) -> None:
+        if self.count + count > MAX_PENDING:
+            self.chunks.clear()
+            self.count = 0
+            self.overflowed = True
+        else:
+            self.chunks.append(payload)
+            self.count += count
+        self.ready.set()
+
+    def take(self) -> bytes:
+        payload = b"".join(self.chunks)
+        self.chunks.clear()
+        self.count = 0
+        return payload
+
+
+class RunChanges:
+    """The feed of run changes of ``app``; call ``attach`` once the app is started."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self._streams: set[_Pending] = set()
+
+    @property
+    def stream_count(self) -> int:
+        """How many ``/changes`` streams are open."""
+        return len(self._streams)
+
+    def attach(self) -> None:
+        """Start listening to committed events (the app must be started)."""
+        self.app.add_listener(self._on_events)
+
+    def _on_events(self, events: Sequence[Event]) -> None:
+        if not self._streams:
+            return
+        changes = [change for event in events if (change := change_of(event)) is not None]
+        if not changes:
+            return
+        payload = "".join(_sse("run", change) for change in changes).encode()
+        for pending in self._streams:
+            pending.push(payload, len(changes))
+
+    @contextlib.contextmanager
+    def subscribe(self) -> Iterator[_Pending]:
+        """Register a stream's pending list for as long as the block lasts."""
+        pending = _Pending()
+        self._streams.add(pending)
+        try:
+            yield pending
+        finally:
+            self._streams.discard(pending)
+
+    def response(self, settings: StreamSettings) -> Response:
+        """A new stream of changes, from now on."""
+        return _ChangesResponse(self, settings)
+
+    async def counts_event(self) -> bytes:
+        """A ``counts`` event: runs in the store by state, every state named (0 if none)."""
+        counts = dict.fromkeys((state.value for state in RunState), 0)
+        for (_, state), count in (await self.app.count_runs()).items():
+            counts[state.value] += count
+        return _sse("counts", counts).encode()
+
+
+class _ClientGone(Exception):
+    """The client closed the connection."""
+
+
+class _ChangesResponse(Response):
+    """One ``/changes`` stream (see the module docstring)."""
+
+    media_type = "text/event-stream"
+
+    def __init__(self, changes: RunChanges, settings: StreamSettings) -> None:
+        super().__init__(status_code=200)
+        self.raw_headers = [*EVENT_STREAM_HEADERS]
+        self._changes = changes
+        self._settings = settings
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+        with self._changes.subscribe() as pending:
+            try:
+                async with asyncio.TaskGroup() as tasks:
+                    watcher = tasks.create_task(self._watch_peer(receive))
+                    try:
+                        await self._stream(pending, send)
+                    finally:
+                        watcher.cancel()
+            except* (_ClientGone, TimeoutError):
+                pass  # gone, or stopped reading for the write deadline: nothing to finish
+
+    async def _write(self, send: Send, payload: bytes, *, more: bool = True) -> None:
+        async with asyncio.timeout(self._settings.write_timeout):
+            await send({"type": "http.response.body", "body": payload, "more_body": more})
+
+    async def _stream(self, pending: _Pending, send: Send) -> None:
+        app = self._changes.app
+        retry = f"retry: {self._settings.retry_ms}\n".encode()
+        counts = await self._changes.counts_event() if app.accepting else b""
+        await self._write(send, retry + counts)
+        last_write = last_counts = time.monotonic()
+        counts_due = False
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(TICK):
+                    await pending.ready.wait()
+            pending.ready.clear()
+            out: list[bytes] = []
+            if pending.overflowed:
+                pending.overflowed = False
+                out.append(_sse("reset", {"reason": "this client fell behind"}).encode())
+            changed = pending.take()
+            if changed:
+                out.append(changed)
+                counts_due = True
+            now = time.monotonic()
+            # While stopping, the store may close under a query: counts wait for the restart.
+            if counts_due and app.accepting and now - last_counts >= COUNTS_INTERVAL:
+                counts_due, last_counts = False, now
+                with contextlib.suppress(TaskcastError):  # the store failing: counts wait
+                    out.append(await self._changes.counts_event())
+            if app.stopped:
+                out.append(_sse("shutdown", {"reason": "the server is stopping"}).encode())
+                await self._write(send, b"".join(out), more=False)
+                return
+            if not out and now - last_write >= self._settings.keepalive:
+                out.append(KEEP_ALIVE)
+            if out:
+                await self._write(send, b"".join(out))
+                last_write = now
+
+    async def _watch_peer(self, receive: Receive) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise _ClientGone()

@@ -1,0 +1,66 @@
+"""The browser dashboard: ``GET /`` and its static files under ``/dashboard/``.
+
+Static HTML, CSS and plain JavaScript shipped inside the package (``static/``), read once and
+served from memory; no build step, nothing loaded from elsewhere (the Content-Security-Policy
+says so to the browser). The page holds no data: it is served without a token, and its script
+asks for the token when the API answers 401 (see ``auth.py``). The data comes from the public
+API: ``GET /runs``, ``GET /tasks``, ``GET /changes``, ``GET /runs/{id}/events``, ``POST /runs``
+and ``POST /runs/{id}/cancel``.
+"""
+
+from __future__ import annotations
+
+from importlib.resources import files
+
+from fastapi import APIRouter
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException
+
+PREFIX = "/dashboard/"
+"""Where the page's static files are served (open without a token, like ``/``)."""
+
+_TYPES = {
+    "index.html": "text/html; charset=utf-8",
+    "dashboard.css": "text/css; charset=utf-8",
+    "dashboard.js": "text/javascript; charset=utf-8",
+}
+
+_HEADERS = {
+    # Everything comes from this server; nothing may be framed, inlined or fetched elsewhere.
+    "content-security-policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self';"
+        " img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "no-referrer",
+    # Reload after an upgrade gets the new files; unchanged ones cost a 304 at most.
+    "cache-control": "no-cache",
+}
+
+
+def _load() -> dict[str, bytes]:
+    static = files(__name__) / "static"
+    return {name: (static / name).read_bytes() for name in _TYPES}
+
+
+def dashboard_router() -> APIRouter:
+    """Routes serving the dashboard page (``/``) and its files (``/dashboard/<name>``)."""
+    contents = _load()
+    router = APIRouter(include_in_schema=False)
+
+    def serve(name: str) -> Response:
+        return Response(contents[name], media_type=_TYPES[name], headers=_HEADERS)
+
+    @router.get("/")
+    async def home() -> Response:
+        """The dashboard page."""
+        return serve("index.html")
+
+    @router.get(PREFIX + "{name}")
+    async def static_file(name: str) -> Response:
+        """One of the page's files; 404 for any other name."""
+        if name not in contents or name == "index.html":
+            raise HTTPException(404)  # the usual not_found body
+        return serve(name)
+
+    return router
