@@ -142,6 +142,8 @@ async def test_a_worker_stopped_with_sigterm_hands_its_runs_back_at_once(
                         assert attempts[run_id] == [first.pid, second.pid]
                         reply = await client.post(f"/runs/{run_id}/signals/release", json={})
                         assert reply.status_code == 202
+                    for watcher in watchers:  # the runs end while their worker lives
+                        await watcher
             assert "handed 3 unfinished run(s) back" in first.output()
             for watcher in watchers:
                 log = watcher.result()
