@@ -30,10 +30,12 @@ _T = TypeVar("_T")
 class App:
     """A taskcast application: a task registry bound to a store.
 
-    ``store`` is a URL (``memory://``, ``sqlite:///PATH``) or a ``Store``. ``max_concurrency``
+    ``store`` is a URL (``memory://``, ``sqlite:///PATH``, ``redis://HOST:PORT/DB``) or a
+    ``Store``. ``max_concurrency``
     bounds runs executing at once; ``max_queue`` bounds runs waiting (submit raises ``QueueFull``
     beyond it); ``cancel_timeout`` is how long a cancelled body may ignore the cancellation before
-    the run is recorded ``cancelled`` regardless.
+    the run is recorded ``cancelled`` regardless. ``worker=False`` (shared stores only)
+    makes an API node: it submits, watches and cancels runs that worker processes execute.
 
     Use ``async with app:`` (or ``await app.start()`` ... ``await app.shutdown()``).
     """
@@ -47,6 +49,7 @@ class App:
         cancel_timeout: float = 10.0,
         grace: float = 10.0,
         shutdown_timeout: float = 5.0,
+        worker: bool = True,
     ) -> None:
         if max_concurrency < 1:
             raise ValueError(f"max_concurrency must be >= 1, got {max_concurrency}")
@@ -61,6 +64,7 @@ class App:
         self.shutdown_timeout = shutdown_timeout
         self.resources = Resources()
         self._refused: dict[str, str] = {}
+        self.worker = worker
         self._coordinator: Coordinator | None = None
         self._log: EventLog | None = None
         self.started = False
@@ -188,6 +192,10 @@ class App:
         """
         if self.started:
             raise RuntimeError("this App was already started; an App runs once")
+        if not self.worker and not self.store.shared:
+            raise ValueError(
+                f"worker=False needs a store that workers share (redis://), not {self.store.url!r}"
+            )
         self.started = True
         await self.store.open()
         self._log = EventLog(self.store)
@@ -199,6 +207,7 @@ class App:
             max_queue=self.max_queue,
             cancel_timeout=self.cancel_timeout,
             resources=self.resources,
+            consume=self.worker,
         )
         resumed = await self._coordinator.start()
         if resumed:

@@ -28,6 +28,11 @@ every queued run, before it continues: a waiting parent never holds the slot its
 A BLOCKED run becomes WAITING once every run it waits for has ended (the coordinator learns it
 from the committed terminal events), or fails naming the one that did not complete.
 
+With a shared store (Redis, ``Store.shared``) the queue lives in the store: ``submit`` only
+stores the run, and a ``QueueConsumer`` (``consumer.py``) takes runs from the store while this
+process has free slots and hands them to ``adopt``; a cancel or signal for a run held by another
+process goes through the store. Everything from WAITING on is the same.
+
 The terminal write is never lost to a cancel: stores hand a write over before their first
 suspension, so a ``CancelledError`` can only interrupt the *wait* for the commit, never the write.
 The store's compare-and-set makes the first terminal write the only one.
@@ -46,6 +51,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from .consumer import QueueConsumer
 from .context import Context
 from .dependencies import AFTER_POLICIES, check_dependencies, dependency_error
 from .errors import (
@@ -205,6 +211,7 @@ class Coordinator:
         max_queue: int,
         cancel_timeout: float,
         resources: Resources | None = None,
+        consume: bool = True,
     ) -> None:
         self.store = store
         self.log = log
@@ -232,6 +239,9 @@ class Coordinator:
         # Parents waiting to take a slot back, served before any queued run.
         self._reclaiming: deque[tuple[ActiveRun, asyncio.Future[None]]] = deque()
         log.add_listener(self._on_committed)
+        # Shared stores: the consumer taking runs from the store's queue (None: API node only).
+        self._consume = consume
+        self._consumer: QueueConsumer | None = None
 
     # -- visible state -----------------------------------------------------------------------
 
@@ -256,7 +266,17 @@ class Coordinator:
         A run that was running when its process stopped (``interrupted``, or ``running`` after a
         crash) is queued again as a new attempt if it has attempts left, else it fails with a
         reason saying so. Runs of tasks this app does not register are left as they are.
+
+        With a shared store nothing is resumed here: the consumer takes over the runs of dead
+        workers once their visibility timeout expires (see ``consumer.py``).
         """
+        if self.store.shared:
+            self.store.max_queued = self.max_queue
+            self._accepting = True
+            if self._consume:
+                self._consumer = QueueConsumer(self)
+                self._consumer.start(self._supervisor)
+            return []
         resumed = []
         unfinished = await self.store.unfinished_runs()
         unfinished_ids = {run.id for run in unfinished}
@@ -457,11 +477,24 @@ class Coordinator:
             raise InvalidRequest(f"after must be a list of run ids, got {after!r}")
         dependencies = list(dict.fromkeys(after or ()))  # without duplicates, in order
         stored_args = self._stored_arguments(definition, args)
-        if self.queued_count >= self.max_queue:
+        if self.queued_count >= self.max_queue and not self.store.shared:
             raise QueueFull(self.max_queue, retry_after=1.0)
         run = self._new_run(definition, stored_args, timeout, max_attempts, run_id)
         run.parent_id = None if parent is None else parent.run.id
         run.after, run.after_policy = dependencies, after_policy
+        if self.store.shared:  # the store queues it (and bounds the queue); a worker takes it
+            if parent is not None or dependencies:
+                raise InvalidRequest(
+                    f"child runs and after= dependencies need a memory:// or sqlite:// store;"
+                    f" {self.store.url!r} is shared by several processes, which workflows do"
+                    " not support yet"
+                )
+            stored, event = await self.store.create_run(
+                run, {"task": run.task}, fresh_id=run_id is None
+            )
+            if self._consumer is not None:  # a task registered after start: look at its queue
+                await self._consumer.notice_task(run.task)
+            return stored, event is not None
         active = ActiveRun(run, definition)
         self.queued_count += 1  # reserve the place before waiting for the store
         # Watch the dependencies before reading them: an end committed meanwhile is not missed.
@@ -536,9 +569,14 @@ class Coordinator:
                     for problem in exc.details["problems"]
                 ]
                 raise InvalidArguments(definition.name, problems) from None
-        if self.queued_count + len(stored_args) > self.max_queue:
+        if self.queued_count + len(stored_args) > self.max_queue and not self.store.shared:
             raise QueueFull(self.max_queue, retry_after=1.0)
         runs = [self._new_run(definition, args, timeout, max_attempts) for args in stored_args]
+        if self.store.shared:  # the store queues them (see submit)
+            stored = await self.store.create_runs(runs, {"task": definition.name})
+            if self._consumer is not None:
+                await self._consumer.notice_task(definition.name)
+            return stored
         self.queued_count += len(runs)
         try:
             stored = await self.store.create_runs(runs, {"task": definition.name})
@@ -817,6 +855,36 @@ class Coordinator:
 
     # -- queueing and dispatching ------------------------------------------------------------
 
+    def room(self) -> dict[str, int]:
+        """How many more runs of each task this process can take now (shared stores)."""
+        free = self.max_concurrency - self.running_count - self.queued_count
+        if free <= 0 or not self._accepting:
+            return {}
+        wanted = {}
+        for name, definition in self._tasks.items():
+            count = free
+            if definition.concurrency is not None:
+                waiting = len(self._ready.get(name, ()))
+                count = min(count, definition.concurrency - self._running_by_task[name] - waiting)
+            if count > 0:
+                wanted[name] = count
+        return wanted
+
+    def take_over(self, run: Run, signals: list[tuple[str, Any]]) -> None:
+        """Queue a run the consumer took from a shared store, with the signals it was sent
+        before (in order)."""
+        active = ActiveRun(run, self._tasks[run.task])
+        for name, data in signals:
+            active.deliver_signal(name, data)
+        self.queued_count += 1
+        self._enqueue(active)
+
+    def deliver_signal(self, run_id: str, name: str, data: Any) -> None:
+        """Hand a signal logged in a shared store to the run, if this process holds it."""
+        active = self._active.get(run_id)
+        if active is not None and active.phase not in (Phase.FINISHING, Phase.DONE):
+            active.deliver_signal(name, data)
+
     def _enqueue(self, active: ActiveRun) -> None:
         """Make a WAITING run ready now, or after its ``not_before`` time (retry backoff)."""
         active.phase = Phase.WAITING
@@ -920,6 +988,8 @@ class Coordinator:
         self.running_count -= 1
         self._running_by_task[active.definition.name] -= 1
         self._dispatch()
+        if self._consumer is not None:
+            self._consumer.wake()
 
     async def _attempt(self, active: ActiveRun) -> None:
         active.phase = Phase.RUNNING
@@ -1097,6 +1167,8 @@ class Coordinator:
         active = self._active.get(run_id)
         if active is None:
             # Not owned here: unknown, finished, or (another app's) unfinished run in the store.
+            if self.store.shared:  # maybe held by another worker: the store asks it
+                return await self.store.request_cancel(run_id, reason)
             moved = await self._cancel_in_store(run_id, reason)
             return moved
         if active.phase in (Phase.WAITING, Phase.BLOCKED):
@@ -1107,6 +1179,8 @@ class Coordinator:
                 active.timer = None
             self.queued_count -= 1
             self._active.pop(run_id, None)
+            if self._consumer is not None:
+                self._consumer.wake()
             return await self._cancel_in_store(run_id, reason)
         if active.phase in (Phase.STARTING, Phase.RESCHEDULING):
             if active.stop is None:
@@ -1169,6 +1243,12 @@ class Coordinator:
             raise InvalidRequest(
                 f"signal name must be a string of 1 to 64 characters, got {name!r}"
             )
+        if self.store.shared:
+            # Whoever holds the run (this process or another) gets it from the log: the
+            # consumer delivers logged signals (see consumer.py).
+            payload = {"name": name, "data": data}
+            await self.store.append(run_id, "signal", payload, encode_json(payload, "signal data"))
+            return
         active = self._active.get(run_id)
         if active is None or active.phase in (Phase.FINISHING, Phase.DONE):
             run = await self.store.get_run(run_id)
@@ -1201,6 +1281,8 @@ class Coordinator:
     async def _shut_down(self, grace: float, timeout: float) -> ShutdownReport:
         began = time.monotonic()
         self._accepting = False
+        if self._consumer is not None:
+            await self._consumer.stop_claiming()
         report = ShutdownReport()
         for active in self._active.values():
             if active.timer is not None:
@@ -1252,6 +1334,8 @@ class Coordinator:
                 '{"reason":"shutdown","state":"queued"}',
                 durable=index == len(waiting) - 1,
             )
+        if self._consumer is not None:  # hand the unfinished runs back to the queue at once
+            await self._consumer.stop(report.unfinished)
         self.log.close()
         leftover = await self._supervisor.close(timeout=0.1)
         for task in leftover:

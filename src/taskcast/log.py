@@ -35,13 +35,14 @@ class _Channel:
     appends read them all as one batch, which is what lets cursor readers beat queues.
     """
 
-    __slots__ = ("tail", "waiters", "wake_scheduled", "watchers")
+    __slots__ = ("resyncs", "tail", "waiters", "wake_scheduled", "watchers")
 
     def __init__(self) -> None:
         self.tail: deque[Event] = deque(maxlen=TAIL_SIZE)
         self.waiters: list[asyncio.Future[None]] = []
         self.wake_scheduled = False
         self.watchers = 0
+        self.resyncs = 0  # bumped when announcements may have been missed: re-read the store
 
     def after(self, cursor: int) -> list[Event] | None:
         """Events after ``cursor`` from the tail; ``None`` if the tail does not reach back."""
@@ -83,6 +84,7 @@ class EventLog:
         self._closing = False
         self._listeners: list[Callable[[Sequence[Event]], None]] = []
         store.set_listener(self._on_committed)
+        store.on_reconnected(self.resync)
 
     def add_listener(self, listener: Callable[[Sequence[Event]], None]) -> None:
         """Also call ``listener(events)`` with every batch of committed events (for metrics).
@@ -110,9 +112,22 @@ class EventLog:
         for event in events:
             channel = channels.get(event.run_id)
             if channel is not None:
-                channel.tail.append(event)
+                tail = channel.tail
+                if tail and event.seq != tail[-1].seq + 1:
+                    if event.seq <= tail[-1].seq:
+                        continue  # announced twice (a shared store re-subscribing)
+                    tail.clear()  # announcements were missed: watchers read the store
+                tail.append(event)
                 woken.add(channel)
         for channel in woken:
+            channel.notify()
+
+    def resync(self) -> None:
+        """Announcements may have been missed (the store's subscription broke): every watcher
+        re-reads the store from its cursor."""
+        for channel in self._channels.values():
+            channel.tail.clear()
+            channel.resyncs += 1
             channel.notify()
 
     def close(self) -> None:
@@ -129,6 +144,7 @@ class EventLog:
         last committed event. Batches are never empty. Cancelling the consumer only stops this
         reader.
         """
+        await self._store.follow_events()  # before the first read: nothing after it is missed
         if await self._store.get_run(run_id) is None:
             raise RunNotFound(run_id)
         channel = self._channels.get(run_id)
@@ -140,7 +156,10 @@ class EventLog:
             caught_up = False  # True once the store had nothing beyond the cursor
             finished = False  # True once the run is known to be over (its log cannot grow)
             checked_finished = False
+            resyncs = channel.resyncs
             while True:
+                if resyncs != channel.resyncs:
+                    resyncs, caught_up = channel.resyncs, False
                 if caught_up:
                     batch = channel.after(cursor)
                     if batch is None:  # fell behind the tail: back to the store

@@ -1,4 +1,5 @@
-"""Fixtures for engine tests: every test runs against the memory store and a real SQLite file."""
+"""Fixtures for engine tests: every test runs against the memory store, a real SQLite file and a
+real Redis (one process: its App is both the API node and the worker)."""
 
 from __future__ import annotations
 
@@ -11,11 +12,17 @@ import pytest
 
 import taskcast
 
+from ..conftest import redis_url_for
+from ..redis_server import RedisServer
 
-@pytest.fixture(params=["memory", "sqlite"])
+
+@pytest.fixture(params=["memory", "sqlite", "redis"])
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "memory":
         return "memory://"
+    if request.param == "redis":
+        server: RedisServer = request.getfixturevalue("redis_server")
+        return redis_url_for(server)
     return f"sqlite:///{tmp_path / 'runs.db'}"
 
 

@@ -110,8 +110,13 @@ async def test_queued_runs_stay_queued_and_hear_shutdown(
     watcher = asyncio.create_task(collect(app, waiting.id))
     await asyncio.sleep(0)
     report = await app.shutdown()
-    assert report.queued == [waiting.id]
     log = await watcher
+    if app.store.shared:
+        # The queue is the store's: a worker that stops leaves the runs it never took to the
+        # other workers, untouched; only the watchers of this process stop reading.
+        assert report.queued == [] and types(log) == ["queued"]
+        return
+    assert report.queued == [waiting.id]
     assert types(log) == ["queued", "shutdown"]
     assert log[-1].data["state"] == "queued"
 
@@ -349,6 +354,10 @@ async def test_every_queued_run_hears_shutdown_even_when_there_are_many(
     watchers = [asyncio.create_task(collect(app, r.id)) for r in queued[-50:]]
     await asyncio.sleep(0)
     report = await app.shutdown()
+    logs = await asyncio.gather(*watchers)
+    if app.store.shared:  # left to the other workers (see above)
+        assert report.queued == [] and all(types(log) == ["queued"] for log in logs)
+        return
     assert sorted(report.queued) == sorted(r.id for r in queued)
-    for log in await asyncio.gather(*watchers):
+    for log in logs:
         assert types(log) == ["queued", "shutdown"]

@@ -19,6 +19,7 @@ from rich.console import Console
 from ..errors import ConnectionFailed, ServerError, ShuttingDown, StreamLost, TaskcastError
 from . import client_commands
 from .serve_command import add_serve_options, run_serve
+from .worker_command import add_worker_options, run_worker
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -32,6 +33,9 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = verbs.add_parser("serve", help="serve the HTTP API (demo tasks, ./taskcast.db)")
     add_serve_options(serve)
+
+    worker = verbs.add_parser("worker", help="run tasks from a shared store (redis://), no HTTP")
+    add_worker_options(worker)
 
     submit = verbs.add_parser("submit", help="submit a run: taskcast submit demo.count n=5")
     submit.add_argument("task", help="the task name (see GET /tasks)")
@@ -102,6 +106,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         if options.verb == "serve":
             code = run_serve(options, console)
+        elif options.verb == "worker":
+            code = run_worker(options, console)
         else:
             command = getattr(client_commands, options.verb)
             code = asyncio.run(command(options, console))

@@ -64,6 +64,12 @@ def build_app(options: argparse.Namespace) -> App:
             app.store = store_from_url(options.store)
     else:
         app = App(store=options.store or DEFAULT_STORE)
+    if getattr(options, "no_worker", False):
+        if not app.store.shared:
+            raise CannotLoadApp(
+                f"--no-worker needs a store that workers share (redis://), not {app.store.url!r}"
+            )
+        app.worker = False
     if not options.no_demo:
         try:
             register_demo_tasks(app)
@@ -78,7 +84,13 @@ def add_serve_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=8000, help="TCP port, 0 for any free one")
     parser.add_argument("--uds", metavar="PATH", help="listen on this Unix socket instead of TCP")
     parser.add_argument(
-        "--store", help=f"store URL: sqlite:///PATH or memory:// (default {DEFAULT_STORE})"
+        "--store",
+        help=f"sqlite:///PATH, memory:// or redis://HOST:PORT/DB (default {DEFAULT_STORE})",
+    )
+    parser.add_argument(
+        "--no-worker",
+        action="store_true",
+        help="serve the API only; `taskcast worker` processes run the tasks (redis:// only)",
     )
     parser.add_argument("--app", metavar="MODULE:ATTRIBUTE", help="serve your own taskcast.App")
     parser.add_argument("--no-demo", action="store_true", help="do not register the demo.* tasks")

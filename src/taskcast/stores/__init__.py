@@ -11,7 +11,8 @@ __all__ = ["MemoryStore", "SQLiteStore", "Store", "store_from_url"]
 
 
 def store_from_url(url: str) -> Store:
-    """The store for ``url``: ``memory://``, ``sqlite:///PATH`` (``sqlite:////abs/path``).
+    """The store for ``url``: ``memory://``, ``sqlite:///PATH`` (``sqlite:////abs/path``),
+    ``redis://HOST:PORT/DB`` (needs the ``redis`` extra: ``pip install 'taskcast[redis]'``).
 
     Raises ``StoreError`` naming the accepted forms for anything else. The store is not opened.
     """
@@ -19,7 +20,16 @@ def store_from_url(url: str) -> Store:
         return MemoryStore(url)
     if url.startswith("sqlite://"):
         return SQLiteStore(url)
+    if url.startswith(("redis://", "rediss://")):
+        try:
+            from .redis import RedisStore
+        except ImportError as exc:
+            raise StoreError(
+                f"cannot open store {url!r}: the Redis store needs redis-py"
+                f" (pip install 'taskcast[redis]'): {exc}"
+            ) from None
+        return RedisStore(url)
     raise StoreError(
         f"cannot open store {url!r}: use memory://, sqlite:///relative/path.db, "
-        "sqlite:////absolute/path.db (redis:// comes with the Redis store)"
+        "sqlite:////absolute/path.db or redis://HOST:PORT/DB"
     )

@@ -1,0 +1,122 @@
+"""``taskcast worker``: run the tasks of an App from a shared store (Redis), without HTTP.
+
+Any number of workers (and of ``taskcast serve --no-worker`` API nodes) share one store. A
+worker takes runs while it has free slots (``--concurrency``), heartbeats the runs it holds, and
+on SIGTERM or SIGINT drains like ``serve`` (SPEC section 5: ``grace``, then cancel, then
+``shutdown-timeout``) and hands its unfinished runs back to the queue at once. A second signal
+exits at once (128 + the signal number); runs it held return to the queue after the store's
+visibility timeout, like those of a worker that was killed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+
+from rich.console import Console
+
+from ..app import App
+from ..coordinator import ShutdownReport
+from ..server.serve import exit_if_not_done_in
+from .serve_command import STOP_MARGIN, CannotLoadApp, build_app
+
+
+def add_worker_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--store", required=True, help="the shared store: redis://HOST:PORT/DB")
+    parser.add_argument("--app", metavar="MODULE:ATTRIBUTE", help="run your own taskcast.App")
+    parser.add_argument("--no-demo", action="store_true", help="do not register the demo.* tasks")
+    parser.add_argument(
+        "--enable-shell",
+        action="store_true",
+        help="register the built-in shell task (give it to the API nodes too)",
+    )
+    parser.add_argument(
+        "--concurrency", type=int, help="runs executing at once (default: the App's, 100)"
+    )
+    parser.add_argument(
+        "--grace", type=float, help="seconds running runs get to finish on shutdown (default 10)"
+    )
+    parser.add_argument(
+        "--shutdown-timeout",
+        type=float,
+        help="seconds cancelled runs get to clean up on shutdown (default 5)",
+    )
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
+
+
+def _build(options: argparse.Namespace) -> App:
+    options.no_worker = False
+    app = build_app(options)
+    if not app.store.shared:
+        raise CannotLoadApp(
+            f"taskcast worker needs a store that processes share (redis://), not {app.store.url!r}"
+        )
+    # A worker serves no watchers: it follows other processes' events only if a task reads a
+    # log (ctx waiting on another run); it hears cancels and signals for its runs regardless.
+    app.store.follow_events_at_open = False
+    if options.concurrency is not None:
+        if options.concurrency < 1:
+            raise CannotLoadApp(f"--concurrency must be >= 1, got {options.concurrency}")
+        app.max_concurrency = options.concurrency
+    for name, value in (
+        ("--grace", options.grace),
+        ("--shutdown-timeout", options.shutdown_timeout),
+    ):
+        if value is not None and not value >= 0:
+            raise CannotLoadApp(f"{name} must be a number of seconds >= 0, got {value}")
+    return app
+
+
+def run_worker(options: argparse.Namespace, console: Console) -> int:
+    """Run a worker until SIGTERM/SIGINT; returns the exit status (0 after a clean drain)."""
+    logging.basicConfig(
+        level=options.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    app = _build(options)
+    grace = app.grace if options.grace is None else options.grace
+    timeout = app.shutdown_timeout if options.shutdown_timeout is None else options.shutdown_timeout
+
+    async def work() -> ShutdownReport:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+
+        def on_signal(signum: int) -> None:
+            if stop.is_set():  # the second signal: leave now
+                sys.stderr.write(f"taskcast worker: signal {signum} again; exiting at once\n")
+                sys.stderr.flush()
+                os._exit(128 + signum)
+            stop.set()
+            exit_if_not_done_in(grace + timeout + STOP_MARGIN)
+
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, on_signal, signum)
+        await app.start()
+        consumer = getattr(app.store, "consumer", "?")
+        tasks = ", ".join(sorted(app.tasks)) or "none"
+        console.print(
+            f"taskcast worker {consumer} ready on {app.store.url}; concurrency"
+            f" {app.max_concurrency}; tasks: {tasks}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        console.file.flush()
+        try:
+            await stop.wait()
+        finally:
+            report = await app.shutdown(grace, timeout)
+        return report
+
+    report = asyncio.run(work())
+    console.print(f"taskcast worker stopped: {report}", highlight=False, soft_wrap=True)
+    console.file.flush()
+    if report.stuck:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        logging.shutdown()
+        os._exit(0)
+    return 0

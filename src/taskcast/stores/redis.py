@@ -1,0 +1,743 @@
+"""``redis://HOST:PORT/DB``: runs, logs and the work queue in Redis, shared by many processes.
+
+Layout (the keys are listed in ``redis_scripts``):
+
+* a run is a hash of its ``Run`` fields, JSON-encoded one by one (derived from
+  ``dataclasses.fields(Run)``, so new fields travel without code here);
+* a run's event log is a stream whose entry id ``SEQ-0`` is the event's ``seq``: replay is
+  ``XRANGE``, and ``Last-Event-ID`` resume works on any node;
+* every write is one Lua script (atomic): the compare-and-set of a transition, its event, the
+  indexes, the publication of the event on the ``events`` channel, and, for a terminal state,
+  the acknowledgement of the run's queue entry;
+* the work queue is one stream per task read by the consumer group ``workers``; a worker takes
+  runs with ``XREADGROUP``, keeps them with heartbeats (``XCLAIM ... JUSTID`` resets their idle
+  time) and a dead worker's runs are taken over with ``XAUTOCLAIM`` once idle for
+  ``visibility_timeout``;
+* every store subscribes to ``events`` and announces each event (its own too: one path, so the
+  announcements of a run are in ``seq`` order whoever wrote them) to its listener, the event log;
+  and to ``control``, where cancel requests for running runs travel.
+
+URL options (query string): ``prefix`` (key prefix, default ``taskcast:``), ``visibility_timeout``
+(seconds, default 30), ``reconnect_timeout`` (seconds a write keeps retrying while Redis is
+unreachable, default 30). Other options go to redis-py.
+
+A write cancelled while waiting for Redis is not undone: it runs in a task of its own, awaited
+through ``asyncio.shield`` and by ``close``. A write whose reply is lost (the connection broke)
+is retried with the same token; the scripts recognise it and do not apply it twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import itertools
+import json
+import logging
+import os
+import secrets
+import socket
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import redis.asyncio as aioredis
+from redis.asyncio.client import PubSub
+from redis.commands.core import AsyncScript
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from ..errors import QueueFull, RunFinished, RunNotFound, StoreError
+from ..models import Event, Run, compact_json
+from ..states import ALLOWED_TRANSITIONS, RunState
+from . import redis_scripts as scripts
+from .base import Claim, HeartbeatReply, Store, encode_json
+
+logger = logging.getLogger("taskcast")
+
+_T = TypeVar("_T")
+
+_RUN_FIELDS = tuple(field.name for field in dataclasses.fields(Run))
+_RUN_FIELD_NAMES = frozenset(name.encode() for name in _RUN_FIELDS)
+_SOURCES = {
+    target.value: " ".join(s.value for s in RunState if target in ALLOWED_TRANSITIONS[s])
+    for target in RunState
+}
+_UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
+_PRUNE_BATCH = 500
+
+MAX_CONNECTIONS = 50
+"""Connections per store (one stays with the subscriber, one with a waiting claim)."""
+_LIST_PAGE = 200
+
+
+def _encode_run(run: Run) -> list[str]:
+    """The run as flat ``field, json value`` pairs for ``HSET``."""
+    flat: list[str] = []
+    for name in _RUN_FIELDS:
+        flat.append(name)
+        flat.append(compact_json(getattr(run, name)))
+    return flat
+
+
+def _decode_run(flat: Sequence[bytes] | Mapping[bytes, bytes]) -> Run:
+    """A run from its hash (``HGETALL`` as a flat list or a mapping); unknown fields are skipped
+    and missing ones take the ``Run`` defaults, so records of other versions still load."""
+    pairs = flat.items() if isinstance(flat, Mapping) else zip(flat[::2], flat[1::2], strict=True)
+    # The values are JSON already: one JSON object, one json.loads (per-field loads cost 3x).
+    parts = [b'"' + name + b'":' + value for name, value in pairs if name in _RUN_FIELD_NAMES]
+    values: dict[str, Any] = json.loads(b"{" + b",".join(parts) + b"}")
+    values["state"] = RunState(values["state"])
+    return Run(**values)
+
+
+def _private(record: Sequence[bytes] | Mapping[bytes, bytes], name: bytes) -> str | None:
+    """A private (``_``-prefixed) field of a run's hash (a mapping or a flat list)."""
+    if isinstance(record, Mapping):
+        value = record.get(name)
+        return None if value is None else value.decode()
+    for index in range(0, len(record), 2):
+        if record[index] == name:
+            return record[index + 1].decode()
+    return None
+
+
+def parse_url(url: str) -> tuple[str, dict[str, str]]:
+    """Split ``url`` into the URL for redis-py and taskcast's own options (see module doc)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis", "rediss", "unix"):
+        raise StoreError(f"cannot open store {url!r}: expected redis://HOST:PORT/DB")
+    ours: dict[str, str] = {}
+    theirs: list[tuple[str, str]] = []
+    for key, value in parse_qsl(parts.query):
+        if key in ("prefix", "visibility_timeout", "reconnect_timeout"):
+            ours[key] = value
+        else:
+            theirs.append((key, value))
+    return urlunsplit(parts._replace(query=urlencode(theirs))), ours
+
+
+def _seconds(url: str, options: dict[str, str], name: str, default: float) -> float:
+    try:
+        value = float(options.get(name, default))
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise StoreError(f"cannot open store {url!r}: {name} must be a number of seconds > 0")
+    return value
+
+
+class RedisStore(Store):
+    """Runs, logs and the shared work queue in Redis (see the module docstring)."""
+
+    shared = True
+
+    def __init__(self, url: str) -> None:
+        super().__init__()
+        self.url = url
+        self._redis_url, options = parse_url(url)
+        self.prefix = options.get("prefix", "taskcast:")
+        self.visibility_timeout = _seconds(url, options, "visibility_timeout", 30.0)
+        self.reconnect_timeout = _seconds(url, options, "reconnect_timeout", 30.0)
+        #: This process's name in the consumer group (host, pid, and a random part).
+        self.consumer = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        self._tokens = itertools.count(1)
+        self._token_prefix = secrets.token_hex(4)
+        self._client: aioredis.Redis | None = None
+        self._pubsub: PubSub | None = None
+        self._subscriber: asyncio.Task[None] | None = None
+        self._pending: list[tuple[AsyncScript, list[Any], asyncio.Future[Any]]] = []
+        self._wake = asyncio.Event()
+        self._writer: asyncio.Task[None] | None = None
+        self._closing = False
+        self._groups: set[str] = set()
+        self._next_reclaim = 0.0
+        self._nudge_key = f"{self.prefix}nudge:{self.consumer}"
+        self._nudge_ready = False
+        self._following_wanted = True
+        self._following = asyncio.Event()
+        self._create: AsyncScript
+        self._create_runs: AsyncScript
+        self._append: AsyncScript
+        self._transition: AsyncScript
+        self._request_cancel: AsyncScript
+        self._heartbeat: AsyncScript
+        self._release: AsyncScript
+        self._drop_entry: AsyncScript
+        self._prune: AsyncScript
+        self._events_channel = (self.prefix + "events").encode()
+        self._control_channel = (self.prefix + "control").encode()
+
+    # -- opening and closing ------------------------------------------------------------------
+
+    async def open(self) -> None:
+        # A bounded pool that makes writers wait for a connection rather than fail.
+        pool = aioredis.BlockingConnectionPool.from_url(
+            self._redis_url, protocol=2, max_connections=MAX_CONNECTIONS, timeout=None
+        )
+        client: aioredis.Redis = aioredis.Redis.from_pool(pool)  # the client owns the pool
+        try:
+            await client.ping()
+        except (RedisError, OSError) as exc:
+            await client.aclose()
+            raise StoreError(f"cannot open store {self.url!r}: {exc}") from None
+        self._client = client
+        self._create = client.register_script(scripts.CREATE_RUN)
+        self._create_runs = client.register_script(scripts.CREATE_RUNS)
+        self._append = client.register_script(scripts.APPEND)
+        self._transition = client.register_script(scripts.TRANSITION)
+        self._request_cancel = client.register_script(scripts.REQUEST_CANCEL)
+        self._heartbeat = client.register_script(scripts.HEARTBEAT)
+        self._release = client.register_script(scripts.RELEASE)
+        self._drop_entry = client.register_script(scripts.DROP_ENTRY)
+        self._prune = client.register_script(scripts.PRUNE)
+        self._following_wanted = self.follow_events_at_open
+        self._following = asyncio.Event()
+        if self._following_wanted:
+            self._following.set()
+        try:
+            self._pubsub = await self._subscribe()
+        except BaseException:
+            await client.aclose()
+            self._client = None
+            raise
+        loop = asyncio.get_running_loop()
+        self._closing = False
+        self._writer = loop.create_task(
+            self._write_forever(), name=f"taskcast-redis-writer {self.prefix}"
+        )
+        self._subscriber = loop.create_task(
+            self._listen(), name=f"taskcast-redis-subscriber {self.prefix}"
+        )
+
+    async def _subscribe(self) -> PubSub:
+        """A pub/sub connection subscribed to ``events`` and ``control``, once Redis confirmed
+        both (so nothing published after this returns can be missed)."""
+        assert self._client is not None
+        pubsub = self._client.pubsub()
+        try:
+            channels = [self._control_channel]
+            if self._following_wanted:
+                channels.append(self._events_channel)
+            await pubsub.subscribe(*channels)
+            confirmed = 0
+            while confirmed < len(channels):
+                message = await pubsub.get_message(timeout=self.reconnect_timeout)
+                if message is None:
+                    raise StoreError(f"{self.url}: Redis did not confirm the subscription")
+                if message["type"] == "subscribe":
+                    confirmed += 1
+        except BaseException:
+            await pubsub.aclose()  # type: ignore[no-untyped-call]
+            raise
+        return pubsub
+
+    async def close(self) -> None:
+        if self._subscriber is not None:
+            self._subscriber.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._subscriber
+            self._subscriber = None
+        self._closing = True
+        if self._writer is not None:
+            self._wake.set()
+            await self._writer  # drains what was handed over
+            self._writer = None
+        if self._pubsub is not None:
+            await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+            self._pubsub = None
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    async def _command(self, *args: Any) -> Any:
+        """One Redis command (redis-py's reply parsing applies)."""
+        return await self.client.execute_command(*args)  # type: ignore[no-untyped-call]
+
+    async def _script(self, script: AsyncScript, args: Sequence[Any]) -> Any:
+        return await script(args=list(args))
+
+    @property
+    def client(self) -> aioredis.Redis:
+        """The redis-py client (for tests and tools). Raises ``StoreError`` when not open."""
+        if self._client is None:
+            raise StoreError(f"store {self.url!r} is not open")
+        return self._client
+
+    async def follow_events(self) -> None:
+        if self._following.is_set():
+            return
+        if not self._following_wanted:
+            self._following_wanted = True
+            if self._pubsub is not None:
+                await self._pubsub.subscribe(self._events_channel)
+        async with asyncio.timeout(self.reconnect_timeout):
+            await self._following.wait()
+
+    # -- the subscriber -----------------------------------------------------------------------
+
+    async def _listen(self) -> None:
+        """Announce published events to the listener and cancel requests to the cancel listener;
+        survive Redis going away (re-subscribe with backoff)."""
+        backoff = 0.05
+        while True:
+            try:
+                if self._pubsub is None:
+                    self._pubsub = await self._subscribe()
+                    self._after_resubscribe()
+                message = await self._pubsub.get_message(timeout=None)
+                backoff = 0.05
+            except (*_UNREACHABLE, StoreError) as exc:
+                logger.warning("redis subscription lost (%s); reconnecting", exc)
+                if self._pubsub is not None:
+                    with contextlib.suppress(*_UNREACHABLE, RedisError):
+                        await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+                    self._pubsub = None
+                await asyncio.sleep(backoff)  # reconnect backoff, not synchronisation
+                backoff = min(backoff * 2, 1.0)
+                continue
+            if message is None:
+                continue
+            kind = message["type"]
+            if kind == "message":
+                self._dispatch(message["channel"], message["data"])
+            elif kind == "subscribe" and message["channel"] == self._events_channel:
+                self._following.set()  # follow_events: confirmed
+            elif kind == "subscribe" and message["channel"] == self._control_channel:
+                self._after_resubscribe()  # redis-py reconnected and re-subscribed on its own
+
+    def _after_resubscribe(self) -> None:
+        self._announce_reconnected()
+
+    def _dispatch(self, channel: bytes, data: bytes) -> None:
+        try:
+            if channel == self._events_channel:
+                seq, at, head, body = data.split(b"\n", 3)
+                run_id, event_type = json.loads(head)
+                text = body.decode()
+                event = Event(run_id, int(seq), event_type, json.loads(text), float(at), text)
+                self._announce((event,))
+            elif channel == self._control_channel and self._control_listener is not None:
+                head, _, rest = data.partition(b"\n")
+                kind, run_id, detail = json.loads(head)
+                if kind == "cancel":
+                    self._control_listener("cancel", run_id, detail)
+                elif kind == "signal":
+                    at, _, body = rest.partition(b"\n")
+                    text = body.decode()
+                    event = Event(run_id, detail, "signal", json.loads(text), float(at), text)
+                    self._control_listener("signal", run_id, event)
+        except Exception:  # a malformed message must not stop the subscriber
+            logger.exception("cannot handle a message on %r", channel)
+
+    # -- writing ------------------------------------------------------------------------------
+
+    def _token(self) -> str:
+        return f"{self._token_prefix}{next(self._tokens)}"
+
+    async def _write(self, script: AsyncScript, args: list[Any]) -> Any:
+        """Hand the script call to the writer and wait for its reply.
+
+        The hand-over is synchronous, so a caller cancelled while waiting does not undo the
+        write. The writer sends what is pending as one pipeline (one round trip for many runs'
+        writes, in the order they were handed over) and retries while Redis is away.
+        """
+        if self._writer is None or self._closing:
+            raise StoreError(f"store {self.url!r} is closed")
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        future.add_done_callback(_retrieve)
+        self._pending.append((script, args, future))
+        self._wake.set()
+        return await asyncio.shield(future)
+
+    async def _write_forever(self) -> None:
+        """The writer: send the pending writes, batch after batch, until closed and drained."""
+        while True:
+            if not self._pending:
+                if self._closing:
+                    return
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            batch, self._pending = self._pending, []
+            await self._send(batch)
+
+    async def _send(self, batch: list[tuple[AsyncScript, list[Any], asyncio.Future[Any]]]) -> None:
+        deadline = time.monotonic() + self.reconnect_timeout
+        backoff = 0.05
+        while batch:
+            try:
+                async with self.client.pipeline(transaction=False) as pipe:
+                    for script, args, _ in batch:
+                        pipe.execute_command("EVALSHA", script.sha, 0, *args)
+                    replies = await pipe.execute(raise_on_error=False)
+            except _UNREACHABLE as exc:
+                # A write whose reply was lost is sent again with its token: not applied twice.
+                if time.monotonic() + backoff > deadline:
+                    error = StoreError(f"{self.url}: Redis unreachable: {exc}")
+                    for _, _, future in batch:
+                        if not future.done():
+                            future.set_exception(error)
+                    return
+                logger.warning("redis unreachable (%s); retrying %d write(s)", exc, len(batch))
+                await asyncio.sleep(backoff)  # reconnect backoff, not synchronisation
+                backoff = min(backoff * 2, 1.0)
+                continue
+            unknown = []  # NOSCRIPT (Redis restarted and lost its script cache): load, resend
+            for item, reply in zip(batch, replies, strict=True):
+                future = item[2]
+                if isinstance(reply, NoScriptError):
+                    unknown.append(item)
+                elif future.done():
+                    pass
+                elif isinstance(reply, Exception):
+                    future.set_exception(StoreError(f"{self.url}: {reply}"))
+                else:
+                    future.set_result(reply)
+            if unknown:
+                for script in {id(item[0]): item[0] for item in unknown}.values():
+                    await self.client.script_load(script.script)
+            batch = unknown
+
+    async def _retrying(self, call: Callable[[], Awaitable[_T]]) -> _T:
+        deadline = time.monotonic() + self.reconnect_timeout
+        backoff = 0.05
+        while True:
+            try:
+                return await call()
+            except _UNREACHABLE as exc:
+                if time.monotonic() + backoff > deadline:
+                    raise StoreError(f"{self.url}: Redis unreachable: {exc}") from None
+                logger.warning("redis unreachable (%s); retrying the write", exc)
+                await asyncio.sleep(backoff)  # reconnect backoff, not synchronisation
+                backoff = min(backoff * 2, 1.0)
+
+    async def _read(self, call: Callable[[], Awaitable[_T]]) -> _T:
+        return await self._retrying(call)
+
+    async def _ensure_group(self, task: str) -> None:
+        """Create the consumer group of ``task``'s queue (reading from its start) once."""
+        if task in self._groups:
+            return
+        try:
+            await self.client.xgroup_create(
+                self.prefix + "queue:" + task, scripts.GROUP, id="0", mkstream=True
+            )
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        self._groups.add(task)
+
+    async def create_run(
+        self, run: Run, data: dict[str, Any], *, fresh_id: bool = False
+    ) -> tuple[Run, Event | None]:
+        await self._retrying(lambda: self._ensure_group(run.task))
+        at = time.time()
+        data_json = encode_json(data, "the queued event")
+        args = [
+            self.prefix,
+            run.id,
+            repr(at),
+            data_json,
+            self.max_queued or 0,
+            1,
+            self._token(),
+            *_encode_run(run),
+        ]
+        reply = await self._write(self._create, args)
+        if reply[0] == -1:
+            raise QueueFull(self.max_queued or 0, retry_after=1.0)
+        if reply[0] == 0:
+            return _decode_run(reply[1]), None
+        stored = run.copy()
+        stored.last_seq = int(reply[1])
+        return stored, Event(run.id, stored.last_seq, "queued", data, at, data_json)
+
+    async def create_runs(self, runs: Sequence[Run], data: dict[str, Any]) -> list[Run]:
+        """All or nothing, in one script: ``QueueFull`` if they would not all fit."""
+        if not runs:
+            return []
+        for task in {run.task for run in runs}:
+            await self._retrying(lambda task=task: self._ensure_group(task))  # type: ignore[misc]
+        at = time.time()
+        data_json = encode_json(data, "the queued event")
+        args: list[Any] = [self.prefix, repr(at), data_json, self.max_queued or 0]
+        args.extend(compact_json([run.id, *_encode_run(run)]) for run in runs)
+        reply = await self._write(self._create_runs, args)
+        if reply[0] == -1:
+            raise QueueFull(self.max_queued or 0, retry_after=1.0)
+        stored = []
+        for run in runs:
+            snapshot = run.copy()
+            snapshot.last_seq = 1
+            stored.append(snapshot)
+        return stored
+
+    async def append(
+        self, run_id: str, type: str, data: Any, data_json: str, *, durable: bool = True
+    ) -> Event:
+        at = time.time()
+        args = [self.prefix, run_id, type, repr(at), data_json, self._token()]
+        reply = await self._write(self._append, args)
+        if reply[0] == -1:
+            raise RunNotFound(run_id)
+        if reply[0] == 0:
+            raise RunFinished(run_id, RunState(reply[1].decode()))
+        return Event(run_id, int(reply[1]), type, data, at, data_json)
+
+    async def transition(
+        self,
+        run_id: str,
+        target: RunState,
+        event_type: str,
+        data: Any,
+        *,
+        durable: bool = True,
+        **fields: Any,
+    ) -> tuple[Run, Event] | None:
+        at = time.time()
+        data_json = encode_json(data, f"the data of the {event_type!r} event")
+        args: list[Any] = [
+            self.prefix,
+            run_id,
+            target.value,
+            _SOURCES[target.value],
+            event_type,
+            repr(at),
+            data_json,
+            1 if target.is_terminal else 0,
+            self._token(),
+        ]
+        for name, value in fields.items():
+            args.append(name)
+            args.append(compact_json(value))
+        reply = await self._write(self._transition, args)
+        if reply[0] == -1:
+            raise RunNotFound(run_id)
+        if reply[0] in (0, 2):  # not allowed, or a pending cancel request finished it
+            return None
+        run = _decode_run(reply[1])
+        return run, Event(run_id, run.last_seq, event_type, data, at, data_json)
+
+    async def request_cancel(self, run_id: str, reason: str) -> bool:
+        now = time.time()
+        args = [
+            self.prefix,
+            run_id,
+            reason,
+            repr(now),
+            compact_json({"reason": reason}),
+            compact_json({"type": "Cancelled", "message": reason}),
+            compact_json(now),
+        ]
+        reply = await self._write(self._request_cancel, args)
+        return int(reply[0]) > 0
+
+    # -- reading ------------------------------------------------------------------------------
+
+    async def get_run(self, run_id: str) -> Run | None:
+        flat = await self._read(lambda: self._command("HGETALL", self._run_key(run_id)))
+        return _decode_run(flat) if flat else None
+
+    def _run_key(self, run_id: str) -> str:
+        return self.prefix + "run:" + run_id
+
+    async def _get_runs(self, run_ids: Sequence[str]) -> list[Run]:
+        if not run_ids:
+            return []
+
+        async def fetch() -> list[Any]:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for run_id in run_ids:
+                    pipe.execute_command("HGETALL", self._run_key(run_id))
+                return await pipe.execute()
+
+        return [_decode_run(flat) for flat in await self._read(fetch) if flat]
+
+    async def list_runs(
+        self,
+        *,
+        state: RunState | None = None,
+        task: str | None = None,
+        limit: int = 100,
+        before: str | None = None,
+        parent: str | None = None,
+    ) -> list[Run]:
+        key = self.prefix + ("runs" if state is None else f"state:{state.value}")
+        filtered = task is not None or state is not None or parent is not None
+        upper = "+" if before is None else "(" + before
+        found: list[Run] = []
+        while len(found) < limit:
+            page = max(limit, _LIST_PAGE) if filtered else limit
+            command = ("ZREVRANGEBYLEX", key, upper, "-", "LIMIT", 0, page)
+            ids = await self._read(lambda command=command: self._command(*command))  # type: ignore[misc]
+            if not ids:
+                break
+            decoded = [raw.decode() for raw in ids]
+            for run in await self._get_runs(decoded):
+                if (
+                    (state is None or run.state == state)
+                    and (task is None or run.task == task)
+                    and (parent is None or run.parent_id == parent)
+                ):
+                    found.append(run)
+            if len(ids) < page:
+                break
+            upper = "(" + decoded[-1]
+        return found[:limit]
+
+    async def count_runs(self) -> dict[tuple[str, RunState], int]:
+        raw = await self._read(lambda: self._command("HGETALL", self.prefix + "counts"))
+        counts: dict[tuple[str, RunState], int] = {}
+        for field, value in raw.items():
+            state, task_json = field.decode().split("\t", 1)
+            if int(value) > 0:
+                counts[(json.loads(task_json), RunState(state))] = int(value)
+        return counts
+
+    async def read_events(self, run_id: str, after: int = 0, limit: int = 1000) -> list[Event]:
+        key = self.prefix + "log:" + run_id
+        entries = await self._read(
+            lambda: self._command("XRANGE", key, f"{max(after, 0) + 1}-0", "+", "COUNT", limit)
+        )
+        events = []
+        for entry_id, fields in entries:
+            text = fields[b"d"].decode()
+            events.append(
+                Event(
+                    run_id,
+                    int(entry_id.split(b"-", 1)[0]),
+                    fields[b"t"].decode(),
+                    json.loads(text),
+                    float(fields[b"a"]),
+                    text,
+                )
+            )
+        return events
+
+    async def unfinished_runs(self) -> list[Run]:
+        ids: set[str] = set()
+        for state in (RunState.QUEUED, RunState.RUNNING, RunState.INTERRUPTED):
+            key = self.prefix + f"state:{state.value}"
+            members = await self._read(lambda key=key: self._command("ZRANGE", key, 0, -1))  # type: ignore[misc]
+            ids.update(raw.decode() for raw in members)
+        return await self._get_runs(sorted(ids))
+
+    async def prune(self, finished_before: float) -> int:
+        total = 0
+        while True:
+            args = [self.prefix, repr(finished_before), _PRUNE_BATCH]
+            deleted = int(await self._write(self._prune, args))
+            total += deleted
+            if deleted < _PRUNE_BATCH:
+                return total
+
+    # -- the shared work queue ----------------------------------------------------------------
+
+    async def claim(self, wanted: Mapping[str, int], wait: float) -> list[Claim]:
+        tasks = [task for task, count in wanted.items() if count > 0]
+        if not tasks:
+            return []
+        for task in tasks:
+            await self._ensure_group(task)
+        if not self._nudge_ready:
+            # A stream of this consumer's own that interrupt_claim writes to, so a claim
+            # waiting in XREADGROUP returns (kept at one entry; gone a day after its last use).
+            with contextlib.suppress(ResponseError):  # BUSYGROUP
+                await self._command(
+                    "XGROUP", "CREATE", self._nudge_key, scripts.GROUP, "$", "MKSTREAM"
+                )
+            await self._command("EXPIRE", self._nudge_key, 86400)
+            self._nudge_ready = True
+        count = max(1, -(-max(wanted.values()) // len(tasks)))
+        entries: list[tuple[str, str, str]] = []  # (task, entry id, run id)
+        now = time.monotonic()
+        if now >= self._next_reclaim:
+            self._next_reclaim = now + self.visibility_timeout / 4
+            for task in tasks:
+                reply = await self._command(
+                    "XAUTOCLAIM",
+                    self.prefix + "queue:" + task,
+                    scripts.GROUP,
+                    self.consumer,
+                    int(self.visibility_timeout * 1000),
+                    "0-0",
+                    "COUNT",
+                    wanted[task],
+                )
+                entries.extend(_entries(task, reply[1]))
+        if not entries:
+            keys = [self.prefix + "queue:" + task for task in tasks]
+            keys.append(self._nudge_key)
+            block = ["BLOCK", max(int(wait * 1000), 1)] if wait > 0 else []
+            reply = await self._command(
+                "XREADGROUP", "GROUP", scripts.GROUP, self.consumer, "COUNT", count, *block,
+                "STREAMS", *keys, *([">"] * len(keys)),
+            )  # fmt: skip
+            for stream, stream_entries in reply or []:
+                if stream.decode() == self._nudge_key:  # interrupt_claim: look again
+                    nudges = [entry_id for entry_id, _ in stream_entries]
+                    await self._command("XACK", self._nudge_key, scripts.GROUP, *nudges)
+                    continue
+                task = stream.decode().removeprefix(self.prefix + "queue:")
+                entries.extend(_entries(task, stream_entries))
+        return await self._resolve(entries)
+
+    async def _resolve(self, entries: list[tuple[str, str, str]]) -> list[Claim]:
+        """Turn queue entries into claims; drop entries with nothing left to run."""
+        if not entries:
+            return []
+        async with self.client.pipeline(transaction=False) as pipe:
+            for _, _, run_id in entries:
+                pipe.execute_command("HGETALL", self._run_key(run_id))
+            records = await pipe.execute()
+        claims = []
+        for (task, entry_id, _), flat in zip(entries, records, strict=True):
+            run = _decode_run(flat) if flat else None
+            if run is None or run.is_finished or _private(flat, b"_qid") != entry_id:
+                # Pruned, finished (its ack was lost with a worker) or a stale delivery.
+                queue = self.prefix + "queue:" + task
+                await self._script(self._drop_entry, [self.prefix, queue, entry_id])
+                continue
+            claims.append(Claim(run, entry_id, _private(flat, b"_cancel")))
+        return claims
+
+    async def interrupt_claim(self) -> None:
+        if self._nudge_ready:
+            await self._command("XADD", self._nudge_key, "MAXLEN", "1", "*", "nudge", "1")
+
+    async def heartbeat(self, held: Mapping[str, str]) -> HeartbeatReply:
+        if not held:
+            return HeartbeatReply([], {})
+        args: list[str] = [self.prefix, self.consumer]
+        for run_id, ticket in held.items():
+            args.append(run_id)
+            args.append(ticket)
+        lost, cancels = await self._script(self._heartbeat, args)
+        return HeartbeatReply(
+            [raw.decode() for raw in lost],
+            {pair[0].decode(): pair[1].decode() for pair in cancels},
+        )
+
+    async def release(self, run_ids: Sequence[str]) -> int:
+        if not run_ids:
+            return 0
+        args = [self.prefix, self.consumer, *run_ids]
+        return int(await self._write(self._release, args))
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    """Mark a write's outcome as seen: a caller cancelled meanwhile will not look at it."""
+    if not future.cancelled():
+        future.exception()
+
+
+def _entries(task: str, raw: Any) -> list[tuple[str, str, str]]:
+    """``(task, entry id, run id)`` for each ``(id, {b"run": id})`` of a stream reply."""
+    found = []
+    for entry_id, fields in raw or []:
+        if fields and b"run" in fields:
+            found.append((task, entry_id.decode(), fields[b"run"].decode()))
+    return found
