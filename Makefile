@@ -31,7 +31,7 @@ bench: setup
 	$(BIN)/python bench/testkit.py
 	$(BIN)/python bench/workflows.py --reps 3 --children 10000
 	$(BIN)/python -m pip install -q -e '.[dev,bench]'
-	$(BIN)/python bench/redis.py --n 10000 --reps 3 --pickups 300
+	$(BIN)/python bench/redis_peers.py --n 10000 --reps 3 --pickups 300
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -124,8 +124,10 @@ class ActiveRun:
         self.definition = definition
         self.phase = Phase.WAITING
         self.holds_slot = False
-        # Unfinished children (ids), cancelled when the body exits.
-        self.children: set[str] = set()
+        # Unfinished children (ids), cancelled when the body exits. The workflow containers
+        # are made on first use: most runs never need them, and fewer allocations per run
+        # means fewer garbage collections.
+        self.children: set[str] | None = None
         self.body_over = False  # the current attempt's body has exited: no more children
         self.waits = 0  # waits for children under way (lending_slot)
         self.lent = False  # the slot is lent while they last
@@ -133,8 +135,8 @@ class ActiveRun:
         self.deadline_cap: float | None = None
         self.deadline: float | None = None  # of the current attempt (event loop time)
         # Dependencies (``after``) not ended yet, and those that ended without completing.
-        self.waiting_for: set[str] = set()
-        self.dependency_failures: list[tuple[str, dict[str, Any]]] = []
+        self.waiting_for: set[str] | None = None
+        self.dependency_failures: list[tuple[str, dict[str, Any]]] | None = None
         self.order = 0
         self.task: asyncio.Task[None] | None = None
         self.timer: asyncio.TimerHandle | None = None
@@ -473,15 +475,19 @@ class Coordinator:
             raise InvalidRequest(
                 f"after_policy must be one of {', '.join(AFTER_POLICIES)}, got {after_policy!r}"
             )
-        if isinstance(after, str) or not all(isinstance(dep, str) for dep in after or ()):
+        if isinstance(after, str) or (after and not all(isinstance(dep, str) for dep in after)):
             raise InvalidRequest(f"after must be a list of run ids, got {after!r}")
-        dependencies = list(dict.fromkeys(after or ()))  # without duplicates, in order
+        dependencies = list(dict.fromkeys(after)) if after else []  # no duplicates, in order
         stored_args = self._stored_arguments(definition, args)
         if self.queued_count >= self.max_queue and not self.store.shared:
             raise QueueFull(self.max_queue, retry_after=1.0)
         run = self._new_run(definition, stored_args, timeout, max_attempts, run_id)
-        run.parent_id = None if parent is None else parent.run.id
-        run.after, run.after_policy = dependencies, after_policy
+        if parent is not None:
+            run.parent_id = parent.run.id
+        if dependencies:
+            run.after = dependencies
+        if after_policy != run.after_policy:
+            run.after_policy = after_policy
         if self.store.shared:  # the store queues it (and bounds the queue); a worker takes it
             if parent is not None or dependencies:
                 raise InvalidRequest(
@@ -627,15 +633,18 @@ class Coordinator:
 
     def adopt(self, parent: ActiveRun, child_id: str) -> None:
         """Count ``child_id`` among ``parent``'s unfinished children until it ends."""
-        if child_id in parent.children:
+        children = parent.children
+        if children is None:
+            children = parent.children = set()
+        elif child_id in children:
             return
-        parent.children.add(child_id)
+        children.add(child_id)
         child = self._active.get(child_id)
         if child is not None and parent.deadline is not None:  # e.g. resumed after a restart
             cap = child.deadline_cap
             child.deadline_cap = parent.deadline if cap is None else min(cap, parent.deadline)
         ending = self._ending_future(child_id)
-        ending.add_done_callback(lambda _: parent.children.discard(child_id))
+        ending.add_done_callback(lambda _: children.discard(child_id))
 
     def _ending_future(self, run_id: str) -> asyncio.Future[Event]:
         ending = self._endings.get(run_id)
@@ -673,7 +682,7 @@ class Coordinator:
         Bounded: a child that ignores its cancel is recorded ``cancelled`` after
         ``cancel_timeout``. Cancelling this wait stops waiting, not the cancellation.
         """
-        children = list(active.children)
+        children = list(active.children or ())
         if not children:
             return
         for child_id in children:
@@ -780,7 +789,7 @@ class Coordinator:
                 waiting.remove(active)
                 if not waiting:
                     del self._blocked[dependency]
-        active.waiting_for = set()
+        active.waiting_for = None
 
     async def _check_ended_dependencies(self, active: ActiveRun, after: list[str]) -> None:
         """On recovery: note the dependencies that ended (or vanished) while we were away."""
@@ -794,11 +803,13 @@ class Coordinator:
     def _dependency_ended(
         self, active: ActiveRun, dependency_id: str, state: RunState | None, run: Run | None
     ) -> None:
-        if dependency_id not in active.waiting_for:
+        if active.waiting_for is None or dependency_id not in active.waiting_for:
             return
         active.waiting_for.discard(dependency_id)
         if state is not RunState.COMPLETED:
             error = run.error if run is not None else None
+            if active.dependency_failures is None:
+                active.dependency_failures = []
             active.dependency_failures.append(
                 (dependency_id, dependency_error(dependency_id, state, error))
             )

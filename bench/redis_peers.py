@@ -11,19 +11,12 @@ For each system and each repetition (Redis FLUSHALLed before each):
    finished; pickup = `started_at - created_at` of each run (the time from the submit to the
    worker's `started` write).
 
-Run:  .venv/bin/python bench/redis.py [--n 10000] [--reps 3] [--pickups 500]
+Run:  .venv/bin/python bench/redis_peers.py [--n 10000] [--reps 3] [--pickups 500]
 (needs `pip install -e '.[bench]'`: arq and saq; starts its own redis-server on a free port).
 Prints one JSON line per measurement and a markdown table of medians at the end.
 """
 
 from __future__ import annotations
-
-import sys
-
-if __name__ == "__main__" and sys.path and sys.path[0].endswith("bench"):
-    # Run as a script: this file's folder comes first on sys.path, and this file is named
-    # redis.py; drop the folder so `import redis` means redis-py.
-    sys.path.pop(0)
 
 import argparse
 import asyncio
@@ -33,6 +26,7 @@ import signal
 import socket
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -53,7 +47,7 @@ async def noop() -> None:
     """The job every system runs."""
 
 
-# -- the peers' workers (run as `python bench/redis.py worker arq|saq --port P`) ---------------
+# -- the peers' workers (run as `python bench/redis_peers.py worker arq|saq --port P`) -------
 
 
 async def _flush_count(url: str, counted: list[int], stop: asyncio.Event) -> None:
