@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
-from playwright.sync_api import Page, Route, expect
+from playwright.sync_api import Page, expect
 
 from ..server.live import live_server
 from .pages import Dashboard, submit
@@ -136,28 +136,30 @@ def test_child_events_list_the_children_with_their_state(tmp_path: Path, page: P
         expect(dashboard.state).to_have_text("failed")
 
 
-def test_parent_and_dependencies_are_shown_when_the_run_names_them(
-    dashboard: Dashboard, api: httpx.Client
+def test_a_child_links_to_its_parent_and_a_dependent_lists_its_dependencies(
+    tmp_path: Path, page: Page
 ) -> None:
-    # Workflows add `parent_id` and `after` to the run JSON; until they are merged, the test
-    # adds them to the real server's answer on its way to the page.
-    parent = submit(api, "demo.count", n=0)
-    dependency = submit(api, "demo.count", n=0)
-    run_id = submit(api, "demo.count", n=0)
-
-    def with_relations(route: Route) -> None:
-        response = route.fetch()
-        body = {**response.json(), "parent_id": parent, "after": [dependency]}
-        route.fulfill(response=response, json=body)
-
-    def children(route: Route) -> None:
-        route.fulfill(json={"runs": [], "next_before": None})
-
-    dashboard.page.route(f"**/runs/{run_id}", with_relations)
-    dashboard.page.route("**/runs?parent=*", children)
-    dashboard.open_run(run_id)
-    expect(dashboard.page.locator("#run-parent-link")).to_have_text(parent)
-    expect(dashboard.page.locator("#run-after-list li")).to_have_text([dependency])
-    expect(dashboard.page.locator("#run-children")).to_be_hidden()
-    dashboard.page.locator("#run-parent-link").click()
-    expect(dashboard.page.locator("#run-id")).to_have_text(parent)
+    with (
+        live_server(tmp_path, "--app", "tests.dashboard.sample_app:app") as server,
+        httpx.Client(base_url=server.url, timeout=15) as api,
+    ):
+        parent = submit(api, "sample.parent", tasks=["demo.count"])
+        dependency = submit(api, "demo.count", n=0)
+        response = api.post(
+            "/runs", json={"task": "demo.count", "args": {"n": 0}, "after": [dependency]}
+        )
+        assert response.status_code == 201, response.text
+        dependent = response.json()["id"]
+        dashboard = Dashboard(page, server.url)
+        dashboard.open_run(dependent)
+        expect(dashboard.state).to_have_text("completed")
+        expect(page.locator("#run-after-list li")).to_have_text([dependency])
+        expect(page.locator("#run-parent-link")).to_be_hidden()
+        expect(page.locator("#run-children")).to_be_hidden()
+        dashboard.open_run(parent)
+        expect(dashboard.state).to_have_text("completed")
+        (child,) = [run["id"] for run in api.get("/runs", params={"parent": parent}).json()["runs"]]
+        dashboard.open_run(child)
+        expect(page.locator("#run-parent-link")).to_have_text(parent)
+        page.locator("#run-parent-link").click()
+        expect(page.locator("#run-id")).to_have_text(parent)
