@@ -148,7 +148,7 @@ def _start(command: list[str], ready: str, log: Path) -> subprocess.Popen[bytes]
 
 def _taskcast_worker(url: str, log: Path) -> subprocess.Popen[bytes]:
     command = [sys.executable, "-m", "taskcast", "worker", "--store", url]
-    command += ["--app", "bench.redis:app", "--no-demo", "--concurrency", str(CONCURRENCY)]
+    command += ["--app", "bench.redis_peers:app", "--no-demo", "--concurrency", str(CONCURRENCY)]
     return _start([*command, "--log-level", "warning"], "ready", log)
 
 
