@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 import taskcast
+from taskcast.server.metrics import Metrics
 from taskcast.stores.redis import RedisStore
 
 Nodes = Callable[..., taskcast.App]
@@ -247,3 +248,12 @@ async def test_watchers_on_another_node_resume_after_any_seq(nodes: Nodes) -> No
     await worker.wait(run.id, timeout=10)
     tail = [event.seq async for event in api.events(run.id, after=1)]
     assert tail == [2, 3]
+
+
+async def test_metrics_on_an_api_node_count_the_whole_deployments_queue(nodes: Nodes) -> None:
+    api = await nodes(worker=False)
+    for _ in range(3):
+        await api.submit("steps")  # no worker: they stay queued
+    text = (await Metrics(api).render()).decode()
+    assert "taskcast_queued 3.0" in text
+    assert "taskcast_running 0.0" in text

@@ -97,8 +97,14 @@ class Metrics:
         for (task, state), count in counts.items():
             self.runs.labels(task, state.value).set(count)
         stats = self._app.stats()
-        self.queued.set(stats["queued"])
-        self.running.set(stats["running"])
+        if self._app.store.shared:
+            # Many processes share the queue: this node's own counts say nothing (an API node
+            # holds no run), so the gauges come from the store, for the whole deployment.
+            self.queued.set(sum(n for (_, state), n in counts.items() if state.value == "queued"))
+            self.running.set(sum(n for (_, state), n in counts.items() if state.value == "running"))
+        else:
+            self.queued.set(stats["queued"])
+            self.running.set(stats["running"])
         self.watchers.set(stats["watchers"])
         self.streams.set(self.open_streams)
         return generate_latest(self.registry)
