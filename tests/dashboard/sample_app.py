@@ -9,11 +9,13 @@ app = taskcast.App()
 
 
 @app.task(name="sample.parent")
-async def parent(ctx: taskcast.Context, tasks: list[str]) -> int:
-    """Spawn a child run of each task in ``tasks`` (its log gets a ``child`` event each), wait
-    for each (a child's failure does not fail this run), and return how many."""
+async def parent(
+    ctx: taskcast.Context, tasks: list[str], args: dict[str, object] | None = None
+) -> int:
+    """Spawn a child run of each task in ``tasks`` with ``args`` (its log gets a ``child`` event
+    each), wait for each (a child's failure does not fail this run), and return how many."""
     for task in tasks:
-        child = await ctx.spawn(task)
+        child = await ctx.spawn(task, **(args or {}))
         with contextlib.suppress(taskcast.TaskFailed):
             await child
     return len(tasks)

@@ -143,7 +143,9 @@ def test_a_child_links_to_its_parent_and_a_dependent_lists_its_dependencies(
         live_server(tmp_path, "--app", "tests.dashboard.sample_app:app") as server,
         httpx.Client(base_url=server.url, timeout=15) as api,
     ):
-        parent = submit(api, "sample.parent", tasks=["demo.count"])
+        # n=0: the child ends at once (the default count takes 5 s, as long as a Playwright
+        # expectation waits).
+        parent = submit(api, "sample.parent", tasks=["demo.count"], args={"n": 0})
         dependency = submit(api, "demo.count", n=0)
         response = api.post(
             "/runs", json={"task": "demo.count", "args": {"n": 0}, "after": [dependency]}
