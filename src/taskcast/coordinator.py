@@ -35,7 +35,11 @@ process goes through the store. Everything from WAITING on is the same.
 
 The terminal write is never lost to a cancel: stores hand a write over before their first
 suspension, so a ``CancelledError`` can only interrupt the *wait* for the commit, never the write.
-The store's compare-and-set makes the first terminal write the only one.
+The store's compare-and-set makes the first terminal write the only one. A run's task does not
+wait for its terminal commit (``durable=False``): the write is ordered, so nothing sees the run
+finished before it is committed (``wait``, watchers and dependents learn of endings from the
+store's committed events), and the store commits what it holds before it closes; not waiting
+spares every run a suspension and lets the next run start while the batch commits.
 """
 
 from __future__ import annotations
@@ -1121,7 +1125,7 @@ class Coordinator:
         if active.run.started_at is not None:
             data["duration"] = round(now - active.run.started_at, 6)
         await self.store.transition(
-            active.run.id, state, state.value, data, finished_at=now, **fields
+            active.run.id, state, state.value, data, finished_at=now, durable=False, **fields
         )
 
     async def _finish_timed_out(self, active: ActiveRun, timeout: float | None) -> None:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 from pathlib import Path
 
 import pytest
 
 import taskcast
-from taskcast.stores.sqlite import SCHEMA_VERSION, SQLiteStore
+from taskcast.stores.sqlite import _SCHEMA_TEMPLATE, SCHEMA_VERSION, SQLiteStore
 
 
 async def test_the_file_uses_wal_and_records_its_schema_version(tmp_path: Path) -> None:
@@ -139,3 +140,224 @@ async def test_waiters_get_an_error_not_a_hang_when_the_flusher_is_cancelled(
             await store.create_run(late, {}, fresh_id=True)
     finally:
         await store.close()
+
+
+def file_rows(path: Path, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+    """Rows read with a connection of our own: what is in the file, whatever the store holds."""
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute(sql, params).fetchall()
+    finally:
+        conn.close()
+
+
+async def test_batches_bigger_than_a_statement_are_stored_whole(tmp_path: Path) -> None:
+    path = tmp_path / "runs.db"
+    app = taskcast.App(f"sqlite:///{path}", max_concurrency=50)
+
+    @app.task(name="chatty")
+    async def chatty(ctx: taskcast.Context, n: int) -> int:
+        for i in range(n):
+            await ctx.emit("tick", {"i": i, "text": "nul \x00 and ünïcödé"})
+        return n
+
+    async with app:
+        store = app.store
+        assert isinstance(store, SQLiteStore)
+        # As if the library allowed 40 bound variables: 2 run rows or 8 events per statement,
+        # so every batch is cut into many statements of uneven sizes.
+        store._max_variables = 40
+        runs = await app.submit_many("chatty", [{"n": i % 7} for i in range(333)])
+        for run in runs:
+            assert (await app.wait(run.id, timeout=30)).state is taskcast.RunState.COMPLETED
+    expected = {run.id: 3 + i % 7 for i, run in enumerate(runs)}  # queued, started, ticks, end
+    stored = dict(file_rows(path, "SELECT run_id, count(*) FROM events GROUP BY run_id"))
+    assert stored == expected
+    assert file_rows(path, "SELECT count(*) FROM runs WHERE state = 'completed'") == [(333,)]
+    ((data,),) = file_rows(
+        path, "SELECT data FROM events WHERE run_id = ? AND seq = 3", (runs[1].id,)
+    )
+    assert data == '{"i":0,"text":"nul \\u0000 and \\u00fcn\\u00efc\\u00f6d\\u00e9"}'
+
+
+async def test_a_run_is_finished_in_the_file_when_wait_returns(tmp_path: Path) -> None:
+    path = tmp_path / "runs.db"
+    app = taskcast.App(f"sqlite:///{path}")
+
+    @app.task(name="answer")
+    async def answer() -> int:
+        return 42
+
+    async with app:
+        for _ in range(20):
+            run = await app.wait((await app.submit("answer")).id, timeout=5)
+            assert file_rows(path, "SELECT state, result FROM runs WHERE id = ?", (run.id,)) == [
+                ("completed", "42")
+            ]
+            assert file_rows(path, "SELECT max(seq) FROM events WHERE run_id = ?", (run.id,)) == [
+                (3,)
+            ]
+
+
+async def test_runs_that_just_ended_are_committed_when_the_app_closes(tmp_path: Path) -> None:
+    """A run's task does not wait for its terminal commit; closing the store commits it."""
+    path = tmp_path / "runs.db"
+    app = taskcast.App(f"sqlite:///{path}", max_concurrency=300)
+    ran = 0
+    all_ran = asyncio.Event()
+
+    @app.task(name="noop")
+    async def noop() -> None:
+        nonlocal ran
+        ran += 1
+        if ran == 300:
+            all_ran.set()
+
+    async with app:
+        await app.submit_many("noop", [{}] * 300)
+        await all_ran.wait()  # every body is over; their terminal writes may be pending
+    assert file_rows(path, "SELECT state, count(*) FROM runs GROUP BY state") == [
+        ("completed", 300)
+    ]
+    assert file_rows(path, "SELECT type, count(*) FROM events GROUP BY type ORDER BY type") == [
+        ("completed", 300),
+        ("queued", 300),
+        ("started", 300),
+    ]
+
+
+async def test_a_failed_commit_is_logged_and_the_next_ones_go_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = SQLiteStore(f"sqlite:///{tmp_path / 'runs.db'}")
+    await store.open()
+    commit = store._commit
+    failures = [sqlite3.OperationalError("database or disk is full")]
+
+    def failing_once(*args: object) -> None:
+        if failures:
+            raise failures.pop()
+        commit(*args)  # type: ignore[arg-type]
+
+    store._commit = failing_once  # type: ignore[method-assign]
+    try:
+        with caplog.at_level(logging.ERROR, logger="taskcast"):
+            lost = taskcast.Run(id="lost", task="noop", args={})
+            with pytest.raises(taskcast.StoreError, match="disk is full"):
+                await store.create_run(lost, {}, fresh_id=True)
+        assert "failed; they are lost: database or disk is full" in caplog.text
+        kept = taskcast.Run(id="kept", task="noop", args={})
+        stored, event = await store.create_run(kept, {}, fresh_id=True)
+        assert event is not None and event.seq == 1
+        assert (await store.get_run("kept")) == stored
+    finally:
+        await store.close()
+
+
+async def test_listing_by_state_finds_every_run_in_that_state(tmp_path: Path) -> None:
+    """Unfinished states are listed from memory, rare end states from their index and
+    ``completed`` from the newest ids down: all three agree with the plain list."""
+    app = taskcast.App(f"sqlite:///{tmp_path / 'runs.db'}", max_concurrency=1)
+    release = asyncio.Event()
+    started = asyncio.Event()
+
+    @app.task(name="hold")
+    async def hold() -> None:
+        started.set()
+        await release.wait()
+
+    @app.task(name="end", timeout=5)
+    async def end(how: str) -> str:
+        if how == "fail":
+            raise ValueError("failed on purpose")
+        if how == "slow":
+            await asyncio.Event().wait()  # only its timeout ends it
+        return how
+
+    async with app:
+        done = []
+        for how in ["ok", "fail", "ok", "fail", "ok"]:
+            run = await app.submit("end", how=how)
+            done.append(await app.wait(run.id, timeout=5))
+        slow = await app.submit_with("end", {"how": "slow"}, timeout=0.01)
+        done.append(await app.wait(slow.id, timeout=5))
+        holding = await app.submit("hold")
+        await started.wait()
+        queued = [await app.submit("end", how="ok") for _ in range(4)]
+        cancelled = await app.submit("end", how="ok")
+        assert await app.cancel(cancelled.id)
+        everything = await app.runs(limit=1000)
+        assert len(everything) == 12
+        for state in taskcast.RunState:
+            expected = [run.id for run in everything if run.state is state]
+            assert [run.id for run in await app.runs(state=state)] == expected, state
+            for task in ("end", "hold"):
+                assert [run.id for run in await app.runs(state=state, task=task)] == [
+                    run.id for run in everything if run.state is state and run.task == task
+                ]
+            if len(expected) > 2:  # pages of 2, each before the last id of the previous one
+                page = await app.runs(state=state, limit=2, before=expected[1])
+                assert [run.id for run in page] == expected[2:4]
+        states = {run.id: run.state for run in everything}
+        assert states[holding.id] is taskcast.RunState.RUNNING
+        assert {states[run.id] for run in queued} == {taskcast.RunState.QUEUED}
+        assert states[slow.id] is taskcast.RunState.TIMED_OUT
+        assert states[cancelled.id] is taskcast.RunState.CANCELLED
+        release.set()
+        for run in [holding, *queued]:
+            assert (await app.wait(run.id, timeout=5)).state is taskcast.RunState.COMPLETED
+
+
+async def test_listing_a_rare_end_state_does_not_read_the_whole_table(tmp_path: Path) -> None:
+    app = taskcast.App(f"sqlite:///{tmp_path / 'runs.db'}")
+
+    @app.task(name="noop")
+    async def noop() -> None: ...
+
+    @app.task(name="broken")
+    async def broken() -> None:
+        raise RuntimeError("broken")
+
+    async with app:
+        failed = await app.wait((await app.submit("broken")).id, timeout=5)
+        for run in await app.submit_many("noop", [{}] * 3000):
+            await app.wait(run.id, timeout=30)
+        store = app.store
+        assert isinstance(store, SQLiteStore) and store._read_conn is not None
+        steps = 0
+
+        def count() -> int:
+            nonlocal steps
+            steps += 1
+            return 0  # go on
+
+        store._read_conn.set_progress_handler(count, 100)  # called every 100 VM instructions
+        try:
+            assert [run.id for run in await app.runs(state="failed")] == [failed.id]
+            listed = steps
+            steps = 0
+            # The same question with the state bound as a parameter: no index can answer it.
+            scan = "SELECT id FROM runs WHERE state = ?"
+            assert store._read_conn.execute(scan, ["failed"]).fetchall() == [(failed.id,)]
+            scanned = steps
+        finally:
+            store._read_conn.set_progress_handler(None, 0)
+    assert listed * 20 < scanned  # the failed run came from its index, not from a scan
+
+
+async def test_a_version_2_file_gets_the_new_index_and_keeps_its_runs(tmp_path: Path) -> None:
+    path = tmp_path / "v2.db"
+    conn = sqlite3.connect(path)
+    conn.executescript(_SCHEMA_TEMPLATE.replace(" WHERE state IN ({rare})", ""))
+    conn.execute(
+        "INSERT INTO runs (id, task, args, state, attempt, max_attempts, result, created_at,"
+        " last_seq) VALUES ('old', 'noop', '{}', 'failed', 1, 1, 'null', 1.0, 3)"
+    )
+    conn.execute("PRAGMA user_version=2")
+    conn.commit()
+    conn.close()
+    async with taskcast.App(f"sqlite:///{path}") as app:
+        assert [run.id for run in await app.runs(state="failed")] == ["old"]
+    assert file_rows(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
+    ((sql,),) = file_rows(path, "SELECT sql FROM sqlite_master WHERE name = 'runs_by_state'")
+    assert "WHERE state IN ('failed', 'cancelled', 'timed_out')" in sql

@@ -27,8 +27,10 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections import deque
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from itertools import chain
 from typing import Any, TypeVar
 
 from ..errors import RunFinished, RunNotFound, SchemaError, StoreError
@@ -38,14 +40,22 @@ from .base import Store
 
 logger = logging.getLogger("taskcast")
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """1: the engine's runs and events. 2: adds the workflow columns ``parent_id``, ``after_ids`` and
-``after_policy`` (see ``_MIGRATIONS``)."""
+``after_policy``. 3: the index by state keeps only the rarely listed end states (see
+``_RARE_STATES``). ``_MIGRATIONS`` moves an older file up."""
+
+_RARE_STATES = ("failed", "cancelled", "timed_out")
+"""The states the ``runs_by_state`` index covers. Unfinished runs are listed from memory (every
+one is there), and most finished runs are ``completed``, so the newest of them are found by
+walking the table from its newest id; indexing those would cost every run three index writes
+for queries that do not need them."""
+_RARE_STATES_SQL = ", ".join(f"'{state}'" for state in _RARE_STATES)
 
 MAX_UNCOMMITTED_EVENTS = 10_000
 """Non-durable writes wait for the commit once this many events are pending."""
 
-_SCHEMA = """
+_SCHEMA_TEMPLATE = """
 CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY,
     task TEXT NOT NULL,
@@ -65,7 +75,7 @@ CREATE TABLE IF NOT EXISTS runs (
     after_ids TEXT NOT NULL DEFAULT '[]',
     after_policy TEXT NOT NULL DEFAULT 'fail'
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS runs_by_state ON runs (state, id);
+CREATE INDEX IF NOT EXISTS runs_by_state ON runs (state, id) WHERE state IN ({rare});
 CREATE INDEX IF NOT EXISTS runs_by_task ON runs (task, id);
 CREATE INDEX IF NOT EXISTS runs_by_parent ON runs (parent_id, id) WHERE parent_id IS NOT NULL;
 CREATE TABLE IF NOT EXISTS events (
@@ -78,6 +88,8 @@ CREATE TABLE IF NOT EXISTS events (
 ) WITHOUT ROWID;
 """
 
+_SCHEMA = _SCHEMA_TEMPLATE.format(rare=_RARE_STATES_SQL)
+
 _MIGRATIONS: dict[int, tuple[str, ...]] = {
     # From version 1 to 2: a file written by the engine before workflows existed.
     1: (
@@ -86,6 +98,11 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
         "ALTER TABLE runs ADD COLUMN after_policy TEXT NOT NULL DEFAULT 'fail'",
         "CREATE INDEX IF NOT EXISTS runs_by_parent ON runs (parent_id, id)"
         " WHERE parent_id IS NOT NULL",
+    ),
+    # From version 2 to 3: the index by state covers the rare states only.
+    2: (
+        "DROP INDEX IF EXISTS runs_by_state",
+        f"CREATE INDEX runs_by_state ON runs (state, id) WHERE state IN ({_RARE_STATES_SQL})",
     ),
 }
 """Statements that move a file from version ``key`` to ``key + 1``."""
@@ -103,6 +120,10 @@ _UPSERT_RUN = (
     " not_before=excluded.not_before, last_seq=excluded.last_seq"
 )
 _INSERT_EVENT = "INSERT INTO events (run_id, seq, type, data, at) VALUES (?,?,?,?,?)"
+MAX_ROWS_PER_STATEMENT = 256
+"""A batch's rows go in multi-row ``INSERT``s of up to this many rows (fewer where the SQLite
+library allows fewer bound variables): far fewer statements than one per row, and each
+statement size a power of two, so the few statements needed stay prepared."""
 
 _T = TypeVar("_T")
 RunRow = tuple[Any, ...]
@@ -120,6 +141,26 @@ class _Commit(asyncio.Future[None]):
 
     def cancel(self, msg: Any = None) -> bool:
         return False
+
+
+class _Batch:
+    """Writes committed together: run snapshots by id, events to announce, and ``done``, the
+    future their writers await, resolved once the commit (``commit``) and its bookkeeping are
+    over."""
+
+    __slots__ = ("announce", "commit", "done", "runs")
+
+    def __init__(
+        self,
+        runs: dict[str, Run],
+        announce: list[Event],
+        done: asyncio.Future[None],
+        commit: asyncio.Future[None],
+    ) -> None:
+        self.runs = runs
+        self.announce = announce
+        self.done = done
+        self.commit = commit
 
 
 def _run_row(run: Run, args_json: str) -> RunRow:
@@ -199,8 +240,8 @@ class SQLiteStore(Store):
         self._pending_events: list[EventRow] = []
         self._pending_announce: list[Event] = []
         self._pending_done: asyncio.Future[None] | None = None
-        # The batch being committed: its run ids and the future resolved after its bookkeeping.
-        self._inflight: tuple[Collection[str], asyncio.Future[None]] | None = None
+        # The batches handed to the writer thread, oldest first (at most two).
+        self._inflight: deque[_Batch] = deque()
         self._wake: asyncio.Event | None = None
         self._flusher: asyncio.Task[None] | None = None
         self._writer: ThreadPoolExecutor | None = None
@@ -210,6 +251,8 @@ class SQLiteStore(Store):
         self._lock_fd: int | None = None
         self._closing = False
         self.batches_committed = 0
+        self._max_variables = 999  # the smallest SQLite default; read from the library at open
+        self._statements: dict[tuple[str, int], str] = {}
 
     # -- opening and closing ------------------------------------------------------------------
 
@@ -258,6 +301,7 @@ class SQLiteStore(Store):
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute(f"PRAGMA synchronous={self.synchronous}")
             conn.execute("PRAGMA busy_timeout=5000")
+            self._max_variables = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:
                 conn.close()
@@ -362,49 +406,77 @@ class SQLiteStore(Store):
             # Waiters cannot be cancelled out of a commit (see _Commit): if the flusher itself
             # is cancelled (the loop is torn down), fail what it will never commit.
             lost = StoreError(f"store {self.url!r} closed before the write was committed")
-            for future in (self._pending_done, self._inflight[1] if self._inflight else None):
+            futures = [batch.done for batch in self._inflight]
+            for future in (self._pending_done, *futures):
                 if future is not None and not future.done():
                     future.set_exception(lost)
                     future.exception()  # retrieved: nobody may be waiting any more
 
     async def _flush_until_closed(self) -> None:
-        assert self._wake is not None and self._writer is not None
+        """Hand batches to the writer thread, and do the bookkeeping of each once committed.
+
+        Up to two batches are with the writer at once: while one commits, the next waits in the
+        thread's queue, so the writer goes from one commit to the next without waiting for this
+        loop to notice the first (the loop may be busy running tasks for a while).
+        """
+        assert self._wake is not None
         while True:
-            await self._wake.wait()
-            self._wake.clear()
-            while self._pending_done is not None:
-                staged, events, announce, done = (
-                    self._pending_runs,
-                    self._pending_events,
-                    self._pending_announce,
-                    self._pending_done,
-                )
-                self._pending_runs, self._pending_events, self._pending_announce = {}, [], []
-                self._pending_done = None
-                self._inflight = (staged.keys(), done)
-                try:
-                    rows = [self._run_row(snapshot) for snapshot in staged.values()]
-                    await self._in(self._writer, self._commit, rows, events)
-                except Exception as exc:  # the disk is full, the file vanished...
-                    self._inflight = None
-                    done.set_exception(StoreError(f"writing to {self.url!r} failed: {exc}"))
-                    done.exception()  # non-durable writers do not wait: not an unretrieved error
-                    continue
-                self.batches_committed += 1
-                for snapshot in staged.values():
-                    if snapshot.state.is_terminal:
-                        self._committed.pop(snapshot.id, None)
-                        self._args_json.pop(snapshot.id, None)
-                        live = self._live.get(snapshot.id)
-                        if live is not None and live.state.is_terminal:
-                            del self._live[snapshot.id]
-                    else:
-                        self._committed[snapshot.id] = snapshot
-                self._inflight = None
-                done.set_result(None)
-                self._announce(announce)
-            if self._closing:
+            self._wake.clear()  # before looking: a wake-up from now on is not lost
+            while self._inflight and self._inflight[0].commit.done():
+                self._committed_batch(self._inflight.popleft())
+            while self._pending_done is not None and len(self._inflight) < 2:
+                self._inflight.append(self._send_batch())
+            if self._closing and not self._inflight and self._pending_done is None:
                 return
+            await self._wake.wait()
+
+    def _send_batch(self) -> _Batch:
+        """Cut the pending writes into a batch and queue its commit in the writer thread."""
+        assert self._pending_done is not None and self._writer is not None
+        runs, events, announce, done = (
+            self._pending_runs,
+            self._pending_events,
+            self._pending_announce,
+            self._pending_done,
+        )
+        self._pending_runs, self._pending_events, self._pending_announce = {}, [], []
+        self._pending_done = None
+        rows = [self._run_row(snapshot) for snapshot in runs.values()]
+        commit = asyncio.get_running_loop().run_in_executor(
+            self._writer, self._commit, rows, events
+        )
+        commit.add_done_callback(self._wake_flusher)
+        return _Batch(runs, announce, done, commit)
+
+    def _wake_flusher(self, _: object) -> None:
+        assert self._wake is not None
+        self._wake.set()
+
+    def _committed_batch(self, batch: _Batch) -> None:
+        """Bookkeeping once a batch's commit is over: what readers see, waiters, listeners."""
+        exc = batch.commit.exception()
+        if exc is not None:  # the disk is full, the file vanished...
+            logger.error(
+                "writing %d runs' changes to %s failed; they are lost: %s",
+                len(batch.runs),
+                self.url,
+                exc,
+            )
+            batch.done.set_exception(StoreError(f"writing to {self.url!r} failed: {exc}"))
+            batch.done.exception()  # non-durable writers do not wait: not an unretrieved error
+            return
+        self.batches_committed += 1
+        for snapshot in batch.runs.values():
+            if snapshot.state.is_terminal:
+                self._committed.pop(snapshot.id, None)
+                self._args_json.pop(snapshot.id, None)
+                live = self._live.get(snapshot.id)
+                if live is not None and live.state.is_terminal:
+                    del self._live[snapshot.id]
+            else:
+                self._committed[snapshot.id] = snapshot
+        batch.done.set_result(None)
+        self._announce(batch.announce)
 
     def _run_row(self, snapshot: Run) -> RunRow:
         args_json = self._args_json.get(snapshot.id)
@@ -412,13 +484,39 @@ class SQLiteStore(Store):
             args_json = self._args_json[snapshot.id] = compact_json(snapshot.args)
         return _run_row(snapshot, args_json)
 
+    def _insert_rows(self, conn: sqlite3.Connection, sql: str, rows: list[Any]) -> None:
+        """Run the one-row ``INSERT`` ``sql`` for every row, as few multi-row statements.
+
+        Why not ``executemany``: it steps once per row, and the module lets go of the GIL
+        around every step; taking it back while the event loop's thread is busy can wait for
+        the interpreter's switch interval (5 ms), per row. A multi-row statement lets go once.
+        """
+        width = sql.count("?")
+        most = MAX_ROWS_PER_STATEMENT
+        while most > 1 and most * width > self._max_variables:
+            most //= 2
+        start = 0
+        while start < len(rows):
+            size = most
+            while size > len(rows) - start:
+                size //= 2
+            key = (sql, size)
+            statement = self._statements.get(key)
+            if statement is None:
+                head, _, tail = sql.partition(" VALUES (")
+                one, _, rest = tail.partition(")")
+                values = ",".join([f"({one})"] * size)
+                statement = self._statements[key] = f"{head} VALUES {values}{rest}"
+            conn.execute(statement, list(chain.from_iterable(rows[start : start + size])))
+            start += size
+
     def _commit(self, runs: list[RunRow], events: list[EventRow]) -> None:
         conn = self._write_conn
         assert conn is not None
         conn.execute("BEGIN")
         try:
-            conn.executemany(_UPSERT_RUN, runs)
-            conn.executemany(_INSERT_EVENT, events)
+            self._insert_rows(conn, _UPSERT_RUN, runs)
+            self._insert_rows(conn, _INSERT_EVENT, events)
         except BaseException:
             conn.execute("ROLLBACK")
             raise
@@ -509,12 +607,13 @@ class SQLiteStore(Store):
         return await self._in(self._reader, self._query, sql, params)
 
     async def get_run(self, run_id: str) -> Run | None:
-        inflight = self._inflight
-        if inflight is not None and run_id in inflight[0]:
-            # Its batch is committed (or about to be) in the file already; wait for the
-            # bookkeeping so we never answer older than what a reader of the file could see.
-            with contextlib.suppress(StoreError):
-                await inflight[1]
+        for batch in reversed(self._inflight):
+            if run_id in batch.runs:
+                # Its batch is committed (or about to be) in the file already; wait for the
+                # bookkeeping so we never answer older than what a reader of the file could see.
+                with contextlib.suppress(StoreError):
+                    await batch.done
+                break
         committed = self._committed.get(run_id)
         if committed is not None:
             return committed.copy()
@@ -530,13 +629,25 @@ class SQLiteStore(Store):
         before: str | None = None,
         parent: str | None = None,
     ) -> list[Run]:
+        if state is not None and not state.is_terminal:  # every unfinished run is in memory
+            unfinished = [
+                run
+                for run_id, run in self._committed.items()
+                if run.state == state
+                and (task is None or run.task == task)
+                and (parent is None or run.parent_id == parent)
+                and (before is None or run_id < before)
+            ]
+            unfinished.sort(key=lambda run: run.id, reverse=True)
+            return [run.copy() for run in unfinished[:limit]]
         where, params = [], []
         if parent is not None:
             where.append("parent_id = ?")
             params.append(parent)
         if state is not None:
-            where.append("state = ?")
-            params.append(state.value)
+            where.append(f"state = '{state.value}'")  # a literal: a RunState's value
+            if state.value in _RARE_STATES:  # the index's own condition, so the planner uses it
+                where.append(f"state IN ({_RARE_STATES_SQL})")
         if task is not None:
             where.append("task = ?")
             params.append(task)
