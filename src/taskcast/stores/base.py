@@ -170,7 +170,8 @@ class Store(abc.ABC):
         """Move the run to ``target`` and append ``event_type`` (``data``), atomically.
 
         ``fields`` are other ``Run`` attributes to set with it (``attempt``, ``result``...).
-        Returns the updated run (a snapshot not to be changed) and the event, or ``None``
+        Returns the updated run (a snapshot not to be changed; for a terminal ``target`` it may
+        be the store's own record, since a finished run never changes) and the event, or ``None``
         (nothing written) when the run's current state may not move to ``target``, e.g. because
         another writer already finished it. Raises ``RunNotFound`` for an unknown run.
         """

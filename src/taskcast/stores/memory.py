@@ -77,7 +77,7 @@ class MemoryStore(Store):
             setattr(run, name, value)
         event = self._new_event(run, event_type, data, None)
         self._announce((event,))
-        return run.copy(), event
+        return (run if target.is_terminal else run.copy()), event
 
     async def get_run(self, run_id: str) -> Run | None:
         run = self._runs.get(run_id)

@@ -590,7 +590,7 @@ class SQLiteStore(Store):
         for name, value in fields.items():
             setattr(run, name, value)
         event = self._new_event(run, event_type, data, None)
-        snapshot = run.copy()
+        snapshot = run if target.is_terminal else run.copy()  # a finished run never changes
         await self._settle(self._stage(snapshot, [event]), durable)
         return snapshot, event
 
