@@ -25,7 +25,8 @@ demo: setup
 	$(BIN)/taskcast serve
 
 bench: setup
-	$(BIN)/python bench/engine.py --reps 3 --runs 50000
+	$(BIN)/python bench/engine.py --reps 5 --runs 50000
+	$(BIN)/python bench/sqlite_writer.py
 	$(BIN)/python bench/sse.py
 	$(BIN)/python bench/shutdown.py --streams 1000 --grace 0 --shutdown-timeout 1
 	$(BIN)/python bench/testkit.py
