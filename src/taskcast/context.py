@@ -75,7 +75,7 @@ class Context:
             )
         data_json = encode_json(data, f"the data of event {type!r}")
         # Not durable: the event is ordered now and committed with the next batch (before the
-        # run's terminal write, which is durable), so a chatty task does not wait for each one.
+        # run's terminal write), so a chatty task does not wait for each one.
         return await self._coordinator.store.append(
             self.run_id, type, data, data_json, durable=False
         )

@@ -1052,7 +1052,9 @@ class Coordinator:
         except (KeyboardInterrupt, SystemExit) as exc:
             active.phase = Phase.FINISHING
             self._release_slot(active)
-            await self._finish(active, RunState.FAILED, {"error": _error(exc)}, error=_error(exc))
+            error = _error(exc)
+            # Durable: the process is on its way out, and the loop may not outlive this task.
+            await self._finish(active, RunState.FAILED, {"error": error}, error=error, durable=True)
             raise
         except Exception as exc:
             active.phase = Phase.FINISHING
@@ -1117,7 +1119,13 @@ class Coordinator:
         return result
 
     async def _finish(
-        self, active: ActiveRun, state: RunState, data: dict[str, Any], **fields: Any
+        self,
+        active: ActiveRun,
+        state: RunState,
+        data: dict[str, Any],
+        *,
+        durable: bool = False,
+        **fields: Any,
     ) -> None:
         """Write the run's terminal state and event (once; see "never lost" above)."""
         active.phase = Phase.DONE
@@ -1125,7 +1133,7 @@ class Coordinator:
         if active.run.started_at is not None:
             data["duration"] = round(now - active.run.started_at, 6)
         await self.store.transition(
-            active.run.id, state, state.value, data, finished_at=now, durable=False, **fields
+            active.run.id, state, state.value, data, finished_at=now, durable=durable, **fields
         )
 
     async def _finish_timed_out(self, active: ActiveRun, timeout: float | None) -> None:
@@ -1351,6 +1359,9 @@ class Coordinator:
             )
         if self._consumer is not None:  # hand the unfinished runs back to the queue at once
             await self._consumer.stop(report.unfinished)
+        # Runs that ended in the grace period did not wait for their terminal commit: their
+        # watchers must get the terminal event before the log closes their streams.
+        await self.store.flush()
         self.log.close()
         leftover = await self._supervisor.close(timeout=0.1)
         for task in leftover:

@@ -17,7 +17,7 @@ import contextlib
 from collections import deque
 from collections.abc import AsyncGenerator, Callable, Sequence
 
-from .errors import RunNotFound
+from .errors import RunNotFound, StoreError
 from .models import Event
 from .stores.base import Store
 
@@ -166,7 +166,12 @@ class EventLog:
                         caught_up = False
                         continue
                 else:
-                    batch = await self._store.read_events(run_id, cursor, PAGE_SIZE)
+                    try:
+                        batch = await self._store.read_events(run_id, cursor, PAGE_SIZE)
+                    except StoreError:
+                        if self._closing:  # the app shut down and closed its store meanwhile
+                            return
+                        raise
                     caught_up = len(batch) < PAGE_SIZE
                     if not batch:
                         if finished:
@@ -185,7 +190,12 @@ class EventLog:
                     return
                 if not checked_finished:
                     checked_finished = True
-                    run = await self._store.get_run(run_id)
+                    try:
+                        run = await self._store.get_run(run_id)
+                    except StoreError:
+                        if self._closing:
+                            return
+                        raise
                     if run is None or run.is_finished:
                         finished, caught_up = True, False  # one last read, then stop
                     continue  # events may have arrived while we asked: look again

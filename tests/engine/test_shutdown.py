@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
 import taskcast
+from taskcast.stores.sqlite import SQLiteStore
 
 from .conftest import Gate, collect, types, wait_for_event
 
@@ -34,6 +37,87 @@ async def test_runs_that_finish_within_grace_complete_normally(
     gate.opened.set()
     report = await shutting
     assert report.finished == [run.id] and report.unfinished == []
+
+
+def gated_runs(app: taskcast.App, count: int) -> tuple[asyncio.Event, asyncio.Event]:
+    """Register ``short``: its runs wait for ``opened``; ``all_reached`` is set once ``count``
+    bodies are waiting."""
+    opened, all_reached = asyncio.Event(), asyncio.Event()
+    reached = 0
+
+    @app.task(name="short")
+    async def short(i: int) -> int:
+        nonlocal reached
+        reached += 1
+        if reached == count:
+            all_reached.set()
+        await opened.wait()
+        return i
+
+    return opened, all_reached
+
+
+async def test_watchers_of_runs_ending_in_the_grace_period_get_their_end_before_the_close(
+    make_app: Callable[..., taskcast.App],
+) -> None:
+    """A run's task does not wait for its terminal commit; shutdown must, before it closes
+    the watchers' streams."""
+    app = make_app(grace=5.0)
+    opened, all_reached = gated_runs(app, 20)
+    await app.start()
+    runs = await app.submit_many("short", [{"i": i} for i in range(20)])
+    await all_reached.wait()
+    watching = [asyncio.Event() for _ in runs]
+
+    async def watch(run_id: str, started: asyncio.Event) -> list[str]:
+        seen = []
+        async for event in app.events(run_id):
+            seen.append(event.type)
+            if event.type == "started":
+                started.set()  # caught up: what follows comes live
+        return seen
+
+    watchers = [asyncio.create_task(watch(r.id, w)) for r, w in zip(runs, watching, strict=True)]
+    for started in watching:
+        await started.wait()
+    if isinstance(app.store, SQLiteStore):
+        # Slow commits: the terminal writes are still on their way when the grace period ends
+        # (with or without this, a correct shutdown passes; without it, a wrong one may too).
+        commit = app.store._commit
+
+        def slow_commit(*args: Any) -> None:
+            time.sleep(0.05)
+            commit(*args)
+
+        app.store._commit = slow_commit  # type: ignore[method-assign]
+    shutting = asyncio.create_task(app.shutdown())
+    await asyncio.sleep(0)
+    opened.set()
+    report = await shutting
+    assert sorted(report.finished) == sorted(run.id for run in runs)
+    for run, watcher in zip(runs, watchers, strict=True):
+        assert await watcher == ["queued", "started", "completed"], run.id
+
+
+async def test_watchers_joining_as_shutdown_begins_end_cleanly(
+    make_app: Callable[..., taskcast.App],
+) -> None:
+    """Watchers still replaying when the store closes end their stream; they never see the
+    store's error."""
+    for _ in range(5):
+        app = make_app(grace=5.0)
+        opened, all_reached = gated_runs(app, 20)
+        await app.start()
+        runs = await app.submit_many("short", [{"i": i} for i in range(20)])
+        await all_reached.wait()
+        watchers = [asyncio.create_task(collect(app, run.id)) for run in runs]
+        shutting = asyncio.create_task(app.shutdown())
+        await asyncio.sleep(0)
+        opened.set()
+        await shutting
+        for watcher in watchers:
+            seen = types(await watcher)  # raises if a watcher got an error
+            assert seen == ["queued", "started", "completed"][: len(seen)]
 
 
 async def test_shutdown_cancels_runs_after_grace_and_every_watcher_gets_shutdown(

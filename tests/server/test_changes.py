@@ -55,9 +55,17 @@ def is_counts(kind: str, data: Any) -> bool:
     return kind == "counts"
 
 
+def wait_ended(api: httpx.Client, run_id: str) -> None:
+    """Read the run's event stream to its end: the server closes it after the terminal event."""
+    with api.stream("GET", f"/runs/{run_id}/events") as response:
+        assert response.status_code == 200
+        for _ in response.iter_lines():
+            pass
+
+
 def test_the_stream_starts_with_the_counts_by_state(api: httpx.Client) -> None:
-    submit(api, "demo.fail")
-    submit(api, "demo.fail")
+    for run_id in (submit(api, "demo.fail"), submit(api, "demo.fail")):
+        wait_ended(api, run_id)  # on Redis a worker fails them some time after the submit
     with api.stream("GET", "/changes") as response:
         assert response.headers["content-type"].startswith("text/event-stream")
         [(kind, counts)] = read_until(response.iter_lines(), lambda kind, data: True)

@@ -120,6 +120,12 @@ class Store(abc.ABC):
     async def close(self) -> None:
         """Flush pending writes and release every resource. Idempotent."""
 
+    async def flush(self) -> None:  # noqa: B027  (a no-op by default, on purpose)
+        """Return once every write made so far is durable (and announced to the listener).
+
+        Stores whose writes are durable when they return have nothing to wait for.
+        """
+
     @abc.abstractmethod
     async def create_run(
         self, run: Run, data: dict[str, Any], *, fresh_id: bool = False

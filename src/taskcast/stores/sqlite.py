@@ -406,11 +406,18 @@ class SQLiteStore(Store):
             # Waiters cannot be cancelled out of a commit (see _Commit): if the flusher itself
             # is cancelled (the loop is torn down), fail what it will never commit.
             lost = StoreError(f"store {self.url!r} closed before the write was committed")
+            for batch in self._inflight:
+                batch.commit.cancel()  # a commit still queued in the writer never starts
+                if batch.commit.done() and not batch.commit.cancelled():
+                    batch.commit.exception()  # retrieved: its writers are told below
             futures = [batch.done for batch in self._inflight]
             for future in (self._pending_done, *futures):
                 if future is not None and not future.done():
                     future.set_exception(lost)
                     future.exception()  # retrieved: nobody may be waiting any more
+            self._inflight.clear()
+            self._pending_runs, self._pending_events, self._pending_announce = {}, [], []
+            self._pending_done = None
 
     async def _flush_until_closed(self) -> None:
         """Hand batches to the writer thread, and do the bookkeeping of each once committed.
@@ -517,10 +524,11 @@ class SQLiteStore(Store):
         try:
             self._insert_rows(conn, _UPSERT_RUN, runs)
             self._insert_rows(conn, _INSERT_EVENT, events)
+            conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:  # SQLite may have rolled back by itself (a full disk)
+                conn.execute("ROLLBACK")
             raise
-        conn.execute("COMMIT")
 
     # -- writes --------------------------------------------------------------------------------
 
@@ -597,14 +605,25 @@ class SQLiteStore(Store):
     # -- reads ---------------------------------------------------------------------------------
 
     def _query(self, sql: str, params: list[Any]) -> list[Any]:
-        if self._read_conn is None:
-            raise StoreError(f"store {self.url!r} is closed")
-        return self._read_conn.execute(sql, params).fetchall()
+        conn = self._read_conn
+        try:
+            if conn is None:
+                raise sqlite3.ProgrammingError("closed")
+            return conn.execute(sql, params).fetchall()
+        except sqlite3.ProgrammingError:  # closed by close() while this read waited its turn
+            raise StoreError(f"store {self.url!r} is closed") from None
 
     async def _read(self, sql: str, params: list[Any]) -> list[Any]:
         if self._reader is None:
             raise StoreError(f"store {self.url!r} is closed")
         return await self._in(self._reader, self._query, sql, params)
+
+    async def flush(self) -> None:
+        pending = [batch.done for batch in self._inflight]
+        if self._pending_done is not None:
+            pending.append(self._pending_done)
+        if pending:
+            await asyncio.wait(pending)  # batches finish in order; failures are logged there
 
     async def get_run(self, run_id: str) -> Run | None:
         for batch in reversed(self._inflight):
