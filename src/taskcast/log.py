@@ -136,6 +136,11 @@ class EventLog:
         for channel in self._channels.values():
             channel.notify()
 
+    def _closed_meanwhile(self) -> bool:
+        """Whether the log is closing (a call, so that type checkers do not assume a value
+        checked before an ``await`` still holds after it)."""
+        return self._closing
+
     async def batches(self, run_id: str, after: int = 0) -> AsyncGenerator[list[Event], None]:
         """Yield the run's events with ``seq > after`` in batches, in order, live.
 
@@ -193,7 +198,7 @@ class EventLog:
                     try:
                         run = await self._store.get_run(run_id)
                     except StoreError:
-                        if self._closing:
+                        if self._closed_meanwhile():
                             return
                         raise
                     if run is None or run.is_finished:
