@@ -1,5 +1,7 @@
 """The taskcast command line, run as a user runs it: a subprocess against a real server."""
 
+import importlib.metadata
+import json
 import os
 import signal
 import subprocess
@@ -178,3 +180,106 @@ def test_watch_follows_a_run_resumed_after_a_restart_to_its_end(tmp_path: Path) 
     assert result.returncode == 0, result.stdout + result.stderr
     assert "server stopped" in result.stdout
     assert 'completed: {"counted": 10}' in result.stdout
+
+
+def taskcast_at(server: LiveServer, width: int, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "COLUMNS": str(width), "TASKCAST_URL": server.url}
+    env.pop("TASKCAST_TOKEN", None)
+    return subprocess.run(
+        [sys.executable, "-m", "taskcast", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=env,
+        check=False,
+    )
+
+
+def test_runs_fits_80_columns_with_relative_times_and_no_cut_cell(server: LiveServer) -> None:
+    finished = taskcast(server, "submit", "demo.count", "n=0", "--watch").stdout.split()[0]
+    waiting = taskcast(server, "submit", "demo.wait").stdout.strip()
+    result = taskcast_at(server, 80, "runs")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert all(len(line) <= 80 for line in lines), result.stdout
+    assert "…" not in result.stdout and "ago" not in lines[0]
+    [row] = [line for line in lines if waiting in line]
+    assert row.split()[1:4] == ["demo.wait", "running", "1/1"]
+    assert row.endswith("+")  # running for so long, still going
+    assert any(finished in line and "completed" in line for line in lines)
+
+
+def test_a_narrow_terminal_gets_short_ids_that_every_command_resolves(
+    server: LiveServer,
+) -> None:
+    run_id = taskcast(server, "submit", "demo.wait").stdout.strip()
+    table = taskcast_at(server, 60, "runs").stdout
+    assert all(len(line) <= 60 for line in table.splitlines()), table
+    [short] = [word for word in table.split() if run_id.startswith(word) and word != run_id]
+    assert len(short) >= 12
+    shown = taskcast(server, "get", short.lower())
+    assert shown.returncode == 0 and f"id        {run_id}" in shown.stdout
+    signalled = taskcast(server, "signal", short, "continue", "--data", "7")
+    assert signalled.returncode == 0 and run_id in signalled.stdout
+    watched = taskcast(server, "watch", short)
+    assert watched.returncode == 0 and "completed: 7" in watched.stdout
+    again = taskcast(server, "cancel", short)
+    assert again.returncode == 2 and "already finished (completed)" in again.stderr
+
+
+def test_an_ambiguous_prefix_is_refused_naming_two_runs(server: LiveServer) -> None:
+    first = taskcast(server, "submit", "demo.count", "n=0").stdout.strip()
+    taskcast(server, "submit", "demo.count", "n=0")
+    result = taskcast(server, "get", first[:2])
+    assert result.returncode == 2
+    assert "is the start of several run ids" in result.stderr and "type more" in result.stderr
+
+
+def test_every_client_verb_speaks_json_for_scripts(server: LiveServer) -> None:
+    submitted = taskcast(server, "submit", "demo.wait", "--json")
+    run = json.loads(submitted.stdout)
+    assert run["task"] == "demo.wait" and run["state"] in ("queued", "running")
+    got = json.loads(taskcast(server, "get", run["id"], "--json").stdout)
+    assert got["id"] == run["id"] and got["args"] == {}
+    listed = json.loads(taskcast(server, "runs", "--json").stdout)
+    assert [item["id"] for item in listed] == [run["id"]]
+    sent = json.loads(taskcast(server, "signal", run["id"], "continue", "--json").stdout)
+    assert sent == {"id": run["id"], "signal": "continue", "data": None, "sent": True}
+    watched = taskcast(server, "watch", run["id"], "--json")
+    assert watched.returncode == 0
+    events = [json.loads(line) for line in watched.stdout.splitlines()]
+    assert [event["seq"] for event in events] == list(range(1, len(events) + 1))
+    assert events[0]["type"] == "queued" and events[-1]["type"] == "completed"
+    finished = taskcast(server, "cancel", run["id"], "--json")
+    assert finished.returncode == 2 and finished.stdout == ""
+    assert json.loads(finished.stderr)["error"]["code"] == "run_finished"
+
+
+def test_submit_watch_json_prints_the_run_then_its_events_as_json_lines(
+    server: LiveServer,
+) -> None:
+    result = taskcast(server, "submit", "demo.fail", "--watch", "--json")
+    assert result.returncode == 1
+    [run, *events] = [json.loads(line) for line in result.stdout.splitlines()]
+    assert run["task"] == "demo.fail"
+    assert {event["run_id"] for event in events} == {run["id"]}
+    assert events[-1]["type"] == "failed"
+
+
+def test_cancel_json_says_the_run_is_cancelling(server: LiveServer) -> None:
+    run_id = taskcast(server, "submit", "demo.wait").stdout.strip()
+    result = taskcast(server, "cancel", run_id, "--json", "--reason", "script")
+    assert result.returncode == 0
+    assert json.loads(result.stdout) == {"id": run_id, "cancelling": True, "reason": "script"}
+
+
+def test_version_is_the_package_version() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "taskcast", "--version"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"taskcast {importlib.metadata.version('taskcast')}"

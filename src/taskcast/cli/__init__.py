@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
 from collections.abc import Sequence
+from importlib.metadata import version
 
 from rich.console import Console
 
@@ -20,6 +22,8 @@ from ..errors import ConnectionFailed, ServerError, ShuttingDown, StreamLost, Ta
 from . import client_commands
 from .serve_command import add_serve_options, run_serve
 from .worker_command import add_worker_options, run_worker
+
+RUN_HELP = "the run id, or any unique prefix of it (as `taskcast runs` shows)"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -29,6 +33,7 @@ def _parser() -> argparse.ArgumentParser:
         epilog=__doc__.split("\n\n", 1)[1] if __doc__ else None,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"taskcast {version('taskcast')}")
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="COMMAND")
 
     serve = verbs.add_parser("serve", help="serve the HTTP API (demo tasks, ./taskcast.db)")
@@ -61,24 +66,27 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     watch = verbs.add_parser("watch", help="follow a run live with a progress bar")
-    watch.add_argument("run", help="the run id")
+    watch.add_argument("run", help=RUN_HELP)
 
     cancel = verbs.add_parser("cancel", help="cancel a queued or running run")
-    cancel.add_argument("run", help="the run id")
+    cancel.add_argument("run", help=RUN_HELP)
     cancel.add_argument("--reason", default="cancelled from the command line")
 
-    runs = verbs.add_parser("runs", help="list runs, newest first")
+    get = verbs.add_parser("get", help="show one run: its state, times, arguments, result")
+    get.add_argument("run", help=RUN_HELP)
+
+    runs = verbs.add_parser("runs", help="list runs, newest first (short ids fit 80 columns)")
     runs.add_argument("--state", help="queued, running, completed, failed, cancelled, ...")
     runs.add_argument("--task", help="only runs of this task")
     runs.add_argument("--parent", metavar="RUN", help="only the children of this run")
     runs.add_argument("--limit", type=int, default=20)
 
     signal = verbs.add_parser("signal", help="send a signal to a run: taskcast signal RUN continue")
-    signal.add_argument("run", help="the run id")
+    signal.add_argument("run", help=RUN_HELP)
     signal.add_argument("name", help="the signal name")
     signal.add_argument("--data", help="JSON data for the task")
 
-    for client_verb in (submit, watch, cancel, runs, signal):
+    for client_verb in (submit, watch, cancel, get, runs, signal):
         client_commands.add_connection_options(client_verb)
     return parser
 
@@ -112,8 +120,12 @@ def main(argv: Sequence[str] | None = None) -> None:
             command = getattr(client_commands, options.verb)
             code = asyncio.run(command(options, console))
     except TaskcastError as exc:
-        errors.print(f"taskcast {options.verb}: {_explain(exc)}", soft_wrap=True)
         code = _exit_code(exc)
+        if getattr(options, "json", False):
+            error = {"code": exc.code, "message": str(exc), "exit_code": code}
+            errors.file.write(json.dumps({"error": error}) + "\n")
+        else:
+            errors.print(f"taskcast {options.verb}: {_explain(exc)}", soft_wrap=True)
     except KeyboardInterrupt:
         code = 130
     sys.exit(code)

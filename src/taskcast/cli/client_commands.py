@@ -1,19 +1,26 @@
-"""The client verbs: ``submit``, ``watch``, ``cancel``, ``runs``, ``signal``."""
+"""The client verbs: ``submit``, ``watch``, ``cancel``, ``get``, ``runs``, ``signal``.
+
+Each takes a run id or any unique prefix of one, and ``--json`` for scripts: one JSON document
+on stdout (JSON lines, one event each, for ``watch`` and ``submit --watch``), errors as one JSON
+object on stderr; the exit codes are the same either way.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import os
-from datetime import datetime
+import time
 from typing import Any
 
 from rich.console import Console
-from rich.table import Table
 
 from ..client import AsyncClient
 from ..errors import InvalidRequest, RunFinished
-from .watch import watch_run
+from ..models import Run, compact_json
+from . import run_ids
+from .runs_table import clock, duration, runs_table
+from .watch import watch_run, watch_run_json
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 
@@ -32,6 +39,11 @@ def add_connection_options(parser: argparse.ArgumentParser) -> None:
         "--token", default=os.environ.get("TASKCAST_TOKEN"), help="bearer token ($TASKCAST_TOKEN)"
     )
     parser.add_argument("--uds", help="reach the server through this Unix socket")
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print JSON for scripts (JSON lines for events) instead of text",
+    )
 
 
 def connect(options: argparse.Namespace) -> AsyncClient:
@@ -42,6 +54,12 @@ def connect(options: argparse.Namespace) -> AsyncClient:
         reconnects=RECONNECTS,
         max_reconnect_delay=MAX_RECONNECT_DELAY,
     )
+
+
+def print_json(console: Console, value: Any) -> None:
+    """One JSON document on one line, as is (no markup, no wrapping)."""
+    console.file.write(compact_json(value) + "\n")
+    console.file.flush()
 
 
 def parse_assignments(pairs: list[str]) -> dict[str, Any]:
@@ -63,6 +81,14 @@ def parse_assignments(pairs: list[str]) -> dict[str, Any]:
     return args
 
 
+async def _follow(
+    client: AsyncClient, run_id: str, options: argparse.Namespace, console: Console
+) -> int:
+    if options.json:
+        return await watch_run_json(client, run_id, console)
+    return await watch_run(client, run_id, console)
+
+
 async def submit(options: argparse.Namespace, console: Console) -> int:
     args = parse_assignments(options.args)
     async with connect(options) as client:
@@ -72,26 +98,33 @@ async def submit(options: argparse.Namespace, console: Console) -> int:
             timeout=options.timeout,
             max_attempts=options.max_attempts,
             id=options.id,
-            after=options.after,
+            after=await run_ids.resolve_all(client, options.after),
             after_policy=options.after_policy,
         )
-        console.print(run.id, highlight=False)
+        if options.json:
+            print_json(console, run.to_dict())
+        else:
+            console.print(run.id, highlight=False)
         if options.watch:
-            return await watch_run(client, run.id, console)
+            return await _follow(client, run.id, options, console)
     return 0
 
 
 async def watch(options: argparse.Namespace, console: Console) -> int:
     async with connect(options) as client:
-        return await watch_run(client, options.run, console)
+        return await _follow(client, await run_ids.resolve(client, options.run), options, console)
 
 
 async def cancel(options: argparse.Namespace, console: Console) -> int:
     async with connect(options) as client:
-        if not await client.cancel(options.run, options.reason):
-            run = await client.get(options.run)  # RunNotFound: "no run with id ..."
+        run_id = await run_ids.resolve(client, options.run)
+        if not await client.cancel(run_id, options.reason):
+            run = await client.get(run_id)  # RunNotFound: "no run with id ..."
             raise RunFinished(run.id, run.state.value if run.is_finished else "finishing")
-    console.print(f"cancelling {options.run}", highlight=False)
+        if options.json:
+            print_json(console, {"id": run_id, "cancelling": True, "reason": options.reason})
+            return 0
+    console.print(f"cancelling {run_id}", highlight=False)
     return 0
 
 
@@ -101,34 +134,66 @@ async def signal(options: argparse.Namespace, console: Console) -> int:
     except ValueError as exc:
         raise InvalidRequest(f"--data must be JSON, e.g. '{{\"ok\": true}}': {exc}") from None
     async with connect(options) as client:
-        await client.signal(options.run, options.name, data)
-    console.print(f"sent {options.name} to {options.run}", highlight=False)
+        run_id = await run_ids.resolve(client, options.run)
+        await client.signal(run_id, options.name, data)
+    if options.json:
+        print_json(console, {"id": run_id, "signal": options.name, "data": data, "sent": True})
+    else:
+        console.print(f"sent {options.name} to {run_id}", highlight=False)
     return 0
 
 
-def _when(timestamp: float | None) -> str:
-    return datetime.fromtimestamp(timestamp).strftime("%m-%d %H:%M:%S") if timestamp else "-"
+def _describe(run: Run, now: float | None = None) -> list[tuple[str, str]]:
+    now = time.time() if now is None else now
+    facts = [
+        ("id", run.id),
+        ("task", run.task),
+        ("state", run.state.value),
+        ("attempt", f"{run.attempt} of {run.max_attempts}"),
+        ("args", compact_json(run.args)),
+        ("created", clock(run.created_at, now)),
+        ("started", clock(run.started_at, now)),
+        ("finished", clock(run.finished_at, now)),
+        ("duration", duration(run, now)),
+    ]
+    if run.timeout is not None:
+        facts.append(("timeout", f"{run.timeout:g}s"))
+    if run.parent_id:
+        facts.append(("parent", run.parent_id))
+    if run.after:
+        facts.append(("after", f"{', '.join(run.after)} ({run.after_policy})"))
+    if run.state.value == "completed":
+        facts.append(("result", compact_json(run.result)))
+    if run.error is not None:
+        facts.append(("error", compact_json(run.error)))
+    facts.append(("events", str(run.last_seq)))
+    return facts
+
+
+async def get(options: argparse.Namespace, console: Console) -> int:
+    async with connect(options) as client:
+        run = await client.get(await run_ids.resolve(client, options.run))
+    if options.json:
+        print_json(console, run.to_dict())
+        return 0
+    facts = _describe(run)
+    label = max(len(name) for name, _ in facts)
+    for name, value in facts:
+        console.print(f"{name:<{label}}  {value}", highlight=False, markup=False, soft_wrap=True)
+    return 0
 
 
 async def runs(options: argparse.Namespace, console: Console) -> int:
     async with connect(options) as client:
+        parent = await run_ids.resolve(client, options.parent) if options.parent else None
         found = await client.runs(
-            state=options.state, task=options.task, limit=options.limit, parent=options.parent
+            state=options.state, task=options.task, limit=options.limit, parent=parent
         )
-    table = Table()
-    table.add_column("id", no_wrap=True)  # ids are copied into other commands: never cut them
-    for title in ("task", "state", "attempt", "created", "finished"):
-        table.add_column(title)
-    for run in found:
-        table.add_row(
-            run.id,
-            run.task,
-            run.state.value,
-            f"{run.attempt}/{run.max_attempts}",
-            _when(run.created_at),
-            _when(run.finished_at),
-        )
-    console.print(table)
+    if options.json:
+        print_json(console, [run.to_dict() for run in found])
+        return 0
     if not found:
         console.print("no runs")
+        return 0
+    console.print(runs_table(found, console.width))
     return 0

@@ -18,7 +18,7 @@ from rich.progress import (
 
 from ..client import AsyncClient
 from ..errors import StreamLost
-from ..models import Event
+from ..models import Event, compact_json
 
 EXIT_COMPLETED = 0
 EXIT_NOT_COMPLETED = 1
@@ -116,3 +116,22 @@ async def watch_run(client: AsyncClient, run_id: str, console: Console) -> int:
         return EXIT_COMPLETED
     console.print(f"{run.state.value}: {json.dumps(run.error)}")
     return EXIT_NOT_COMPLETED
+
+
+async def watch_run_json(client: AsyncClient, run_id: str, console: Console) -> int:
+    """Print the run's events as JSON lines (``{"run_id", "seq", "type", "data", "at"}``) until
+    its log ends; the exit code is ``watch_run``'s. Raises the client's typed errors."""
+    last: Event | None = None
+    async with contextlib.aclosing(client.events(run_id)) as events:
+        try:
+            async for last in events:
+                console.file.write(compact_json(last.to_dict()) + "\n")
+                console.file.flush()
+                if last.is_terminal:
+                    return _describe_end(last)[1]
+        except StreamLost:
+            if last is None or last.type != "shutdown":
+                raise
+            return EXIT_INTERRUPTED
+    run = await client.get(run_id)  # an empty log (204): the run had already finished
+    return EXIT_COMPLETED if run.state == "completed" else EXIT_NOT_COMPLETED
