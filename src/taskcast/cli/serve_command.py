@@ -20,8 +20,11 @@ from ..errors import TaskcastError
 from ..server.serve import LINGER_TIMEOUT, exit_if_not_done_in, listen_tcp, listen_unix, serve
 from ..server.sse import StreamSettings
 from ..stores import store_from_url
+from .environment import EnvOptions, configure_logging
 
 DEFAULT_STORE = "sqlite:///taskcast.db"
+LOG_LEVELS = ("debug", "info", "warning")
+LOG_FORMATS = ("text", "json")
 
 STOP_MARGIN = 3.0
 """Seconds past grace + shutdown timeout + linger after which a stop that has not finished is
@@ -80,49 +83,49 @@ def build_app(options: argparse.Namespace) -> App:
 
 
 def add_serve_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--host", default="127.0.0.1", help="TCP address (default %(default)s)")
-    parser.add_argument("--port", type=int, default=8000, help="TCP port, 0 for any free one")
-    parser.add_argument("--uds", metavar="PATH", help="listen on this Unix socket instead of TCP")
-    parser.add_argument(
-        "--store",
-        help=f"sqlite:///PATH, memory:// or redis://HOST:PORT/DB (default {DEFAULT_STORE})",
+    """``serve``'s options, each also from a ``TASKCAST_*`` variable (flags win)."""
+    env = EnvOptions(parser)
+    env.add("--host", "TCP address", default="127.0.0.1")
+    env.add("--port", "TCP port, 0 for any free one", type=int, default=8000)
+    env.add("--uds", "listen on this Unix socket instead of TCP", metavar="PATH")
+    env.add(
+        "--store", f"sqlite:///PATH, memory:// or redis://HOST:PORT/DB (default {DEFAULT_STORE})"
     )
-    parser.add_argument(
-        "--no-worker",
-        action="store_true",
-        help="serve the API only; `taskcast worker` processes run the tasks (redis:// only)",
+    env.switch(
+        "--no-worker", "serve the API only; `taskcast worker` processes run the tasks (redis://)"
     )
-    parser.add_argument("--app", metavar="MODULE:ATTRIBUTE", help="serve your own taskcast.App")
-    parser.add_argument("--no-demo", action="store_true", help="do not register the demo.* tasks")
-    parser.add_argument(
-        "--enable-shell",
-        action="store_true",
-        help="register the `shell` task: anyone who can submit runs can run shell commands",
+    env.add("--app", "serve your own taskcast.App", metavar="MODULE:ATTRIBUTE")
+    env.switch("--no-demo", "do not register the demo.* tasks")
+    env.switch(
+        "--enable-shell", "register the `shell` task: anyone who can submit runs can run commands"
     )
-    parser.add_argument(
-        "--token",
-        default=os.environ.get("TASKCAST_TOKEN"),
-        help="require this bearer token on every route but /health ($TASKCAST_TOKEN)",
-    )
-    parser.add_argument(
-        "--grace", type=float, help="seconds running runs get to finish on shutdown (default 10)"
-    )
-    parser.add_argument(
+    env.add("--token", "require this bearer token on every route but /health")
+    env.add("--grace", "seconds running runs get to finish on shutdown (default 10)", type=float)
+    env.add(
         "--shutdown-timeout",
+        "seconds cancelled runs get to clean up on shutdown (default 5)",
         type=float,
-        help="seconds cancelled runs get to clean up on shutdown (default 5)",
     )
-    parser.add_argument(
-        "--keepalive", type=float, default=15.0, help="seconds between SSE keep-alive comments"
-    )
-    parser.add_argument(
+    env.add("--keepalive", "seconds between SSE keep-alive comments", type=float, default=15.0)
+    env.add(
         "--write-timeout",
+        "seconds an SSE client may stop reading before it is cut",
         type=float,
         default=10.0,
-        help="seconds an SSE client may stop reading before it is cut",
     )
-    parser.add_argument("--access-log", action="store_true", help="log every request")
-    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
+    env.switch("--access-log", "log every request")
+    add_log_options(env)
+    parser.set_defaults(environment=env)
+
+
+def add_log_options(env: EnvOptions) -> None:
+    env.add("--log-level", "how much to log", choices=LOG_LEVELS, default="info")
+    env.add(
+        "--log-format",
+        "text for people, json (one object a line) for collectors",
+        choices=LOG_FORMATS,
+        default="text",
+    )
 
 
 def _leave_now(options: argparse.Namespace) -> NoReturn:
@@ -136,16 +139,14 @@ def _leave_now(options: argparse.Namespace) -> NoReturn:
 
 
 def run_serve(options: argparse.Namespace, console: Console) -> int:
+    options.environment.resolve(options)
     for name, value in (
         ("--grace", options.grace),
         ("--shutdown-timeout", options.shutdown_timeout),
     ):
         if value is not None and not value >= 0:
             raise CannotLoadApp(f"{name} must be a number of seconds >= 0, got {value}")
-    logging.basicConfig(
-        level=options.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(options.log_level, options.log_format)
     settings = StreamSettings(keepalive=options.keepalive, write_timeout=options.write_timeout)
     app = build_app(options)
     if options.uds:

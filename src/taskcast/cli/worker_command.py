@@ -22,34 +22,34 @@ from rich.console import Console
 from ..app import App
 from ..coordinator import ShutdownReport
 from ..server.serve import exit_if_not_done_in
-from .serve_command import STOP_MARGIN, CannotLoadApp, build_app
+from .environment import EnvOptions, configure_logging
+from .serve_command import STOP_MARGIN, CannotLoadApp, add_log_options, build_app
 
 
 def add_worker_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--store", required=True, help="the shared store: redis://HOST:PORT/DB")
-    parser.add_argument("--app", metavar="MODULE:ATTRIBUTE", help="run your own taskcast.App")
-    parser.add_argument("--no-demo", action="store_true", help="do not register the demo.* tasks")
-    parser.add_argument(
-        "--enable-shell",
-        action="store_true",
-        help="register the built-in shell task (give it to the API nodes too)",
-    )
-    parser.add_argument(
-        "--concurrency", type=int, help="runs executing at once (default: the App's, 100)"
-    )
-    parser.add_argument(
-        "--grace", type=float, help="seconds running runs get to finish on shutdown (default 10)"
-    )
-    parser.add_argument(
+    """``worker``'s options, each also from a ``TASKCAST_*`` variable (flags win)."""
+    env = EnvOptions(parser)
+    env.add("--store", "the shared store: redis://HOST:PORT/DB (required)")
+    env.add("--app", "run your own taskcast.App", metavar="MODULE:ATTRIBUTE")
+    env.switch("--no-demo", "do not register the demo.* tasks")
+    env.switch("--enable-shell", "register the built-in shell task (give it to the API nodes too)")
+    env.add("--concurrency", "runs executing at once (default: the App's, 100)", type=int)
+    env.add("--grace", "seconds running runs get to finish on shutdown (default 10)", type=float)
+    env.add(
         "--shutdown-timeout",
+        "seconds cancelled runs get to clean up on shutdown (default 5)",
         type=float,
-        help="seconds cancelled runs get to clean up on shutdown (default 5)",
     )
-    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
+    add_log_options(env)
+    parser.set_defaults(environment=env)
 
 
 def _build(options: argparse.Namespace) -> App:
     options.no_worker = False
+    if not options.store:
+        raise CannotLoadApp(
+            "taskcast worker needs --store (or TASKCAST_STORE): redis://HOST:PORT/DB"
+        )
     app = build_app(options)
     if not app.store.shared:
         raise CannotLoadApp(
@@ -73,10 +73,8 @@ def _build(options: argparse.Namespace) -> App:
 
 def run_worker(options: argparse.Namespace, console: Console) -> int:
     """Run a worker until SIGTERM/SIGINT; returns the exit status (0 after a clean drain)."""
-    logging.basicConfig(
-        level=options.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    options.environment.resolve(options)
+    configure_logging(options.log_level, options.log_format)
     app = _build(options)
     grace = app.grace if options.grace is None else options.grace
     timeout = app.shutdown_timeout if options.shutdown_timeout is None else options.shutdown_timeout
