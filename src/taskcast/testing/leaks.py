@@ -43,7 +43,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import sites
+from . import loop_hooks, sites
 from .awaits import await_chain
 from .sites import Site, format_frame, format_site
 
@@ -201,6 +201,8 @@ class LeakWindow:
         for task in list(_ALL_TASKS):
             if task.done() or not self.is_new_task(task):
                 continue
+            if any(kept is task for kept in loop_hooks.kept_alive):
+                continue  # the hang report named it already
             # A loop still running belongs to another thread (a server started
             # by a fixture); its owner stops it, and its tasks, later.
             if task.get_loop().is_running():
@@ -310,11 +312,6 @@ def claim(obj: object) -> None:
         _claimed[key] = weakref.ref(obj, forget)
     except TypeError:
         _claimed[key] = None
-
-
-#: Event loops whose tasks refused to stop (see hangs.py): closing them must
-#: not wait for those tasks again, or the runner would hang in teardown.
-abandoned_loops: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
 
 
 def _watching() -> list[LeakWindow]:
@@ -484,6 +481,8 @@ def _task_leak(task: asyncio.Task[Any], why: str) -> Leak:
 def _on_cancel_all_tasks(loop: asyncio.AbstractEventLoop) -> None:
     open_windows = [window for window in _windows if window._open]
     pending = [task for task in asyncio.all_tasks(loop) if not task.done()]
+    if loop in loop_hooks.abandoned_loops:
+        pending = []  # the hang report named them already
     for task in pending:
         if type(task.get_coro()).__name__ == "async_generator_athrow":
             continue  # asyncio's own aclose() of a dropped generator: reported as that
@@ -491,10 +490,6 @@ def _on_cancel_all_tasks(loop: asyncio.AbstractEventLoop) -> None:
         if windows:
             why = "still pending when its event loop closed (asyncio.Runner cancels it silently)"
             _record(_task_leak(task, why), windows, task)
-    if loop in abandoned_loops:
-        for task in pending:
-            task.cancel()
-        return
     _originals["cancel_all_tasks"](loop)
 
 
