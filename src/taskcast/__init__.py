@@ -6,36 +6,89 @@ app = taskcast.App(store="sqlite:///taskcast.db")
 async def fetch(ctx: taskcast.Context, url: str) -> dict: ...
 """
 
-from .app import App
-from .children import ChildRun
-from .client import AsyncClient, Client
-from .context import Context
-from .coordinator import ShutdownReport
-from .errors import (
-    BatchTimedOut,
-    ConnectionFailed,
-    InvalidArguments,
-    InvalidRequest,
-    NotSerializable,
-    QueueFull,
-    RunFinished,
-    RunNotFound,
-    SchemaError,
-    ServerError,
-    ShuttingDown,
-    StoreError,
-    StreamLost,
-    TaskcastError,
-    TaskFailed,
-    Unauthorized,
-    UnknownTask,
-)
-from .models import Event, Run
-from .resources import Pool, ResourceError, ResourceTimeout
-from .states import RunState
-from .tasks import ThreadContext
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .app import App
+    from .children import ChildRun
+    from .client import AsyncClient, Client
+    from .context import Context
+    from .coordinator import ShutdownReport
+    from .errors import (
+        BatchTimedOut,
+        ConnectionFailed,
+        InvalidArguments,
+        InvalidRequest,
+        NotSerializable,
+        QueueFull,
+        RunFinished,
+        RunNotFound,
+        SchemaError,
+        ServerError,
+        ShuttingDown,
+        StoreError,
+        StreamLost,
+        TaskcastError,
+        TaskFailed,
+        Unauthorized,
+        UnknownTask,
+    )
+    from .models import Event, Run
+    from .resources import Pool, ResourceError, ResourceTimeout
+    from .states import RunState
+    from .tasks import ThreadContext
 
 __version__ = "0.1.0"
+
+# The public names load on first use (PEP 562), so importing a submodule (the pytest plugin,
+# taskcast.testing) does not import the server stack: fastapi, pydantic, httpx, redis.
+_LAZY = {
+    "App": "app",
+    "AsyncClient": "client",
+    "BatchTimedOut": "errors",
+    "ChildRun": "children",
+    "Client": "client",
+    "ConnectionFailed": "errors",
+    "Context": "context",
+    "Event": "models",
+    "InvalidArguments": "errors",
+    "InvalidRequest": "errors",
+    "NotSerializable": "errors",
+    "Pool": "resources",
+    "QueueFull": "errors",
+    "ResourceError": "resources",
+    "ResourceTimeout": "resources",
+    "Run": "models",
+    "RunFinished": "errors",
+    "RunNotFound": "errors",
+    "RunState": "states",
+    "SchemaError": "errors",
+    "ServerError": "errors",
+    "ShutdownReport": "coordinator",
+    "ShuttingDown": "errors",
+    "StoreError": "errors",
+    "StreamLost": "errors",
+    "TaskFailed": "errors",
+    "TaskcastError": "errors",
+    "ThreadContext": "tasks",
+    "Unauthorized": "errors",
+    "UnknownTask": "errors",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'taskcast' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
 
 __all__ = [
     "App",

@@ -12,6 +12,7 @@ INI = """\
 [pytest]
 asyncio_mode = auto
 asyncio_default_fixture_loop_scope = function
+taskcast_leak_guard = true
 """
 
 

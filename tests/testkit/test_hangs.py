@@ -119,3 +119,19 @@ def test_report_follows_awaits_into_async_generators(pytester: pytest.Pytester) 
     result = pytester.runpytest()
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*in events*", "*await stop.wait()  # the line the report*"])
+
+
+def test_a_task_that_swallows_every_exception_is_kept_alive_and_pytest_exits(
+    snippet: Callable[[str], Snippet],
+) -> None:
+    # A real process: the bug only shows when the interpreter frees the task (it never exits).
+    example = snippet("swallowed_cancellation")
+    result = example.pytester.runpytest_subprocess("-p", "no:cacheprovider", timeout=60)
+    result.assert_outcomes(failed=1, passed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*ignored cancellation for 0.2s; the loop was stopped. These are kept alive*",
+            "*running test_buggy() is awaiting:*",
+            f"*{example.filename}:*in poll*",
+        ]
+    )

@@ -7,6 +7,13 @@ from collections.abc import Callable
 import pytest
 from gallery_runner import Snippet
 
+ANYIO_INI = """\
+[pytest]
+asyncio_mode = strict
+asyncio_default_fixture_loop_scope = function
+taskcast_leak_guard = true
+"""
+
 GALLERY_LEAKS = [
     ("leaked_task", "task 'Task-", "still pending when its event loop closed"),
     ("unawaited_coroutine", "coroutine 'save' was never awaited", ""),
@@ -14,6 +21,8 @@ GALLERY_LEAKS = [
     ("open_socket", "socket", "is still open at the end of the test"),
     ("unclosed_connection", "- stream: unclosed <StreamWriter", ""),
     ("open_file", "- file: unclosed file", "report.txt"),
+    ("sse_reader", "async generator 'EventSource.aiter_sse' was dropped", "without aclose()"),
+    ("anyio_task", "running beat() was still pending", ""),
 ]
 
 
@@ -22,7 +31,9 @@ def test_gallery_bug_fails_with_its_creation_site_and_the_fix_passes(
     snippet: Callable[[str], Snippet], name: str, what: str, why: str
 ) -> None:
     example = snippet(name)
-    result = example.run()
+    if name.startswith("anyio"):
+        example.pytester.makeini(ANYIO_INI)  # anyio's plugin runs the async tests
+    result = example.run("-W", "error::RuntimeWarning")
     result.assert_outcomes(passed=2, errors=1)
     result.stdout.fnmatch_lines(
         [
@@ -227,3 +238,40 @@ def test_the_same_leak_from_the_same_line_is_reported_once_with_a_count(
         ["*left 5 leaks behind*", "*- coroutine: coroutine 'job' was never awaited (x5)*"]
     )
     assert result.stdout.str().count("was never awaited") == 1
+
+
+def test_anyio_with_a_session_scoped_backend_gives_no_false_positive(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makeini(ANYIO_INI)
+    pytester.makepyfile(
+        """
+        import anyio
+        import pytest
+
+        pytestmark = pytest.mark.anyio
+
+        @pytest.fixture(scope="session")
+        def anyio_backend():
+            return "asyncio"
+
+        @pytest.fixture(scope="session")
+        async def shared():
+            async with anyio.create_task_group() as group:
+                group.start_soon(anyio.sleep, 3600)
+                yield group
+                group.cancel_scope.cancel()
+
+        @pytest.fixture
+        async def per_test():
+            yield 1
+
+        async def test_one(shared, per_test):
+            await anyio.sleep(0)
+
+        async def test_two(shared, per_test):
+            async with anyio.create_task_group() as group:
+                group.start_soon(anyio.sleep, 0)
+        """
+    )
+    pytester.runpytest("-W", "error::RuntimeWarning").assert_outcomes(passed=2)

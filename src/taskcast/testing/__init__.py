@@ -1,13 +1,13 @@
 """taskcast.testing: a pytest plugin that makes async tests leak-free and deterministic.
 
-Installing taskcast registers the plugin (entry point ``pytest11: taskcast``).
-What it gives a test suite:
+Installing taskcast registers the plugin (entry point ``pytest11: taskcast``). It
+does nothing until a test asks for a feature. What it gives a test suite:
 
-* the **leak guard**, on for every test: a test fails if it leaves tasks
-  pending, coroutines never awaited, async generators unclosed, or sockets,
-  transports and files open, and the failure shows where each was created.
-  Opt one test out with ``@pytest.mark.allow_leaks(reason="...")``; turn it
-  off with ``--taskcast-no-leak-guard`` or ``taskcast_leak_guard = false``;
+* the **leak guard**, on when enabled (ini ``taskcast_leak_guard = true`` or
+  ``--taskcast-leaks``): a test fails if it leaves tasks pending, coroutines
+  never awaited, async generators unclosed, subprocesses or executor jobs
+  running, or sockets, transports and files open, and the failure shows where
+  each was created. Opt one test out with ``@pytest.mark.allow_leaks(reason="...")``;
 * **virtual time**: ``@pytest.mark.virtual_time``, the ``virtual_time``
   fixture, or ``with virtual_time(): asyncio.run(...)``;
 * **cancellation injection**: ``await cancel_at_each_await(fn, check)``;
@@ -17,19 +17,56 @@ What it gives a test suite:
 * **hang reports**: ``@pytest.mark.hang_timeout(seconds)`` or the ini option
   ``taskcast_hang_timeout``: a hung test's tasks are reported and cancelled.
 
-See docs/testing.md for examples.
+The names below load on first use, so the plugin costs a suite that uses none
+of them only the import of this package. See docs/testing.md for examples.
 """
 
-from .cancellation import (
-    BrokenAwait,
-    CancellationReport,
-    CancellationSafetyError,
-    cancel_at_each_await,
-)
-from .clock import VirtualTime, virtual_time
-from .faults import Faults, InjectedFault
-from .hangs import HangWatchdog
-from .schedules import Schedule, ScheduleFailure, explore, run_under_schedule
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .cancellation import (
+        BrokenAwait,
+        CancellationReport,
+        CancellationSafetyError,
+        cancel_at_each_await,
+    )
+    from .clock import VirtualTime, virtual_time
+    from .faults import Faults, InjectedFault
+    from .hangs import HangWatchdog
+    from .schedules import Schedule, ScheduleFailure, explore, run_under_schedule
+
+_LAZY = {
+    "BrokenAwait": "cancellation",
+    "CancellationReport": "cancellation",
+    "CancellationSafetyError": "cancellation",
+    "cancel_at_each_await": "cancellation",
+    "VirtualTime": "clock",
+    "virtual_time": "clock",
+    "Faults": "faults",
+    "InjectedFault": "faults",
+    "HangWatchdog": "hangs",
+    "Schedule": "schedules",
+    "ScheduleFailure": "schedules",
+    "explore": "schedules",
+    "run_under_schedule": "schedules",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'taskcast.testing' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
 
 __all__ = [
     "BrokenAwait",

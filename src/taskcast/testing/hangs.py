@@ -9,7 +9,9 @@ socket: a deadlock), it:
 2. cancels those tasks, so ``finally`` blocks run and the test ends;
 3. if the test still runs after *grace* real seconds (a task swallows
    cancellation), stops the loop; the runner then closes it without waiting
-   for those tasks again.
+   for those tasks again, and they are kept alive until the process ends
+   (closing them at garbage collection would throw ``GeneratorExit`` into a
+   coroutine that swallows it and spins: the process would never exit).
 
 The budget is real time even under virtual time: a virtual hour is fine, a
 real minute of spinning is not. A loop blocked by synchronous code cannot be
@@ -24,7 +26,7 @@ import threading
 import time
 from typing import Any
 
-from . import leaks
+from . import loop_hooks
 from .awaits import describe_tasks
 from .clock import VirtualTime
 from .loop_hooks import LoopHook
@@ -107,11 +109,15 @@ class HangWatchdog:
         self._after(self.grace, lambda: self._abandon(loop))
 
     def _abandon(self, loop: asyncio.AbstractEventLoop) -> None:
-        if loop.is_closed() or not loop.is_running():
-            return
-        leaks.abandoned_loops.add(loop)
+        if not loop.is_closed() and loop.is_running():
+            loop.call_soon_threadsafe(self._give_up, loop)
+
+    def _give_up(self, loop: asyncio.AbstractEventLoop) -> None:
+        stubborn = loop_hooks.abandon(loop)
         if self.report is not None:
             self.report += (
-                f"\nSome tasks ignored cancellation for {self.grace:g}s; the loop was stopped."
+                f"\nSome tasks ignored cancellation for {self.grace:g}s; the loop was stopped. "
+                "These are kept alive, never closed, so the process can exit:\n"
+                + describe_tasks(stubborn)
             )
-        loop.call_soon_threadsafe(loop.stop)
+        loop.stop()

@@ -43,7 +43,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import sites
+from . import loop_hooks, sites
 from .awaits import await_chain
 from .sites import Site, format_frame, format_site
 
@@ -201,6 +201,10 @@ class LeakWindow:
         for task in list(_ALL_TASKS):
             if task.done() or not self.is_new_task(task):
                 continue
+            if any(kept is task for kept in loop_hooks.kept_alive):
+                continue  # the hang report named it already
+            if not is_users_task(task):
+                continue
             # A loop still running belongs to another thread (a server started
             # by a fixture); its owner stops it, and its tasks, later.
             if task.get_loop().is_running():
@@ -310,11 +314,6 @@ def claim(obj: object) -> None:
         _claimed[key] = weakref.ref(obj, forget)
     except TypeError:
         _claimed[key] = None
-
-
-#: Event loops whose tasks refused to stop (see hangs.py): closing them must
-#: not wait for those tasks again, or the runner would hang in teardown.
-abandoned_loops: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
 
 
 def _watching() -> list[LeakWindow]:
@@ -469,6 +468,48 @@ def _finalizing_object() -> object:
     return None
 
 
+#: Tasks a library starts once per event loop, by design, and stops when the
+#: loop closes: (module, qualname) of their coroutine. Never a test's leak.
+PER_LOOP_SINGLETONS: frozenset[tuple[str, str]] = frozenset(
+    {
+        ("sse_starlette.sse", "_shutdown_watcher"),  # sse-starlette: one per thread's loop
+    }
+)
+
+
+def is_users_task(task: asyncio.Task[Any]) -> bool:
+    """The ownership rule for tasks: True if the test's own code answers for *task*.
+
+    A task counts when its coroutine is user code (not the stdlib, site-packages
+    or this kit), or when user code started it through a library (a user frame
+    in its creation site: ``server.arun()`` starting the library's checker). A
+    task a library started on its own (no user frame: anyio's test runner, a
+    per-loop watcher) is the library's, and so is a known per-loop singleton.
+    """
+    coro = task.get_coro()
+    code = getattr(coro, "cr_code", None) or getattr(coro, "gi_code", None)
+    module = getattr(getattr(coro, "cr_frame", None), "f_globals", {}).get("__name__", "")
+    if (module, getattr(coro, "__qualname__", "")) in PER_LOOP_SINGLETONS:
+        return False
+    if code is not None and not sites.is_library_file(code.co_filename):
+        return True
+    origin = getattr(coro, "cr_origin", None) or ()
+    return sites.first_user_frame(tuple(origin)) is not None
+
+
+def is_users_generator(agen: Any, site: Site) -> bool:
+    """The ownership rule for async generators: True if the test's code answers for *agen*.
+
+    It counts when its code is user code, or when user code iterated it first
+    (the innermost frame of *site*). A library's inner generators (httpx's
+    ``aiter_lines`` under httpx-sse's ``aiter_sse``) are closed, or dropped, by
+    the library's own outer generator, which is the one the user must close.
+    """
+    if not sites.is_library_file(agen.ag_code.co_filename):
+        return True
+    return bool(site) and not sites.is_library_file(site[0][0])
+
+
 def _task_leak(task: asyncio.Task[Any], why: str) -> Leak:
     coro = task.get_coro()
     origin = tuple(getattr(coro, "cr_origin", None) or ())
@@ -484,17 +525,15 @@ def _task_leak(task: asyncio.Task[Any], why: str) -> Leak:
 def _on_cancel_all_tasks(loop: asyncio.AbstractEventLoop) -> None:
     open_windows = [window for window in _windows if window._open]
     pending = [task for task in asyncio.all_tasks(loop) if not task.done()]
+    if loop in loop_hooks.abandoned_loops:
+        pending = []  # the hang report named them already
     for task in pending:
         if type(task.get_coro()).__name__ == "async_generator_athrow":
             continue  # asyncio's own aclose() of a dropped generator: reported as that
         windows = [window for window in open_windows if window.is_new_task(task)]
-        if windows:
+        if windows and is_users_task(task):
             why = "still pending when its event loop closed (asyncio.Runner cancels it silently)"
             _record(_task_leak(task, why), windows, task)
-    if loop in abandoned_loops:
-        for task in pending:
-            task.cancel()
-        return
     _originals["cancel_all_tasks"](loop)
 
 
@@ -509,9 +548,9 @@ def _on_asyncgen_firstiter(self: asyncio.base_events.BaseEventLoop, agen: Any) -
 def _on_asyncgen_finalizer(self: asyncio.base_events.BaseEventLoop, agen: Any) -> None:
     entry = _lookup(_agens, agen, agen.ag_code)
     if entry is not None and entry.site and not entry.claimed:
-        # Only generators the user's own code started: a library's internal
+        # Only generators the user's own code answers for: a library's internal
         # generators are closed by asyncio's hook when the user's outer one is.
-        if not sites.is_library_file(entry.site[0][0]):
+        if is_users_generator(agen, entry.site):
             windows = [window for window in entry.windows if window._open]
             summary = (
                 f"async generator {agen.__qualname__!r} was dropped before it finished, "
@@ -526,6 +565,8 @@ async def _on_shutdown_asyncgens(self: asyncio.base_events.BaseEventLoop) -> Non
     for agen in list(getattr(self, "_asyncgens", ())):
         entry = _lookup(_agens, agen, agen.ag_code)
         if entry is None or entry.claimed or agen.ag_frame is None:
+            continue
+        if not is_users_generator(agen, entry.site):
             continue
         windows = [window for window in entry.windows if window._open]
         summary = (

@@ -86,3 +86,65 @@ def _run_once(loop: Any) -> None:
             hook.attach_now(loop)
     assert _original_run_once is not None
     _original_run_once(loop)
+
+
+# -- tasks that refused to stop ---------------------------------------------------
+
+#: Event loops whose tasks refused to stop (the hang watchdog gave up on them):
+#: closing them must not wait for those tasks again, or the runner would hang.
+abandoned_loops: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
+
+#: Tasks that ignored cancellation, kept alive until the process ends (see keep_alive).
+kept_alive: list[asyncio.Task[Any]] = []
+
+
+def keep_alive(task: asyncio.Task[Any]) -> None:
+    """Never let *task* be freed, not even when the interpreter shuts down.
+
+    Freeing a suspended coroutine closes it: ``GeneratorExit`` is thrown into it,
+    and a coroutine that swallows cancellation (``except BaseException: pass``
+    in a loop) swallows that too and spins forever on its closed event loop, so
+    the process never exits. One reference that is never released (not even by
+    module teardown at exit) keeps it suspended instead.
+    """
+    if any(kept is task for kept in kept_alive):
+        return
+    import ctypes
+
+    kept_alive.append(task)
+    ctypes.pythonapi.Py_IncRef(ctypes.py_object(task))
+
+
+def abandon(loop: asyncio.AbstractEventLoop) -> list[asyncio.Task[Any]]:
+    """Give up on *loop*'s pending tasks: keep them alive, and let the loop close without them.
+
+    Returns the tasks given up on. Call it from the loop's thread, then stop the loop.
+    """
+    _patch_cancel_all_tasks()
+    abandoned_loops.add(loop)
+    pending = [task for task in asyncio.all_tasks(loop) if not task.done()]
+    for task in pending:
+        keep_alive(task)
+    return pending
+
+
+def _patch_cancel_all_tasks() -> None:
+    import asyncio.runners
+
+    runners: Any = asyncio.runners
+    previous = runners._cancel_all_tasks
+    if getattr(previous, "_taskcast_skips_abandoned", False):
+        return
+
+    def cancel_all_tasks(loop: asyncio.AbstractEventLoop) -> None:
+        # asyncio.Runner.close() would cancel them and run the loop until they
+        # finish: they never do. They were cancelled once and are kept alive.
+        if loop in abandoned_loops:
+            for task in asyncio.all_tasks(loop):
+                if not task.done():
+                    keep_alive(task)
+            return
+        previous(loop)
+
+    cancel_all_tasks._taskcast_skips_abandoned = True  # type: ignore[attr-defined]
+    runners._cancel_all_tasks = cancel_all_tasks

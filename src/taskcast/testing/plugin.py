@@ -1,11 +1,14 @@
 """The pytest plugin: markers, options and the hooks that run each feature.
 
 Registered through the ``pytest11`` entry point as ``taskcast``; disable it for
-one run with ``-p no:taskcast``. Features:
+one run with ``-p no:taskcast``. It is inert until asked: installing taskcast as
+a dependency changes nothing in a suite that does not use it, and this module
+imports only the standard library and pytest until a feature is used.
+Features:
 
-* leak guard, on for every test (``--taskcast-no-leak-guard`` or the ini
-  option ``taskcast_leak_guard = false`` turn it off; the marker
-  ``allow_leaks(reason=...)`` opts one test out);
+* leak guard, off unless enabled by the ini option ``taskcast_leak_guard = true``
+  or ``--taskcast-leaks`` (``--taskcast-no-leak-guard`` turns it off again for
+  one run; the marker ``allow_leaks(reason=...)`` opts one test out);
 * ``virtual_time`` marker and fixture;
 * ``schedules(n=..., seed=...)`` marker, replayed with ``--taskcast-seed``
   (and ``explore()`` for use inside a test);
@@ -17,27 +20,31 @@ one run with ``-p no:taskcast``. Features:
 from __future__ import annotations
 
 from collections.abc import Generator, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from . import leaks, schedules
-from .clock import DEFAULT_IO_IDLE, VirtualTime
-from .faults import Faults
-from .hangs import HangWatchdog
-from .schedules import Schedule, policy_of
+if TYPE_CHECKING:
+    from .clock import VirtualTime
+    from .faults import Faults
+    from .hangs import HangWatchdog
+    from .leaks import Leak, LeakWindow
+    from .schedules import Schedule
 
-_WINDOW = pytest.StashKey[leaks.LeakWindow]()
-_FOUND = pytest.StashKey[list[leaks.Leak]]()
+_WINDOW: pytest.StashKey[LeakWindow] = pytest.StashKey()
+_FOUND: pytest.StashKey[list[Leak]] = pytest.StashKey()
 _GUARD_ON = pytest.StashKey[bool]()
-_CURRENT = pytest.StashKey[leaks.LeakWindow | None]()
+_CURRENT: pytest.StashKey[LeakWindow | None] = pytest.StashKey()
 _WIDE_FIXTURES = pytest.StashKey[list[pytest.FixtureDef[Any]]]()
-_VIRTUAL_TIME = pytest.StashKey[VirtualTime]()
-_SCHEDULE = pytest.StashKey[Schedule]()
+_VIRTUAL_TIME: pytest.StashKey[VirtualTime] = pytest.StashKey()
+_SCHEDULE: pytest.StashKey[Schedule] = pytest.StashKey()
 _FAILED_SCHEDULES = pytest.StashKey[dict[str, int]]()
 _SCHEDULE_PARAM = "_taskcast_schedule_seed"
-_FAULTS = pytest.StashKey[Faults]()
-_WATCHDOG = pytest.StashKey[HangWatchdog]()
+_FAULTS: pytest.StashKey[Faults] = pytest.StashKey()
+_WATCHDOG: pytest.StashKey[HangWatchdog] = pytest.StashKey()
+
+#: Real seconds a virtual-time loop waits for socket I/O before jumping (clock.DEFAULT_IO_IDLE).
+_DEFAULT_IO_IDLE = 0.02
 
 MARKERS = (
     "allow_leaks(reason): taskcast: do not fail this test for what it leaves behind; "
@@ -54,10 +61,16 @@ MARKERS = (
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("taskcast", "taskcast test kit (taskcast.testing)")
     group.addoption(
+        "--taskcast-leaks",
+        action="store_true",
+        default=False,
+        help="turn the leak guard on for this run",
+    )
+    group.addoption(
         "--taskcast-no-leak-guard",
         action="store_true",
         default=False,
-        help="turn the leak guard off for this run",
+        help="turn the leak guard off for this run (wins over the ini option and --taskcast-leaks)",
     )
     group.addoption(
         "--taskcast-seed",
@@ -68,8 +81,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini(
         "taskcast_leak_guard",
         type="bool",
-        default=True,
-        help="fail tests that leave tasks, coroutines, async generators or resources behind",
+        default=False,
+        help="turn the leak guard on: fail tests that leave tasks, coroutines, ... behind",
     )
     parser.addini(
         "taskcast_hang_timeout",
@@ -86,21 +99,31 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     for marker in MARKERS:
         config.addinivalue_line("markers", marker)
-    guard_on = bool(config.getini("taskcast_leak_guard")) and not config.getoption(
-        "taskcast_no_leak_guard"
-    )
+    asked = bool(config.getini("taskcast_leak_guard")) or config.getoption("taskcast_leaks")
+    guard_on = asked and not config.getoption("taskcast_no_leak_guard")
     config.stash[_GUARD_ON] = guard_on
     config.stash[_CURRENT] = None
     config.stash[_WIDE_FIXTURES] = []
     config.stash[_FAILED_SCHEDULES] = {}
-    schedules.replay_seed = config.getoption("taskcast_seed")
+    seed = config.getoption("taskcast_seed")
+    if seed is not None:
+        from . import schedules
+
+        schedules.replay_seed = seed
     if guard_on:
+        from . import leaks
+
         leaks.install(origin_depth=int(config.getini("taskcast_origin_depth")))
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    schedules.replay_seed = None
+    if config.getoption("taskcast_seed") is not None:
+        from . import schedules
+
+        schedules.replay_seed = None
     if config.stash.get(_GUARD_ON, False):
+        from . import leaks
+
         leaks.uninstall()
 
 
@@ -117,7 +140,9 @@ def _allow_reason(item: pytest.Item) -> str | None:
 def pytest_runtest_setup(item: pytest.Item) -> Generator[None, None, None]:
     reason = _allow_reason(item)
     if item.config.stash.get(_GUARD_ON, False):
-        window = leaks.LeakWindow(item.nodeid, allow_reason=reason or "")
+        from .leaks import LeakWindow
+
+        window = LeakWindow(item.nodeid, allow_reason=reason or "")
         window.open()
         item.stash[_WINDOW] = window
         item.config.stash[_CURRENT] = window
@@ -193,7 +218,9 @@ def pytest_runtest_makereport(
     if call.when == "teardown":
         found = item.stash.get(_FOUND, None)
         if found:
-            text = leaks.format_report(item.nodeid, found)
+            from .leaks import format_report
+
+            text = format_report(item.nodeid, found)
             if report.failed:
                 report.sections.append(("taskcast leak guard", text))
             else:
@@ -240,6 +267,9 @@ def _start_schedule(item: pytest.Item) -> None:
         reason = f"schedule seed={failed[function]} already failed for this test"
         item.add_marker(pytest.mark.skip(reason=reason))
         return
+    from .clock import VirtualTime
+    from .schedules import Schedule
+
     schedule = Schedule(seed)
     schedule.start()
     item.stash[_SCHEDULE] = schedule
@@ -252,6 +282,8 @@ def _start_schedule(item: pytest.Item) -> None:
 def _explain_schedule_failure(
     item: pytest.Item, schedule: Schedule, report: pytest.TestReport
 ) -> None:
+    from .schedules import policy_of
+
     function = item.nodeid.split("[", 1)[0]
     item.config.stash[_FAILED_SCHEDULES].setdefault(function, schedule.seed)
     text = (
@@ -272,7 +304,9 @@ def _start_virtual_time(item: pytest.Item) -> None:
         return
     if marker is None and "virtual_time" not in getattr(item, "fixturenames", ()):
         return
-    io_idle = marker.kwargs.get("io_idle", DEFAULT_IO_IDLE) if marker else DEFAULT_IO_IDLE
+    from .clock import VirtualTime
+
+    io_idle = marker.kwargs.get("io_idle", _DEFAULT_IO_IDLE) if marker else _DEFAULT_IO_IDLE
     virtual = VirtualTime(io_idle=io_idle)
     virtual.start()
     item.stash[_VIRTUAL_TIME] = virtual
@@ -297,6 +331,8 @@ def _start_watchdog(item: pytest.Item) -> None:
         seconds, grace = float(item.config.getini("taskcast_hang_timeout") or 0), 1.0
     if not seconds:
         return
+    from .hangs import HangWatchdog
+
     watchdog = HangWatchdog(seconds, grace=grace, virtual=item.stash.get(_VIRTUAL_TIME, None))
     watchdog.start()
     item.stash[_WATCHDOG] = watchdog
@@ -313,6 +349,8 @@ def faults(request: pytest.FixtureRequest) -> Iterator[Faults]:
     if seed is None:
         callspec = getattr(request.node, "callspec", None)
         seed = callspec.params.get(_SCHEDULE_PARAM, 0) if callspec else 0
+    from .faults import Faults
+
     with Faults(seed) as plan:
         request.node.stash[_FAULTS] = plan
         yield plan
