@@ -7,6 +7,7 @@ async def fetch(ctx: taskcast.Context, url: str) -> dict: ...
 """
 
 import importlib
+import importlib.metadata
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -39,7 +40,8 @@ if TYPE_CHECKING:
     from .states import RunState
     from .tasks import ThreadContext
 
-__version__ = "0.1.0"
+__version__ = importlib.metadata.version("taskcast")
+"""The installed package's version: pyproject.toml is the one place that says it."""
 
 # The public names load on first use (PEP 562), so importing a submodule (the pytest plugin,
 # taskcast.testing) does not import the server stack: fastapi, pydantic, httpx, redis.
