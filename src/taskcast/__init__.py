@@ -7,7 +7,6 @@ async def fetch(ctx: taskcast.Context, url: str) -> dict: ...
 """
 
 import importlib
-import importlib.metadata
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -40,8 +39,6 @@ if TYPE_CHECKING:
     from .states import RunState
     from .tasks import ThreadContext
 
-__version__ = importlib.metadata.version("taskcast")
-"""The installed package's version: pyproject.toml is the one place that says it."""
 
 # The public names load on first use (PEP 562), so importing a submodule (the pytest plugin,
 # taskcast.testing) does not import the server stack: fastapi, pydantic, httpx, redis.
@@ -80,6 +77,13 @@ _LAZY = {
 
 
 def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        # The installed package's version: pyproject.toml is the one place that says it.
+        # Read on first use: importlib.metadata costs the test kit's plugin its lean import.
+        from importlib.metadata import version
+
+        globals()[name] = version("taskcast")
+        return globals()[name]
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'taskcast' has no attribute {name!r}")
