@@ -53,7 +53,8 @@ async def resolve_all(client: AsyncClient, texts: Sequence[str]) -> list[str]:
 def shortest_unique(ids: Sequence[str], minimum: int = SHORT_LENGTH) -> int:
     """The shortest prefix length (at least ``minimum``) that tells ``ids`` apart.
 
-    Ids of one burst differ only in their last characters, so this may be the full length.
+    Ids of one burst differ only in their last characters, so this may be the full length;
+    a child run's id (``PARENT.0``) is its parent's plus a suffix, so it may be longer.
     """
     length = minimum
     ordered = sorted(set(ids))
@@ -62,4 +63,4 @@ def shortest_unique(ids: Sequence[str], minimum: int = SHORT_LENGTH) -> int:
             (i for i, (a, b) in enumerate(zip(lower, upper, strict=False)) if a != b), len(lower)
         )
         length = max(length, common + 1)
-    return min(length, ID_LENGTH)
+    return min(length, max((len(run_id) for run_id in ids), default=ID_LENGTH))

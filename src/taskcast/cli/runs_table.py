@@ -10,7 +10,7 @@ from datetime import datetime
 from rich.table import Table
 
 from ..models import Run
-from .run_ids import ID_LENGTH, shortest_unique
+from .run_ids import shortest_unique
 
 COLUMN_GAP = 2
 OPTIONAL_COLUMNS = ("attempt", "duration")
@@ -58,9 +58,9 @@ def clock(timestamp: float | None, now: float) -> str:
     return f"{when} ({age(timestamp, now)})"
 
 
-def _cells(run: Run, id_length: int, now: float) -> dict[str, str]:
+def _cells(run: Run, id_length: int | None, now: float) -> dict[str, str]:
     return {
-        "id": run.id[:id_length],
+        "id": run.id if id_length is None else run.id[:id_length],
         "task": run.task,
         "state": run.state.value,
         "attempt": f"{run.attempt}/{run.max_attempts}",
@@ -83,7 +83,7 @@ def runs_table(runs: Sequence[Run], width: int, now: float | None = None) -> Tab
     """
     now = time.time() if now is None else now
     columns = ["id", "task", "state", "attempt", "age", "duration"]
-    rows = [_cells(run, ID_LENGTH, now) for run in runs]
+    rows = [_cells(run, None, now) for run in runs]
     if rows and _width(rows, columns) > width:
         short = shortest_unique([run.id for run in runs])
         rows = [_cells(run, short, now) for run in runs]
