@@ -1,9 +1,10 @@
-# `make test` and `make demo` work on a fresh machine: they create .venv and install what they need.
+# `make test` and `make demo` work on a fresh machine: they create .venv and install what they need;
+# `make test` also installs the system packages its tests drive (scripts/system-deps, apt-get as root).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup test lint demo bench realsuites clean
+.PHONY: setup system-deps test lint demo bench realsuites clean
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -13,12 +14,15 @@ $(BIN)/.installed: pyproject.toml
 
 setup: $(BIN)/.installed
 
+system-deps:
+	scripts/system-deps
+
 lint: setup
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy src
 
-test: lint
+test: system-deps lint
 	$(BIN)/python -m pytest -W error::RuntimeWarning $(PYTEST_ARGS)
 
 demo: setup

@@ -1,12 +1,11 @@
 """A real ``redis-server`` on a free loopback port, started and stopped by pid, for tests.
 
-In CI (``CI`` set) a missing ``redis-server`` fails the tests that need it; elsewhere they are
-skipped with a message saying how to install it.
+A missing ``redis-server`` fails the tests that need it, with the command that installs it
+(``make test`` installs it first: scripts/system-deps).
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import socket
@@ -44,10 +43,11 @@ class RedisServer:
         """Start the server and wait (bounded) until it answers PING."""
         binary = shutil.which("redis-server")
         if binary is None:
-            message = "redis-server is not installed (apt-get install redis-server)"
-            if os.environ.get("CI"):
-                pytest.fail(message)
-            pytest.skip(message)
+            pytest.fail(
+                "redis-server is not installed: `scripts/system-deps` installs it"
+                " (as root: apt-get update && apt-get install -y redis-server)",
+                pytrace=False,
+            )
         persistence = (
             ["--appendonly", "yes", "--appendfsync", "always", "--save", ""]
             if self.persistent

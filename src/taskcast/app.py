@@ -110,8 +110,10 @@ class App:
         ``timeout``: seconds per attempt (``timed_out`` after). ``retries``: extra attempts after a
         failure (so ``max_attempts = retries + 1``), for exceptions in ``retry_on``, after
         ``backoff * 2**(attempt-1)`` seconds at most (capped by ``backoff_max``, with full jitter).
-        ``concurrency``: runs of this task executing at once. ``name`` defaults to
-        ``module.function``. Raises ``ValueError`` for a duplicate name or a bad policy.
+        ``concurrency``: runs of this task executing at once. ``name`` defaults to the function's
+        ``__name__`` (``fetch`` for ``async def fetch``, wherever it is defined). Raises
+        ``ValueError`` for a bad policy, or for a name already registered (naming both
+        functions: give one of them ``name=``).
         """
 
         def register(fn: _F) -> _F:
@@ -128,8 +130,12 @@ class App:
                 ),
                 concurrency=concurrency,
             )
-            if definition.name in self.tasks:
-                raise ValueError(f"a task named {definition.name!r} is already registered")
+            taken = self.tasks.get(definition.name)
+            if taken is not None:
+                raise ValueError(
+                    f"two tasks named {definition.name!r}: {_where(taken.function)} and"
+                    f" {_where(fn)}; give one another name with @app.task(name=...)"
+                )
             self.tasks[definition.name] = definition
             return fn
 
@@ -435,3 +441,9 @@ class App:
         if older_than < 0:
             raise InvalidRequest(f"older_than must be >= 0 seconds, got {older_than}")
         return await self._running().store.prune(time.time() - older_than)
+
+
+def _where(function: Callable[..., Any]) -> str:
+    """``module.qualname`` of a function, to tell two functions of one name apart."""
+    module = getattr(function, "__module__", None) or "?"
+    return f"{module}.{getattr(function, '__qualname__', repr(function))}"

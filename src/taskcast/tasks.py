@@ -100,9 +100,9 @@ class TaskDefinition:
             raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
         if concurrency is not None and concurrency < 1:
             raise ValueError(f"concurrency must be >= 1, got {concurrency!r}")
-        task_name = name or f"{function.__module__}.{function.__qualname__}".removeprefix(
-            "__main__."
-        )
+        # The function's own name, as written (and as arq, SAQ and Dramatiq name tasks): the
+        # module it lives in does not change what a user types in curl or the CLI.
+        task_name = name or function.__name__
         try:
             # Modules with `from __future__ import annotations` keep annotations as strings.
             signature = inspect.signature(function, eval_str=True)

@@ -21,7 +21,7 @@ from playwright.sync_api import Browser, Page, sync_playwright
 from ..server.live import LiveServer, live_server
 from .pages import Dashboard
 
-CHROMIUM = os.environ.get("TASKCAST_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM = os.environ.get("TASKCAST_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -41,7 +41,8 @@ def browser() -> Iterator[Browser]:
     """Headless Chromium from the system (never downloaded): a test fails without it."""
     if not (os.path.exists(CHROMIUM) or shutil.which(CHROMIUM)):
         pytest.fail(
-            f"no Chromium at {CHROMIUM}: `apt-get install chromium` (or set TASKCAST_CHROMIUM)",
+            f"no Chromium at {CHROMIUM}: `scripts/system-deps` installs it (as root: apt-get"
+            " update && apt-get install -y chromium fonts-liberation), or set TASKCAST_CHROMIUM",
             pytrace=False,
         )
     with sync_playwright() as playwright:

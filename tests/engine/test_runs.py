@@ -260,10 +260,60 @@ async def test_registering_two_tasks_with_one_name_is_refused() -> None:
     @app.task(name="dup")
     async def one() -> None: ...
 
-    with pytest.raises(ValueError, match="already registered"):
+    with pytest.raises(ValueError, match="two tasks named 'dup'"):
 
         @app.task(name="dup")
         async def two() -> None: ...
+
+    assert app.tasks["dup"].function is one
+
+
+async def test_a_task_is_named_by_its_function_name_wherever_it_is_defined() -> None:
+    app = taskcast.App()
+
+    @app.task
+    async def fetch(url: str) -> str:
+        return url
+
+    @app.task(timeout=5)
+    def report() -> int:
+        return 1
+
+    # Not `tests.engine.test_runs.test_...<locals>.fetch`: what the README and curl users type.
+    assert set(app.tasks) == {"fetch", "report"}
+    async with app:
+        run = await app.submit("fetch", url="x")
+        assert (await app.wait(run.id, timeout=5)).result == "x"
+
+
+async def test_name_overrides_the_function_name() -> None:
+    app = taskcast.App()
+
+    @app.task(name="reports.nightly")
+    async def build() -> None: ...
+
+    assert set(app.tasks) == {"reports.nightly"}
+
+
+async def test_two_functions_of_one_name_are_refused_naming_both_and_the_way_out() -> None:
+    app = taskcast.App()
+
+    def first_module() -> None:
+        @app.task
+        async def fetch() -> None: ...
+
+    def second_module() -> None:
+        @app.task
+        async def fetch() -> None: ...
+
+    first_module()
+    with pytest.raises(ValueError) as refused:
+        second_module()
+    message = str(refused.value)
+    assert "two tasks named 'fetch'" in message
+    assert "first_module.<locals>.fetch" in message
+    assert "second_module.<locals>.fetch" in message
+    assert "@app.task(name=...)" in message
 
 
 async def test_prune_deletes_finished_runs_and_their_logs(app: taskcast.App) -> None:
