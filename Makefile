@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup system-deps test lint demo bench clean
+.PHONY: setup system-deps test lint demo bench realsuites clean
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ bench: setup
 	$(BIN)/python bench/workflows.py --reps 3 --children 10000
 	$(BIN)/python -m pip install -q -e '.[dev,bench]'
 	$(BIN)/python bench/redis_peers.py --n 10000 --reps 3 --pickups 300
+
+# The test kit over real projects' suites (downloads their sdists); writes docs/testing.md.
+realsuites: setup
+	$(BIN)/python tests/testkit/real_suites/run.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -275,3 +275,91 @@ def test_anyio_with_a_session_scoped_backend_gives_no_false_positive(
         """
     )
     pytester.runpytest("-W", "error::RuntimeWarning").assert_outcomes(passed=2)
+
+
+def test_leaks_of_two_event_loops_in_one_test_are_all_counted(pytester: pytest.Pytester) -> None:
+    # The first loop's tasks are freed before the second's are made: their ids come back.
+    pytester.makepyfile(
+        """
+        import asyncio
+
+        async def forever():
+            await asyncio.Event().wait()
+
+        async def main():
+            asyncio.create_task(forever())
+            await asyncio.sleep(0)
+
+        def test_two_runs():
+            asyncio.run(main())
+            asyncio.run(main())
+        """
+    )
+    result = pytester.runpytest("-rN")
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(["*left 2 leaks behind*"])
+    assert result.stdout.str().count("running forever() was still pending") == 2
+
+
+def test_an_open_server_is_reported_as_a_server(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import asyncio
+
+        async def handle(reader, writer):
+            writer.close()
+
+        async def test_serves():
+            server = await asyncio.start_server(handle, "127.0.0.1", 0)  # never closed
+            assert server.sockets
+        """
+    )
+    result = pytester.runpytest("-rN")
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(
+        ["*- server: listening socket*a server was not closed*", "*test_an_open_server*:7 in*"]
+    )
+
+
+def test_what_a_session_factory_or_server_owns_is_not_blamed_on_a_test(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        """
+        import socket
+        import threading
+
+        import pytest
+
+        @pytest.fixture(scope="session")
+        def connect():
+            made = []  # held only by the factory's closure
+
+            def factory(port):
+                conn = socket.create_connection(("127.0.0.1", port))
+                made.append(conn)
+                return conn
+
+            yield factory
+            for conn in made:
+                conn.close()
+
+        @pytest.fixture(scope="session")
+        def listener():
+            sock = socket.create_server(("127.0.0.1", 0))
+            accepted = []
+            yield sock, accepted
+            for conn in accepted:
+                conn.close()
+            sock.close()
+
+        def test_pooled_connection(connect, listener):
+            sock, accepted = listener
+            conn = connect(sock.getsockname()[1])
+            server_side, _ = sock.accept()  # the server side: the listener's owner's
+            accepted.append(server_side)
+            conn.sendall(b"x")
+            assert server_side.recv(1) == b"x"
+        """
+    )
+    pytester.runpytest("-W", "error::RuntimeWarning").assert_outcomes(passed=1)

@@ -107,7 +107,7 @@ class LeakWindow:
     _tasks_before: weakref.WeakSet[asyncio.Task[Any]] = field(default_factory=weakref.WeakSet)
     _exempt_depth: int = 0
     _open: bool = False
-    _seen_keys: set[int] = field(default_factory=set)
+    _seen: dict[int, Any] = field(default_factory=dict)
     _warning_sink: object = None
 
     def open(self) -> None:
@@ -188,9 +188,14 @@ class LeakWindow:
     def _add(self, leak: Leak, obj: object = None) -> None:
         if obj is not None:
             key = id(obj)
-            if key in _claimed or key in self._seen_keys:
+            if _is_claimed(obj):
                 return
-            self._seen_keys.add(key)
+            # Ids are reused once an object is freed (a second asyncio.run in
+            # the same test): the same id is the same object only if it is alive.
+            seen = self._seen.get(key)
+            if seen is not None and (seen() is obj if callable(seen) else True):
+                return
+            self._seen[key] = _weak_or_marker(obj)
             if leak.obj_ref is None:
                 with suppress(TypeError):
                     leak.obj_ref = weakref.ref(obj)
@@ -223,6 +228,13 @@ class LeakWindow:
             except OSError:
                 continue
             if fileno == -1:
+                continue
+            if _is_listening(sock):
+                summary = (
+                    f"listening socket {_short_repr(sock)} is still open at the end of the "
+                    "test: a server was not closed (server.close(); await server.wait_closed())"
+                )
+                found.append((sock, Leak("server", summary, entry.site)))
                 continue
             summary = f"{_short_repr(sock)} is still open at the end of the test"
             found.append((sock, Leak("socket", summary, entry.site)))
@@ -276,6 +288,7 @@ def install(origin_depth: int = sites.DEFAULT_DEPTH) -> None:
     base._asyncgen_finalizer_hook = _on_asyncgen_finalizer  # type: ignore[attr-defined]
     base.shutdown_asyncgens = _on_shutdown_asyncgens  # type: ignore[method-assign]
     sys.set_coroutine_origin_tracking_depth(max(origin_depth, _originals["origin_depth"]))
+    sites.depth = max(origin_depth, 1)
 
 
 def uninstall() -> None:
@@ -345,12 +358,38 @@ def _forget_dead(table: dict[int, _Registered]) -> None:
         del table[key]
 
 
+def _is_listening(sock: socket.socket) -> bool:
+    try:
+        return bool(sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN))
+    except (OSError, AttributeError):
+        return False
+
+
+def _accepted_by_someone_else(windows: list[LeakWindow]) -> bool:
+    """True if the socket being made is accepted by a listener these windows did not make.
+
+    The server side of a connection belongs to the server's owner (a session
+    fixture's server accepting the test's connection), not to the test.
+    """
+    frame: types.FrameType | None = sys._getframe(2)
+    for _ in range(4):
+        if frame is None:
+            return False
+        if frame.f_code.co_name == "accept" and frame.f_code.co_filename == socket.__file__:
+            listener = frame.f_locals.get("self")
+            entry = _sockets.get(id(listener))
+            owned = entry is not None and entry.ref() is listener
+            return not (owned and entry is not None and any(w in entry.windows for w in windows))
+        frame = frame.f_back
+    return False
+
+
 def _audit(event: str, args: tuple[Any, ...]) -> None:
     if not _windows:
         return
     if event == "socket.__new__":
         windows = _watching()
-        if windows:
+        if windows and not _accepted_by_someone_else(windows):
             _register(_sockets, args[0], windows, type(args[0]))
     elif event == "open":
         path = args[0]
@@ -363,8 +402,22 @@ def _audit(event: str, args: tuple[Any, ...]) -> None:
                     window.file_sites[key] = site
 
 
+def _weak_or_marker(obj: object) -> Any:
+    try:
+        return weakref.ref(obj)
+    except TypeError:
+        return True
+
+
+def _is_claimed(obj: object) -> bool:
+    if id(obj) not in _claimed:
+        return False
+    ref = _claimed[id(obj)]
+    return ref is None or ref() is obj
+
+
 def _record(leak: Leak, windows: Iterable[LeakWindow], obj: object = None) -> None:
-    if obj is not None and id(obj) in _claimed:
+    if obj is not None and _is_claimed(obj):
         return
     for window in windows:
         window._add(leak, obj)
@@ -411,7 +464,14 @@ def _on_resource_warning(message: warnings.WarningMessage) -> bool:
             site = windows[0].file_sites[name] if windows else ()
     if not windows:
         return False
-    _record(Leak(_resource_kind(text), text, site), windows, source)
+    kind = _resource_kind(text)
+    if isinstance(source, socket.socket) and _is_listening(source):
+        kind, text = (
+            "server",
+            f"listening socket {text}: a server was not closed "
+            + ("(server.close(); await server.wait_closed())"),
+        )
+    _record(Leak(kind, text, site), windows, source)
     return True
 
 
@@ -595,10 +655,23 @@ def _reachable_from(
         seen.add(key)
         if key in wanted:
             found.add(key)
+        if isinstance(obj, types.FunctionType):
+            # A factory fixture's value: what its closure holds is the fixture's,
+            # its module globals are not.
+            stack.extend(cell.cell_contents for cell in obj.__closure__ or () if _filled(cell))
+            continue
         if isinstance(obj, _OPAQUE):
             continue
         stack.extend(gc.get_referents(obj))
     return found
+
+
+def _filled(cell: types.CellType) -> bool:
+    try:
+        cell.cell_contents  # noqa: B018
+    except ValueError:
+        return False
+    return True
 
 
 _OPAQUE: tuple[type, ...] = (

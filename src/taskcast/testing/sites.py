@@ -47,16 +47,37 @@ def is_library_file(filename: str) -> bool:
     return filename.startswith(_LIBRARY_ROOTS)
 
 
-def capture(skip: int = 1, depth: int = DEFAULT_DEPTH) -> Site:
+#: Frames kept by :func:`capture` when no depth is given (``taskcast_origin_depth``).
+depth = DEFAULT_DEPTH
+
+#: How far :func:`capture` walks past *depth* to find the first user frame.
+_USER_FRAME_REACH = 64
+
+
+def capture(skip: int = 1, depth: int | None = None) -> Site:
     """Capture the caller's stack as a site, innermost frame first.
 
     *skip* frames above this function are dropped (1 drops the caller of
-    ``capture`` itself). Costs one attribute walk per frame; no I/O.
+    ``capture`` itself). Keeps *depth* frames (default: the module's ``depth``,
+    set from ``taskcast_origin_depth``); when none of them is user code, walks
+    on (up to 64 frames) and appends the first user frame, so an object a
+    library made deep inside a call still names the user's line. Costs one
+    attribute walk per frame; no I/O.
     """
+    keep = globals()["depth"] if depth is None else depth
     frame: FrameType | None = sys._getframe(skip + 1)
     frames: list[Frame] = []
-    while frame is not None and len(frames) < depth:
+    while frame is not None and len(frames) < keep:
         frames.append((frame.f_code.co_filename, frame.f_lineno, frame.f_code.co_name))
+        frame = frame.f_back
+    if any(not is_library_file(f[0]) for f in frames):
+        return tuple(frames)
+    for _ in range(_USER_FRAME_REACH):
+        if frame is None:
+            break
+        if not is_library_file(frame.f_code.co_filename):
+            frames.append((frame.f_code.co_filename, frame.f_lineno, frame.f_code.co_name))
+            break
         frame = frame.f_back
     return tuple(frames)
 
