@@ -101,6 +101,49 @@ async def test_logs_survive_a_restart_and_seq_continues(tmp_path: Path) -> None:
         assert (await second.get(run.id)).state is taskcast.RunState.COMPLETED
 
 
+async def test_what_is_read_back_from_the_file_is_exactly_what_was_written(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    first = taskcast.App(url)
+    data = [
+        {"i": i, "text": 'é\u2028"quoted"', "x": 0.1 + i / 3, "none": None} for i in range(1500)
+    ]
+
+    @first.task(name="chatty", timeout=2.5)
+    async def chatty(ctx: taskcast.Context) -> str:
+        for item in data:
+            await ctx.emit("tick", item)
+        return "done"
+
+    async with first:
+        run = await first.wait((await first.submit("chatty")).id, timeout=10)
+        written = [e async for e in first.events(run.id)]
+    second = taskcast.App(url)  # nothing in memory: every read goes to the file
+    second.task(name="chatty")(chatty)
+    async with second:
+        store = second.store
+        assert isinstance(store, SQLiteStore)
+        page = await store.read_events(run.id, 0, 1000)
+        rest = await store.read_events(run.id, 1000, 1000)
+        again = await second.get(run.id)
+        listed = await second.runs()
+    read = page + rest
+    assert [e.seq for e in read] == list(range(1, len(written) + 1))  # in order, no gap
+    assert [(e.seq, e.type, e.data, e.at) for e in read] == [
+        (e.seq, e.type, e.data, e.at) for e in written
+    ]  # timestamps to the last bit: SQLite's JSON keeps 15 digits, quote() all of them
+    assert [e.data for e in read if e.type == "tick"] == data
+    assert (again.timeout, again.created_at, again.started_at, again.finished_at) == (
+        run.timeout,
+        run.created_at,
+        run.started_at,
+        run.finished_at,
+    )
+    assert again.result == "done" and again.state is taskcast.RunState.COMPLETED
+    assert [r.id for r in listed] == [run.id]
+
+
 async def test_a_submit_cancelled_while_waiting_for_its_commit_still_runs(
     tmp_path: Path,
 ) -> None:
