@@ -7,14 +7,17 @@ further behind than the tail reaches reads the store instead, in pages. So:
 
 * watchers never slow the task (appending never waits for a watcher) nor each other;
 * there is no per-watcher buffer: memory is one bounded tail per watched run;
-* what a watcher sees is exactly what the store holds, in order, with no gap and no duplicate.
+* what a watcher sees is exactly what the store holds, in order, with no gap and no duplicate;
+* watchers of one run that catch up together read each page of its log once: a read in flight
+  is shared by every watcher asking for the same page, and full pages (which can no longer
+  change: the log only grows at its end) stay cached per run while it is watched.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import AsyncGenerator, Callable, Sequence
 
 from .errors import RunNotFound, StoreError
@@ -27,6 +30,11 @@ TAIL_SIZE = 1024
 PAGE_SIZE = 1000
 """Events read from the store per page by a watcher that is catching up."""
 
+CACHED_PAGES = 4
+"""Full pages kept per watched run, most recently read first out last, for watchers that follow
+each other closely through a long log (a reconnect storm): the 200th reader of a page does not
+read the store again."""
+
 
 class _Channel:
     """The shared state of one watched run: its recent events and its sleeping watchers.
@@ -35,10 +43,12 @@ class _Channel:
     appends read them all as one batch, which is what lets cursor readers beat queues.
     """
 
-    __slots__ = ("resyncs", "tail", "waiters", "wake_scheduled", "watchers")
+    __slots__ = ("pages", "reads", "resyncs", "tail", "waiters", "wake_scheduled", "watchers")
 
     def __init__(self) -> None:
         self.tail: deque[Event] = deque(maxlen=TAIL_SIZE)
+        self.reads: dict[int, asyncio.Task[list[Event]]] = {}  # in flight, by cursor
+        self.pages: OrderedDict[int, list[Event]] = OrderedDict()  # full pages, by cursor
         self.waiters: list[asyncio.Future[None]] = []
         self.wake_scheduled = False
         self.watchers = 0
@@ -73,6 +83,40 @@ class _Channel:
         waiter = asyncio.get_running_loop().create_future()
         self.waiters.append(waiter)
         await waiter
+
+    async def page(self, store: Store, run_id: str, cursor: int) -> list[Event]:
+        """The store's page of events after ``cursor``, read once for all who ask together.
+
+        The read runs in its own task, so a watcher that is cancelled while it waits does not
+        cancel it for the others; the page is the store's answer, shared, never mutated.
+        """
+        cached = self.pages.get(cursor)
+        if cached is not None:
+            self.pages.move_to_end(cursor)
+            return cached
+        read = self.reads.get(cursor)
+        if read is None:
+            read = asyncio.get_running_loop().create_task(
+                store.read_events(run_id, cursor, PAGE_SIZE), name=f"taskcast-page {run_id}"
+            )
+            self.reads[cursor] = read
+            read.add_done_callback(lambda done: self._page_read(cursor, done))
+        return await asyncio.shield(read)
+
+    def _page_read(self, cursor: int, read: asyncio.Task[list[Event]]) -> None:
+        if self.reads.get(cursor) is read:
+            del self.reads[cursor]
+        if read.cancelled() or read.exception() is not None:
+            return  # the waiters (if any are left) see the error; nothing is cached
+        page = read.result()
+        if len(page) == PAGE_SIZE and self.watchers:
+            self.pages[cursor] = page
+            while len(self.pages) > CACHED_PAGES:
+                self.pages.popitem(last=False)
+
+    def clear_pages(self) -> None:
+        """Forget cached pages (the store may have been replaced under a resync)."""
+        self.pages.clear()
 
 
 class EventLog:
@@ -127,6 +171,7 @@ class EventLog:
         re-reads the store from its cursor."""
         for channel in self._channels.values():
             channel.tail.clear()
+            channel.clear_pages()
             channel.resyncs += 1
             channel.notify()
 
@@ -172,7 +217,7 @@ class EventLog:
                         continue
                 else:
                     try:
-                        batch = await self._store.read_events(run_id, cursor, PAGE_SIZE)
+                        batch = await channel.page(self._store, run_id, cursor)
                     except StoreError:
                         if self._closing:  # the app shut down and closed its store meanwhile
                             return

@@ -152,3 +152,66 @@ async def test_store_writes_under_many_concurrent_runs_keep_every_log_gap_free(
         log = await collect(app, run.id)
         assert_gap_free(log)
         assert [e.data["i"] for e in log if e.type == "row"] == list(range(25))
+
+
+async def test_watchers_catching_up_together_read_each_page_of_the_store_once(
+    app: taskcast.App,
+) -> None:
+    @app.task(name="long")
+    async def long(ctx: taskcast.Context, n: int) -> None:
+        for i in range(n):
+            await ctx.emit("tick", i)
+
+    n = 3 * event_log.PAGE_SIZE
+    run = await app.wait((await app.submit("long", n=n)).id, timeout=30)
+    reads: list[int] = []
+    read_events = app.store.read_events
+
+    async def counted(run_id: str, after: int, limit: int) -> list[taskcast.Event]:
+        reads.append(after)
+        return await read_events(run_id, after, limit)
+
+    app.store.read_events = counted  # type: ignore[method-assign]
+    try:
+        logs = await asyncio.gather(*(collect(app, run.id) for _ in range(25)))
+    finally:
+        del app.store.read_events
+    for log in logs:
+        assert_gap_free(log)
+        assert len(log) == n + 3 and types(log)[-1] == "completed"
+    # 25 readers, 4 pages (the last one short): each page was read once, not 25 times.
+    assert sorted(reads) == [0, 1000, 2000, 3000]
+    assert app._log._channels == {}  # type: ignore[union-attr]
+
+
+async def test_a_watcher_cancelled_while_it_waits_for_a_shared_page_does_not_cancel_it(
+    app: taskcast.App,
+) -> None:
+    @app.task(name="long")
+    async def long(ctx: taskcast.Context, n: int) -> None:
+        for i in range(n):
+            await ctx.emit("tick", i)
+
+    run = await app.wait((await app.submit("long", n=event_log.PAGE_SIZE)).id, timeout=30)
+    release, reading = asyncio.Event(), asyncio.Event()
+    read_events = app.store.read_events
+
+    async def held(run_id: str, after: int, limit: int) -> list[taskcast.Event]:
+        reading.set()
+        await release.wait()
+        return await read_events(run_id, after, limit)
+
+    app.store.read_events = held  # type: ignore[method-assign]
+    try:
+        first = asyncio.create_task(collect(app, run.id))
+        second = asyncio.create_task(collect(app, run.id))
+        await reading.wait()
+        first.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await first
+        release.set()
+        log = await second
+    finally:
+        del app.store.read_events
+    assert_gap_free(log)
+    assert len(log) == event_log.PAGE_SIZE + 3

@@ -230,7 +230,7 @@ class RedisStore(Store):
                 if message["type"] == "subscribe":
                     confirmed += 1
         except BaseException:
-            await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]
             raise
         return pubsub
 
@@ -246,7 +246,7 @@ class RedisStore(Store):
             await self._writer  # drains what was handed over
             self._writer = None
         if self._pubsub is not None:
-            await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+            await self._pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]
             self._pubsub = None
         if self._client is not None:
             await self._client.aclose()
@@ -293,7 +293,7 @@ class RedisStore(Store):
                 logger.warning("redis subscription lost (%s); reconnecting", exc)
                 if self._pubsub is not None:
                     with contextlib.suppress(*_UNREACHABLE, RedisError):
-                        await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+                        await self._pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]
                     self._pubsub = None
                 await asyncio.sleep(backoff)  # reconnect backoff, not synchronisation
                 backoff = min(backoff * 2, 1.0)
