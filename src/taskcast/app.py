@@ -269,6 +269,15 @@ class App:
         """True while the app takes new runs (started, not shutting down)."""
         return self._coordinator is not None and self._coordinator.accepting
 
+    def when_stopping(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call ``callback()`` once, the moment shutdown begins (at once if it has begun).
+
+        For readers that should stop what can wait when the app stops, such as an event stream
+        still replaying history (the server cuts it short; the client resumes elsewhere). It runs
+        on the event loop and must be quick and not raise. Returns a function that unsubscribes.
+        """
+        return self._running().when_stopping(callback)
+
     def add_listener(self, listener: Callable[[Sequence[Event]], None]) -> None:
         """Call ``listener(events)`` with every batch of newly stored events, in order.
 

@@ -50,7 +50,7 @@ import itertools
 import logging
 import time
 from collections import Counter, deque
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -237,6 +237,7 @@ class Coordinator:
         self._grace_over = False
         self._report: ShutdownReport | None = None
         self._shutting_down: asyncio.Future[ShutdownReport] | None = None
+        self._stopping_callbacks: set[Callable[[], None]] = set()
         # Runs somebody awaits the end of (a parent its children): resolved with the terminal
         # event, or ``shutdown``, as soon as it is committed.
         self._endings: dict[str, asyncio.Future[Event]] = {}
@@ -254,6 +255,14 @@ class Coordinator:
     @property
     def accepting(self) -> bool:
         return self._accepting
+
+    def when_stopping(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """See ``App.when_stopping``."""
+        if self._shutting_down is not None:
+            callback()
+            return lambda: None
+        self._stopping_callbacks.add(callback)
+        return lambda: self._stopping_callbacks.discard(callback)
 
     def stats(self) -> dict[str, int]:
         """Counts at a glance: queued, running, watchers, tasks owned."""
@@ -1304,6 +1313,9 @@ class Coordinator:
     async def _shut_down(self, grace: float, timeout: float) -> ShutdownReport:
         began = time.monotonic()
         self._accepting = False
+        callbacks, self._stopping_callbacks = self._stopping_callbacks, set()
+        for callback in callbacks:
+            callback()
         if self._consumer is not None:
             await self._consumer.stop_claiming()
         report = ShutdownReport()

@@ -121,6 +121,7 @@ class Event:
     data: Any
     at: float
     _json: str | None = field(default=None, repr=False, compare=False)
+    _frame: bytes | None = field(default=None, repr=False, compare=False)
 
     @property
     def is_terminal(self) -> bool:
@@ -132,6 +133,20 @@ class Event:
         if self._json is None:
             self._json = compact_json(self.data)
         return self._json
+
+    def sse_frame(self) -> bytes:
+        """The event as one Server-Sent Event: ``id``, ``event``, ``at`` and ``data`` lines.
+
+        Encoded once per event, however many streams send it (a reconnect storm replays the
+        same pages to every client). ``data`` is the JSON above: it holds no newline, so it is
+        always one line. ``at`` is the event's time as ``repr`` writes it, so a client reads back
+        the very same float.
+        """
+        if self._frame is None:
+            self._frame = (
+                f"id: {self.seq}\nevent: {self.type}\nat: {self.at!r}\ndata: {self.data_json()}\n\n"
+            ).encode()
+        return self._frame
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -24,6 +24,13 @@ async def chatty(ctx: taskcast.Context, n: int = 1000, size: int = 1000) -> int:
     return n
 
 
+@app.task(name="sample.chatty_then_wait")
+async def chatty_then_wait(ctx: taskcast.Context, n: int = 1000, size: int = 1000) -> None:
+    """Emit n events of about `size` bytes, then wait until cancelled (a long log, still live)."""
+    await chatty(ctx, n, size)
+    await asyncio.Event().wait()
+
+
 @app.task(name="sample.stubborn")
 async def stubborn(ctx: taskcast.Context) -> None:
     """Ignore cancellation for ever (a bug in a task): shutdown must not hang on it."""

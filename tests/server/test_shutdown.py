@@ -4,6 +4,7 @@ import asyncio
 import contextlib
 import re
 import signal
+import socket
 import time
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pytest
 from httpx_sse import aconnect_sse
 
 from .live import LiveServer, live_server
-from .sse_client import read_events
+from .sse_client import Seen, read_events
 
 STREAMS = 200
 GRACE, SHUTDOWN_TIMEOUT = 1.0, 1.0
@@ -138,3 +139,82 @@ async def test_a_task_that_ignores_cancellation_does_not_hold_the_process(tmp_pa
     output = server.output()
     assert f"run {run_id} ignored cancellation during shutdown: interrupted" in output
     assert "leaving 1 run(s) that ignore cancellation behind" in output
+
+
+def _chunks(body: bytes) -> tuple[bytes, bool]:
+    """The payload of an HTTP/1.1 chunked body read so far, and whether its last chunk came."""
+    payload, rest = bytearray(), body
+    while rest:
+        size_line, sep, rest = rest.partition(b"\r\n")
+        if not sep:
+            break
+        size = int(size_line, 16)
+        if size == 0:
+            return bytes(payload), True
+        if len(rest) < size + 2:
+            break
+        payload += rest[:size]
+        rest = rest[size + 2 :]
+    return bytes(payload), False
+
+
+def test_a_stream_still_replaying_is_cut_short_when_shutdown_begins_and_resumes_after(
+    tmp_path: Path,
+) -> None:
+    args = ("--app", "tests.server.sample_app:app", "--grace", "60", "--write-timeout", "60")
+    with live_server(tmp_path, *args) as server:
+        with httpx.Client(base_url=server.url, timeout=10) as api:
+            body = {"task": "sample.chatty_then_wait", "args": {"n": 3000, "size": 1000}}
+            run_id = api.post("/runs", json=body).json()["id"]
+            deadline = time.monotonic() + 30
+            while api.get(f"/runs/{run_id}").json()["last_seq"] < 3002:  # queued, started, 3000
+                assert time.monotonic() < deadline, "the run did not write its log"
+                time.sleep(0.05)  # polling a remote run, bounded by the deadline
+            host, port = server.url.removeprefix("http://").split(":")
+            with socket.create_connection((host, int(port))) as reader:
+                reader.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+                reader.sendall(f"GET /runs/{run_id}/events HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+                reader.settimeout(20)
+                received = b""
+                while b"id: 1\n" not in received:  # the replay began; then the client stops reading
+                    data = reader.recv(4096)
+                    assert data, "the server closed the stream"
+                    received += data
+                server.signal(signal.SIGTERM)
+                deadline = time.monotonic() + 30
+                while api.get("/health").status_code != 503:
+                    assert time.monotonic() < deadline, "the server did not begin to stop"
+                    time.sleep(0.02)  # polled: the signal is handled on the server's own time
+                while not (data := reader.recv(65536)) == b"":
+                    received += data
+                    if _chunks(received.partition(b"\r\n\r\n")[2])[1]:
+                        break
+            # The whole body came while the server still waits out its 60 s of grace.
+            assert server.process.poll() is None
+            assert api.get("/health").json()["status"] == "draining"
+        payload, complete = _chunks(received.partition(b"\r\n\r\n")[2])
+        assert complete, "the body ended cleanly"
+        *events, last, tail = payload.split(b"\n\n")
+        assert tail == b""
+        seqs = [int(event.split(b"\n")[-4].removeprefix(b"id: ")) for event in events]
+        cursor = seqs[-1]
+        assert seqs == list(range(1, cursor + 1)) and cursor < 3002, "cut mid-replay, no gap"
+        assert last == b'event: shutdown\ndata: {"reason":"shutdown","resume_after":%d}' % cursor
+        server.signal(signal.SIGTERM)  # the second signal: exit at once
+        assert server.wait(10) == 128 + signal.SIGTERM
+    with live_server(tmp_path, *args, name="next") as server:
+        resumed = asyncio.run(_first_events(server.url, run_id, cursor, 5))
+        assert [seen.seq for seen in resumed] == list(range(cursor + 1, cursor + 6))
+
+
+async def _first_events(url: str, run_id: str, cursor: int, count: int) -> list[Seen]:
+    async with httpx.AsyncClient(base_url=url, timeout=10) as api:
+        seen: list[Seen] = []
+        headers = {"Last-Event-ID": str(cursor)}
+        async with aconnect_sse(api, "GET", f"/runs/{run_id}/events", headers=headers) as source:
+            async with contextlib.aclosing(source.aiter_sse()) as events:
+                async for event in events:
+                    seen.append(Seen(int(event.id), event.event, event.data))
+                    if len(seen) == count:
+                        break
+        return seen

@@ -203,6 +203,10 @@ class Follower:
         if self.done:
             return events
         for raw in self._decoder.feed(text):
+            if raw.id is None and raw.type == "shutdown":
+                # A stopping server cut its replay short: the reconnect resumes after
+                # ``last_seq``, and the run's own ``shutdown`` event (if any) is in its log.
+                continue
             event = self._event(raw)
             if event.seq <= self.last_seq:
                 continue

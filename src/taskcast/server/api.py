@@ -24,6 +24,7 @@ from .changes import RunChanges
 from .dashboard import dashboard_router
 from .errors import install_error_handlers
 from .metrics import Metrics
+from .replay import ReplayBudget
 from .schemas import (
     RUN_ID_PATTERN,
     CancelAccepted,
@@ -103,6 +104,7 @@ def create_app(
     metrics = Metrics(app)
     changes = RunChanges(app)
     hub = Hub(app)
+    replays = ReplayBudget()
 
     @asynccontextmanager
     async def lifespan(api: FastAPI) -> AsyncIterator[None]:
@@ -122,7 +124,9 @@ def create_app(
         if run.is_finished and cursor >= run.last_seq:
             # An EventSource reconnects after every end of stream; 204 is what makes it stop.
             return Response(status_code=204)
-        return EventStreamResponse(app, run_id, cursor, settings, observer=metrics, hub=hub)
+        return EventStreamResponse(
+            app, run_id, cursor, settings, observer=metrics, hub=hub, replays=replays
+        )
 
     def require_open() -> None:
         # After shutdown the store is closed: refuse cleanly instead of failing on it.

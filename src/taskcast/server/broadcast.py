@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import enum
 import logging
-from typing import Protocol
+from typing import Any, Protocol
 
 from ..app import App
 from ..models import Event
@@ -47,6 +47,8 @@ class Transport(Protocol):
     def is_closing(self) -> bool: ...
 
     def get_write_buffer_size(self) -> int: ...
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any: ...
 
     def abort(self) -> None: ...
 

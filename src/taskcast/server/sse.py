@@ -17,6 +17,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -25,6 +27,7 @@ from starlette.types import Receive, Scope, Send
 
 from ..app import App
 from .broadcast import MAX_BUFFERED, Departure, Hub, Member, Transport
+from .replay import ReplayBudget
 from .transport import TRANSPORT_EXTENSION
 from .wire import chunk, encode_events
 
@@ -40,6 +43,12 @@ EVENT_STREAM_HEADERS = [
 # A comment line with no blank line after it: it never ends an event block, so no client
 # (httpx-sse included) mistakes it for an empty event.
 KEEP_ALIVE = b": keep-alive\n"
+
+SEND_BUFFER = 64 * 1024
+"""Bytes asked for as an event stream's socket send buffer (``SO_SNDBUF``; Linux doubles it for
+its bookkeeping). Left alone, the kernel grows it to megabytes for a client that stops reading,
+which hides that client from the write deadline (its data "left") and costs kernel memory that
+no RSS shows. Capped, the unsent data piles up where the deadline sees it within a page."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,17 +106,28 @@ class _Writer:
         self._sending = asyncio.Lock()  # ASGI sends only: the raw writes are synchronous
         self._complete = False
 
-    async def write(self, payload: bytes) -> None:
-        """Write ``payload``; wait while the client's unsent data is over ``MAX_BUFFERED``."""
+    async def write(self, payload: bytes, *, wait: bool = True) -> None:
+        """Write ``payload``; wait while the client's unsent data is over ``MAX_BUFFERED``
+        (unless not ``wait``: the last words of a stream the server is stopping)."""
         if self.transport is None:
             await self._asgi(payload, more=True)
             return
+        self.put(payload)
+        if wait:
+            await self.settle()
+
+    def put(self, payload: bytes) -> None:
+        """Write ``payload`` to the transport now, whole (raw transports only)."""
+        assert self.transport is not None
         if self._complete:
             return
         if self.transport.is_closing():
             raise _ClientGone()
         self.transport.write(chunk(payload))
-        if self.transport.get_write_buffer_size() > MAX_BUFFERED:
+
+    async def settle(self) -> None:
+        """Wait while the client's unsent data is over ``MAX_BUFFERED`` (raw transports)."""
+        if self.transport is not None and self.transport.get_write_buffer_size() > MAX_BUFFERED:
             await self.drain()
 
     async def drain(self) -> None:
@@ -131,6 +151,62 @@ class _Writer:
                 raise _ClientTooSlow() from None
 
 
+def _cap_send_buffer(transport: Transport) -> None:
+    """Cap the socket send buffer of a stream's connection to ``SEND_BUFFER`` (see there)."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6, socket.AF_UNIX):
+        with contextlib.suppress(OSError):  # the connection may be closing already
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
+
+
+def shutdown_frame(cursor: int) -> bytes:
+    """The ``shutdown`` event that ends a replay cut short by a stopping server.
+
+    It has no ``id``: the client's last event id stays ``cursor``, the last event it was sent, so
+    its reconnect (``Last-Event-ID``) resumes right there on the next server. The run's own
+    ``shutdown`` event, if it gets one, is in its log and comes in the replay like any other.
+    """
+    return b'event: shutdown\ndata: {"reason":"shutdown","resume_after":%d}\n\n' % cursor
+
+
+class _CutWhenStopping:
+    """Cancel the block the moment ``app`` begins to stop (never, with no app); ``cut`` then
+    says so and the block ends quietly.
+
+    A reconnect storm can leave thousands of streams replaying long logs when a deploy stops the
+    server: each would otherwise replay to its end before it gets its ``shutdown`` event, far past
+    the stop's bound. Live streams (members of a broadcast) are not cut: they get the run's own
+    ``shutdown`` event when the log closes.
+    """
+
+    def __init__(self, app: App | None) -> None:
+        self._app = app
+        self._scope = asyncio.timeout(None)
+        self._unsubscribe: Callable[[], None] = lambda: None
+        self.cut = False
+
+    async def __aenter__(self) -> None:
+        await self._scope.__aenter__()
+        if self._app is not None:
+            self._unsubscribe = self._app.when_stopping(self._stop)
+
+    def _stop(self) -> None:
+        self._scope.reschedule(asyncio.get_running_loop().time())
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, tb: Any
+    ) -> bool:
+        self._unsubscribe()
+        try:
+            await self._scope.__aexit__(kind, error, tb)
+        except TimeoutError:
+            if not self._scope.expired():
+                raise
+            self.cut = True
+            return True
+        return False
+
+
 class EventStreamResponse(Response):
     """Stream the events of ``run_id`` after ``cursor`` until its log ends.
 
@@ -148,6 +224,7 @@ class EventStreamResponse(Response):
         settings: StreamSettings,
         observer: StreamObserver,
         hub: Hub | None = None,
+        replays: ReplayBudget | None = None,
     ) -> None:
         super().__init__(status_code=200)
         self.raw_headers = [*EVENT_STREAM_HEADERS]
@@ -156,10 +233,13 @@ class EventStreamResponse(Response):
         self._cursor = cursor
         self._settings = settings
         self._hub = hub
+        self._replays = replays or ReplayBudget()
         self._observer = observer
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         transport = (scope.get("extensions") or {}).get(TRANSPORT_EXTENSION)
+        if transport is not None:
+            _cap_send_buffer(transport)
         writer = _Writer(send, transport, self._settings.write_timeout)
         await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
         self._observer.stream_opened()
@@ -193,21 +273,36 @@ class EventStreamResponse(Response):
         # The retry hint rides on the first event: alone, some clients (httpx-sse) would report
         # it as an empty event.
         prefix = f"retry: {self._settings.retry_ms}\n".encode()
+        # A stream that can join the run's broadcast once caught up replays by itself until
+        # then; that replay is cut short when the server begins to stop (see ``_CutWhenStopping``).
+        joins = self._hub is not None and writer.transport is not None
         while True:
             member: Member | None = None
-            async with contextlib.aclosing(
-                self._app.event_batches(self._run_id, after=cursor)
-            ) as batches:
+            replay = _CutWhenStopping(self._app if joins else None)
+            async with (
+                replay,
+                contextlib.aclosing(self._app.event_batches(self._run_id, after=cursor)) as batches,
+            ):
                 async for batch in batches:
-                    await writer.write(prefix + encode_events(batch))
-                    prefix = b""
-                    cursor = batch[-1].seq
+                    seq = batch[-1].seq
+                    if joins:  # a replay: in its share of the loop, with every other one
+                        with await self._replays.step():
+                            payload, prefix, cursor = prefix + encode_events(batch), b"", seq
+                            writer.put(payload)
+                        await writer.settle()
+                    else:
+                        payload, prefix, cursor = prefix + encode_events(batch), b"", seq
+                        await writer.write(payload)
                     if batch[-1].is_terminal:
                         break
-                    if self._hub is not None and writer.transport is not None:
-                        member = self._hub.try_join(self._run_id, writer.transport, cursor)
+                    if joins:
+                        member = self._hub.try_join(self._run_id, writer.transport, cursor)  # type: ignore[union-attr,arg-type]
                         if member is not None:
                             break
+            if replay.cut:
+                await writer.write(prefix + shutdown_frame(cursor), wait=False)
+                await writer.finish()
+                return
             if member is None:  # the log ended: terminal event, or the server is stopping
                 await writer.finish()
                 return

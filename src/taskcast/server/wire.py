@@ -8,19 +8,10 @@ from ..models import Event
 
 
 def encode_events(events: Sequence[Event]) -> bytes:
-    """The SSE wire form of ``events``, in order: ``id``, ``event``, ``at`` and ``data`` lines each.
-
-    ``data`` is the event's JSON, encoded once by the engine however many clients get it; it
-    holds no newline, so it is always one line. ``at`` is the event's time (Unix seconds, as
-    ``repr`` writes it, so a client reads back the very same float); EventSource ignores fields it
-    does not know, and the Python client fills ``Event.at`` from it.
-    """
-    return "".join(
-        [
-            f"id: {event.seq}\nevent: {event.type}\nat: {event.at!r}\ndata: {event.data_json()}\n\n"
-            for event in events
-        ]
-    ).encode()
+    """The SSE wire form of ``events``, in order (``Event.sse_frame``: each event is encoded once
+    for every stream that sends it). EventSource ignores the ``at`` field; the Python client fills
+    ``Event.at`` from it."""
+    return b"".join([event.sse_frame() for event in events])
 
 
 def chunk(payload: bytes) -> bytes:

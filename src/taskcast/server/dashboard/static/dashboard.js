@@ -64,7 +64,14 @@ async function api(path, options = {}) {
     requireLogin();
     throw new AuthRequired();
   }
-  const body = await response.json().catch(() => null);
+  let body = null;
+  try {
+    body = await response.json();
+  } catch (error) {
+    // A JSON answer cut mid-body (the server stopped, the network broke) is a failure, not null.
+    const json = (response.headers.get("content-type") || "").includes("json");
+    if (response.ok && json) throw new Error(`the answer to ${path} was cut: ${error.message}`);
+  }
   if (!response.ok) throw new HttpError(response.status, body);
   return body;
 }
