@@ -1228,7 +1228,9 @@ class Coordinator:
                     self.cancel_timeout, self._abandon_if_stuck, active
                 )
             return active.stop is StopKind.CANCEL
-        return False
+        # FINISHING: the body ended and its terminal write is under way. A cancel that ended it
+        # is still in progress (a second cancel is accepted too); anything else is a 409.
+        return active.stop is StopKind.CANCEL
 
     async def _cancel_in_store(self, run_id: str, reason: str) -> bool:
         error = {"type": "Cancelled", "message": reason}

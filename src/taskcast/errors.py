@@ -112,6 +112,18 @@ class StoreError(TaskcastError):
     status = 500
 
 
+class StoreUnavailable(StoreError):
+    """The store cannot be reached right now (Redis away, the SQLite writer stopped): nothing was
+    changed; retry after ``retry_after`` seconds, or against another instance."""
+
+    code = "store_unavailable"
+    status = 503
+
+    def __init__(self, message: str, retry_after: float = 5.0) -> None:
+        super().__init__(message, retry_after=retry_after)
+        self.retry_after = retry_after
+
+
 class SchemaError(StoreError):
     """The store was written by a newer taskcast (unknown schema version)."""
 

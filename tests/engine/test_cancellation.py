@@ -249,3 +249,38 @@ async def test_concurrent_cancels_and_completions_never_double_finish(app: taskc
         assert len(terminal_events(await collect(app, run.id))) == 1
     cancelled = [r for r in await app.runs(limit=1000) if r.state is taskcast.RunState.CANCELLED]
     assert len(cancelled) == sum(results)
+
+
+async def test_a_second_cancel_while_the_first_is_being_written_is_accepted_too(
+    app: taskcast.App,
+) -> None:
+    gate = Gate()
+
+    @app.task(name="wait")
+    async def wait() -> None:
+        await gate()
+
+    run = await app.submit("wait")
+    await gate.reached.wait()
+    writing, release = asyncio.Event(), asyncio.Event()
+    transition = app.store.transition
+
+    async def held(run_id: str, target: taskcast.RunState, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if target is taskcast.RunState.CANCELLED:
+            writing.set()
+            await release.wait()
+        return await transition(run_id, target, *args, **kwargs)
+
+    app.store.transition = held  # type: ignore[method-assign]
+    try:
+        assert await app.cancel(run.id, reason="first") is True
+        await writing.wait()  # the body ended; its terminal write is under way
+        assert await app.cancel(run.id, reason="second") is True
+        release.set()
+        done = await app.wait(run.id, timeout=10)
+    finally:
+        del app.store.transition
+    assert done.state is taskcast.RunState.CANCELLED
+    log = await collect(app, run.id)
+    assert [e.data["reason"] for e in terminal_events(log)] == ["first"]
+    assert await app.cancel(run.id, reason="late") is False

@@ -178,8 +178,10 @@ async def test_waiters_get_an_error_not_a_hang_when_the_flusher_is_cancelled(
         store._flusher.cancel()  # what a torn-down loop does
         with pytest.raises(taskcast.StoreError, match="closed before the write was committed"):
             await creating
+        # Not closed by anyone: the store is unavailable (a 503 over HTTP), and says so.
+        assert "cannot write: its commit task stopped" in (await store.problem() or "")
         late = taskcast.Run(id="r2", task="noop", args={})
-        with pytest.raises(taskcast.StoreError, match="is closed"):
+        with pytest.raises(taskcast.StoreUnavailable, match="its commit task stopped"):
             await store.create_run(late, {}, fresh_id=True)
     finally:
         await store.close()

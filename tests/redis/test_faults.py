@@ -221,3 +221,33 @@ async def _until_progress(app: taskcast.App, run_id: str) -> None:
         async for event in events:
             if event.type == "progress":
                 return
+
+
+async def test_while_redis_is_away_writes_get_503_with_retry_after_and_health_says_why(
+    tmp_path: Path,
+) -> None:
+    redis = RedisServer(tmp_path / "redis")
+    redis.start()
+    try:
+        store = f"{redis.url}?reconnect_timeout=1"
+        with live_server(tmp_path, *APP, store=store) as server:
+            async with httpx.AsyncClient(base_url=server.url, timeout=30) as api:
+                await _submit(api, "steps", n=1, delay=0)
+                health = await api.get("/health")
+                assert health.status_code == 200 and health.json()["counts"] == "deployment"
+                redis.stop()
+                refused = await api.post("/runs", json={"task": "steps", "args": {"n": 1}})
+                assert refused.status_code == 503, refused.text
+                assert refused.json()["error"] == "store_unavailable"
+                assert int(refused.headers["retry-after"]) >= 1
+                health = await api.get("/health")
+                assert health.status_code == 503
+                assert health.json()["status"] == "store_unavailable"
+                assert "Redis unreachable" in health.json()["reason"]
+                redis.start()
+                async with asyncio.timeout(30):
+                    while (await api.get("/health")).status_code != 200:  # noqa: ASYNC110 (remote)
+                        await asyncio.sleep(0.1)
+                await _submit(api, "steps", n=1, delay=0)
+    finally:
+        redis.stop()

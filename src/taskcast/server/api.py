@@ -5,7 +5,7 @@ engine's typed errors, turned into one JSON shape by ``errors.py``.
 """
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, FastAPI, Header, Path, Query
@@ -39,6 +39,9 @@ from .schemas import (
 )
 from .sse import EventStreamResponse, StreamSettings
 from .stream_route import EventStreamRoute
+
+FINISHING_WAIT = 10.0
+"""Seconds a refused cancel waits for a run whose terminal write is under way, to name its end."""
 
 DESCRIPTION = """\
 Submit runs of registered tasks, watch their events live over Server-Sent Events, cancel them.
@@ -237,8 +240,11 @@ def create_app(
         if await app.cancel(run_id, reason):
             return {"id": run_id, "cancelling": True}
         run = await app.get(run_id)  # RunNotFound -> 404
-        # Finished, or its terminal write is already under way (state not updated yet).
-        raise RunFinished(run_id, run.state.value if run.is_finished else "finishing")
+        if not run.is_finished:
+            # It is ending another way (its terminal write is under way): name how it ended.
+            with suppress(TimeoutError):
+                run = await app.wait(run_id, timeout=FINISHING_WAIT)
+        raise RunFinished(run_id, run.state.value)
 
     @router.post(
         "/runs/{run_id}/signals/{name}",
@@ -266,18 +272,31 @@ def create_app(
         "/health",
         response_model=Health,
         summary="Liveness",
-        responses={503: {"model": Health, "description": "Shutting down."}},
+        responses={503: {"model": Health, "description": "Shutting down, or the store is away."}},
     )
     async def health() -> JSONResponse:
-        """200 while serving; 503 once shutdown began (take the instance out of rotation)."""
+        """200 while serving; 503 once shutdown began or while the store cannot be used (take
+        the instance out of rotation); `reason` says why."""
         stats = app.stats()
-        status = "ok" if app.accepting else "draining"
+        status, reason = ("ok", None) if app.accepting else ("draining", "shutting down")
+        problem = await app.store.problem() if app.accepting else None
+        if problem is not None:
+            status, reason = "store_unavailable", problem
+        queued, running = stats["queued"], stats["running"]
+        if app.store.shared and problem is None:  # the deployment's, not this process's
+            counts = await app.count_runs()
+            queued = sum(n for (_, state), n in counts.items() if state is RunState.QUEUED)
+            running = sum(n for (_, state), n in counts.items() if state is RunState.RUNNING)
         body = {
             "status": status,
-            **{k: stats[k] for k in ("queued", "running", "watchers")},
+            "reason": reason,
+            "counts": "deployment" if app.store.shared else "process",
+            "queued": queued,
+            "running": running,
+            "watchers": stats["watchers"],
             "streams": metrics.open_streams,
         }
-        return JSONResponse(body, status_code=200 if app.accepting else 503)
+        return JSONResponse(body, status_code=200 if status == "ok" else 503)
 
     @router.get(
         "/metrics",

@@ -114,11 +114,20 @@ class SignalAccepted(BaseModel):
 
 
 class Health(BaseModel):
-    status: Literal["ok", "draining"]
+    status: Literal["ok", "draining", "store_unavailable"]
+    reason: str | None = Field(
+        default=None, description="Why the status is not `ok` (e.g. the store is unreachable)."
+    )
+    counts: Literal["process", "deployment"] = Field(
+        description="Whose runs `queued` and `running` count: this process's (embedded stores) "
+        "or every process's on the shared store (Redis)."
+    )
     queued: int
     running: int
-    watchers: int = Field(description="Readers of run logs (one per run for live SSE streams).")
-    streams: int = Field(description="SSE streams open.")
+    watchers: int = Field(
+        description="Readers of run logs in this process (one per run for live SSE streams)."
+    )
+    streams: int = Field(description="SSE streams open on this process.")
 
 
 class ErrorBody(BaseModel):

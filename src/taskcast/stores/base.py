@@ -228,6 +228,10 @@ class Store(abc.ABC):
         ``ControlListener``) for runs that a worker of this store may hold."""
         self._control_listener = listener
 
+    async def problem(self) -> str | None:
+        """Why the store cannot be used right now (for ``/health``), or None when it can."""
+        return None
+
     async def follow_events(self) -> None:
         """Make sure this store announces events that other processes write (a shared store
         opened with ``follow_events_at_open = False`` subscribes now). Local stores: nothing."""

@@ -49,7 +49,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from ..errors import QueueFull, RunFinished, RunNotFound, StoreError
+from ..errors import QueueFull, RunFinished, RunNotFound, StoreError, StoreUnavailable
 from ..models import Event, Run, compact_json
 from ..states import ALLOWED_TRANSITIONS, RunState
 from . import redis_scripts as scripts
@@ -67,6 +67,9 @@ _SOURCES = {
 }
 _UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
 _PRUNE_BATCH = 500
+
+HEALTH_TIMEOUT = 1.0
+"""Seconds ``problem`` (``/health``) waits for Redis to answer a PING."""
 
 MAX_CONNECTIONS = 50
 """Connections per store (one stays with the subscriber, one with a waiting claim)."""
@@ -266,6 +269,14 @@ class RedisStore(Store):
             raise StoreError(f"store {self.url!r} is not open")
         return self._client
 
+    async def problem(self) -> str | None:
+        try:
+            async with asyncio.timeout(HEALTH_TIMEOUT):
+                await self.client.ping()
+        except (*_UNREACHABLE, TimeoutError, StoreError) as exc:
+            return f"{self.url}: Redis unreachable: {exc or type(exc).__name__}"
+        return None
+
     async def follow_events(self) -> None:
         if self._following.is_set():
             return
@@ -376,7 +387,7 @@ class RedisStore(Store):
             except _UNREACHABLE as exc:
                 # A write whose reply was lost is sent again with its token: not applied twice.
                 if time.monotonic() + backoff > deadline:
-                    error = StoreError(f"{self.url}: Redis unreachable: {exc}")
+                    error = StoreUnavailable(f"{self.url}: Redis unreachable: {exc}")
                     for _, _, future in batch:
                         if not future.done():
                             future.set_exception(error)
@@ -409,7 +420,7 @@ class RedisStore(Store):
                 return await call()
             except _UNREACHABLE as exc:
                 if time.monotonic() + backoff > deadline:
-                    raise StoreError(f"{self.url}: Redis unreachable: {exc}") from None
+                    raise StoreUnavailable(f"{self.url}: Redis unreachable: {exc}") from None
                 logger.warning("redis unreachable (%s); retrying the write", exc)
                 await asyncio.sleep(backoff)  # reconnect backoff, not synchronisation
                 backoff = min(backoff * 2, 1.0)

@@ -34,7 +34,7 @@ from itertools import chain
 from operator import itemgetter
 from typing import Any, TypeVar
 
-from ..errors import RunFinished, RunNotFound, SchemaError, StoreError
+from ..errors import RunFinished, RunNotFound, SchemaError, StoreError, StoreUnavailable
 from ..models import Event, Run, compact_json
 from ..states import TERMINAL_STATES, RunState, can_transition
 from .base import Store
@@ -350,6 +350,16 @@ class SQLiteStore(Store):
             [s.value for s in TERMINAL_STATES],
         ).fetchall()
 
+    def _writer_stopped(self) -> str:
+        assert self._flusher is not None and self._flusher.done()
+        error = None if self._flusher.cancelled() else self._flusher.exception()
+        return f"its commit task stopped ({error!r})" if error else "its commit task stopped"
+
+    async def problem(self) -> str | None:
+        if self._flusher is not None and self._flusher.done() and not self._closing:
+            return f"store {self.url!r} cannot write: {self._writer_stopped()}"
+        return None
+
     async def close(self) -> None:
         if self._flusher is None:
             return
@@ -389,8 +399,10 @@ class SQLiteStore(Store):
 
         ``snapshot`` is a copy of the run as it will be once committed.
         """
-        if self._flusher is None or self._flusher.done() or self._closing:
+        if self._flusher is None or self._closing:
             raise StoreError(f"store {self.url!r} is closed")
+        if self._flusher.done():
+            raise StoreUnavailable(f"store {self.url!r} cannot write: {self._writer_stopped()}")
         self._pending_runs[snapshot.id] = snapshot  # its row is built at flush: once per batch
         for event in events:
             self._pending_events.append(
@@ -478,7 +490,7 @@ class SQLiteStore(Store):
                 self.url,
                 exc,
             )
-            batch.done.set_exception(StoreError(f"writing to {self.url!r} failed: {exc}"))
+            batch.done.set_exception(StoreUnavailable(f"writing to {self.url!r} failed: {exc}"))
             batch.done.exception()  # non-durable writers do not wait: not an unretrieved error
             return
         self.batches_committed += 1
