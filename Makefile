@@ -33,6 +33,7 @@ bench: setup
 	$(BIN)/python bench/sqlite_writer.py
 	$(BIN)/python bench/sse.py
 	$(BIN)/python bench/shutdown.py --streams 1000 --grace 0 --shutdown-timeout 1
+	$(BIN)/python bench/reconnect_storm.py
 	$(BIN)/python bench/testkit.py
 	$(BIN)/python bench/workflows.py --reps 3 --children 10000
 	$(BIN)/python -m pip install -q -e '.[dev,bench]'

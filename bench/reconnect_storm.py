@@ -82,9 +82,9 @@ async def ticker(ctx: taskcast.Context, seconds: float) -> int:
 
 
 @app.task(name="storm.filled")
-async def filled(ctx: taskcast.Context, n: int) -> None:
-    """`n` events, then running until cancelled (a long log of a run still running)."""
-    text = "x" * 100
+async def filled(ctx: taskcast.Context, n: int, size: int = 100) -> None:
+    """`n` events of about `size` bytes, then running until cancelled (a long log, still live)."""
+    text = "x" * size
     for index in range(n):
         await ctx.emit("fill", {"i": index, "text": text})
     await ctx.emit("ready", {})
@@ -324,11 +324,10 @@ async def read_ticks(port: int, run_id: str) -> list[float]:
 
 async def stop(server: Server, streams: int, options: argparse.Namespace) -> dict:
     limit = asyncio.Semaphore(256)
+    args = {"n": 1000, "size": options.event_size}
     async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
         runs = [
-            (await http.post("/runs", json={"task": "storm.filled", "args": {"n": 1000}})).json()[
-                "id"
-            ]
+            (await http.post("/runs", json={"task": "storm.filled", "args": args})).json()["id"]
             for _ in range(options.runs)
         ]
         for run_id in runs:
@@ -352,6 +351,7 @@ async def stop(server: Server, streams: int, options: argparse.Namespace) -> dic
         "phase": "stop",
         "streams": streams,
         "runs": options.runs,
+        "event_bytes": options.event_size,
         "replaying_at_sigterm": replaying,
         "exit_code": code,
         "exit_s": round(exited, 2),
@@ -492,6 +492,7 @@ if __name__ == "__main__":
     parser.add_argument("--rate", type=float, default=500.0)
     parser.add_argument("--quiet", type=float, default=3.0)
     parser.add_argument("--runs", type=int, default=200)
+    parser.add_argument("--event-size", type=int, default=1000, help="bytes of text per event")
     parser.add_argument("--stuck", type=int, default=200, help="clients that never read")
     parser.add_argument("--write-timeout", type=float, default=5.0)
     print(markdown(main(parser.parse_args())))
