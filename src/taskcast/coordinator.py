@@ -83,6 +83,10 @@ MAX_PENDING_SIGNALS = 100
 """Signals kept per name for a run that has not asked for them yet."""
 
 
+MAX_TIMEOUT = 30 * 86400.0
+"""The longest ``timeout`` a submit takes, in seconds (finite: infinity is no timeout)."""
+
+
 class Phase(Enum):
     BLOCKED = "blocked"
     WAITING = "waiting"
@@ -613,17 +617,26 @@ class Coordinator:
         # are part of the work that is finishing.
         if not self._accepting and not (child and self._in_grace):
             raise ShuttingDown("taskcast is shutting down (or not started) and takes no new runs")
-        if timeout is not None and not (isinstance(timeout, int | float) and timeout > 0):
-            raise InvalidRequest(f"timeout must be a positive number of seconds, got {timeout!r}")
+        if timeout is not None and not (
+            isinstance(timeout, int | float) and 0 < timeout <= MAX_TIMEOUT
+        ):
+            raise InvalidRequest(
+                f"timeout must be a positive number of seconds, at most {MAX_TIMEOUT:g} (30"
+                f" days), got {timeout!r}"
+            )
         if max_attempts is not None and not (isinstance(max_attempts, int) and max_attempts >= 1):
             raise InvalidRequest(f"max_attempts must be an integer >= 1, got {max_attempts!r}")
 
     @staticmethod
     def _stored_arguments(definition: TaskDefinition, args: Mapping[str, Any]) -> dict[str, Any]:
         try:
-            return definition.validate_arguments(dict(args))
+            stored = definition.validate_arguments(dict(args))
         except ValueError as exc:  # pydantic could not render a value as JSON
             raise NotSerializable(f"the arguments of {definition.name!r}: {exc}") from None
+        # What the store could not read back (NaN, a lone surrogate...) is refused here, at the
+        # door, not in the store's writer.
+        encode_json(stored, f"the arguments of {definition.name!r}")
+        return stored
 
     @staticmethod
     def _new_run(

@@ -7,6 +7,7 @@ Times are Unix timestamps in seconds (``float``), the same in Python and in JSON
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,9 +27,97 @@ _encode_chunks = json.encoder.c_make_encoder(  # type: ignore[attr-defined]  # C
 
 
 def compact_json(value: Any) -> str:
-    """``value`` as compact JSON. Raises TypeError (not JSON data), ValueError (NaN, infinity)
-    or RecursionError (a cycle)."""
-    return "".join(_encode_chunks(value, 0))
+    """``value`` as compact JSON. Raises TypeError (not JSON data), ValueError (NaN, infinity,
+    an integer of more than 4,300 digits, a string with a lone surrogate: what could not be read
+    back) or RecursionError (a cycle)."""
+    text = "".join(_encode_chunks(value, 0))
+    # ASCII output escapes every non-ASCII character; surrogates, paired or not, as \udXXX.
+    if "\\ud" in text and (where := lone_surrogate(value)) is not None:
+        raise ValueError(f"{where} holds a lone surrogate, which is not Unicode text")
+    return text
+
+
+def _name(key: Any) -> str:
+    return ascii(key)[1:-1] if isinstance(key, str) else str(key)
+
+
+def lone_surrogate(value: Any, path: str = "") -> str | None:
+    """Where in ``value`` a string (or key) holds a lone surrogate (``args.message``), or None.
+
+    Such a string is not Unicode text: JSON escapes it, but nothing can encode it as UTF-8, so a
+    value holding one could be stored and never sent back."""
+    stack: list[tuple[str, Any]] = [(path, value)]
+    while stack:
+        where, item = stack.pop()
+        if isinstance(item, str):
+            if not item.isascii():
+                try:
+                    item.encode()
+                except UnicodeEncodeError:
+                    return where or "the value"
+        elif isinstance(item, dict):
+            for key, sub in item.items():
+                name = f"{where}.{_name(key)}" if where else _name(key)
+                if isinstance(key, str) and lone_surrogate(key) is not None:
+                    return name
+                stack.append((name, sub))
+        elif isinstance(item, list | tuple):
+            stack.extend((f"{where}[{index}]", sub) for index, sub in enumerate(item))
+    return None
+
+
+def text(value: str) -> str:
+    """``value`` with any lone surrogate written as its escape (``\\ud800``): for messages, such
+    as an exception's, that are stored and must stay Unicode text."""
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "backslashreplace").decode()
+    return value
+
+
+class _NotANumber:
+    """What ``strict_loads`` reads for a number no store can write back (found, then refused)."""
+
+    __slots__ = ("literal",)
+
+    def __init__(self, literal: str) -> None:
+        self.literal = literal
+
+
+def _float(literal: str) -> float | _NotANumber:
+    number = float(literal)
+    return number if math.isfinite(number) else _NotANumber(literal)
+
+
+def _int(literal: str) -> int | _NotANumber:
+    return int(literal) if len(literal.lstrip("-")) <= 4300 else _NotANumber(literal[:20] + "...")
+
+
+def strict_loads(data: str | bytes) -> Any:
+    """Parse JSON the way the stores write it back: no ``NaN``/``Infinity``, no number that
+    overflows a float (``1e400``), no integer of over 4,300 digits, no lone surrogate (``\\ud800``).
+
+    Raises ``ValueError`` naming the place (``args.x: NaN is not a JSON number``), and
+    ``json.JSONDecodeError`` (a ``ValueError`` too) for bad syntax.
+    """
+    value = json.loads(data, parse_constant=_NotANumber, parse_float=_float, parse_int=_int)
+    stack: list[tuple[str, Any]] = [("", value)]
+    while stack:
+        where, item = stack.pop()
+        if isinstance(item, _NotANumber):
+            raise ValueError(
+                f"{where or 'the value'}: {item.literal} is not a number JSON can hold (no NaN, no"
+                " Infinity, at most about 1.8e308, integers of at most 4,300 digits)"
+            )
+        if isinstance(item, dict):
+            stack.extend((f"{where}.{_name(k)}" if where else _name(k), v) for k, v in item.items())
+        elif isinstance(item, list):
+            stack.extend((f"{where}[{index}]", sub) for index, sub in enumerate(item))
+    raw = data if isinstance(data, str) else data.decode("utf-8", "replace")
+    if "\\u" in raw and (found := lone_surrogate(value)) is not None:
+        raise ValueError(f"{found}: holds a lone surrogate, which is not Unicode text")
+    return value
 
 
 @dataclass(slots=True)

@@ -154,16 +154,22 @@ async def test_store_writes_under_many_concurrent_runs_keep_every_log_gap_free(
         assert [e.data["i"] for e in log if e.type == "row"] == list(range(25))
 
 
-async def test_watchers_catching_up_together_read_each_page_of_the_store_once(
-    app: taskcast.App,
-) -> None:
+async def finished_run_of(app: taskcast.App, n: int) -> taskcast.Run:
+    """A run that emitted ``n`` events and finished."""
+
     @app.task(name="long")
     async def long(ctx: taskcast.Context, n: int) -> None:
         for i in range(n):
             await ctx.emit("tick", i)
 
+    return await app.wait((await app.submit("long", n=n)).id, timeout=30)
+
+
+async def test_watchers_catching_up_together_read_each_page_of_the_store_once(
+    app: taskcast.App,
+) -> None:
     n = 3 * event_log.PAGE_SIZE
-    run = await app.wait((await app.submit("long", n=n)).id, timeout=30)
+    run = await finished_run_of(app, n)
     reads: list[int] = []
     read_events = app.store.read_events
 
@@ -187,12 +193,7 @@ async def test_watchers_catching_up_together_read_each_page_of_the_store_once(
 async def test_a_watcher_cancelled_while_it_waits_for_a_shared_page_does_not_cancel_it(
     app: taskcast.App,
 ) -> None:
-    @app.task(name="long")
-    async def long(ctx: taskcast.Context, n: int) -> None:
-        for i in range(n):
-            await ctx.emit("tick", i)
-
-    run = await app.wait((await app.submit("long", n=event_log.PAGE_SIZE)).id, timeout=30)
+    run = await finished_run_of(app, event_log.PAGE_SIZE)
     release, reading = asyncio.Event(), asyncio.Event()
     read_events = app.store.read_events
 

@@ -18,6 +18,7 @@ from ..app import App
 from ..errors import InvalidRequest, RunFinished, ShuttingDown
 from ..states import RunState
 from .auth import BearerTokenAuth
+from .bodies import StrictJSONRoute
 from .body_limit import DEFAULT_MAX_BODY, BodyLimit
 from .broadcast import Hub
 from .changes import RunChanges
@@ -143,7 +144,7 @@ def create_app(
         lifespan=lifespan,
     )
     # Routes that read the store; /health and / answer even while shutting down.
-    router = APIRouter(dependencies=[Depends(require_open)])
+    router = APIRouter(dependencies=[Depends(require_open)], route_class=StrictJSONRoute)
     install_error_handlers(api)
     api.add_middleware(BodyLimit, max_bytes=max_body)
 

@@ -58,6 +58,10 @@ async def send_error(send: Send, status: int, body: dict[str, Any], **headers: s
 def _problems(error: RequestValidationError) -> list[dict[str, str]]:
     problems = []
     for item in error.errors():
+        if item.get("type") == "json_invalid":  # the body is not JSON, or not JSON we can keep
+            reason = (item.get("ctx") or {}).get("error") or item["msg"]
+            problems.append({"param": "body", "problem": str(reason)})
+            continue
         location = [str(part) for part in item.get("loc", ())]
         if location and location[0] in ("body", "query", "path", "header"):
             where, name = location[0], ".".join(location[1:])
