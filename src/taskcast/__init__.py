@@ -32,6 +32,7 @@ if TYPE_CHECKING:
         StreamLost,
         TaskcastError,
         TaskFailed,
+        TooManySignals,
         Unauthorized,
         UnknownTask,
     )
@@ -73,6 +74,7 @@ _LAZY = {
     "TaskFailed": "errors",
     "TaskcastError": "errors",
     "ThreadContext": "tasks",
+    "TooManySignals": "errors",
     "Unauthorized": "errors",
     "UnknownTask": "errors",
 }
@@ -128,6 +130,7 @@ __all__ = [
     "TaskFailed",
     "TaskcastError",
     "ThreadContext",
+    "TooManySignals",
     "Unauthorized",
     "UnknownTask",
     "__version__",

@@ -14,6 +14,7 @@ import httpx
 
 from .coordinator import Coordinator, ShutdownReport
 from .errors import InvalidRequest, RunNotFound, ShuttingDown, UnknownTask
+from .limits import MAX_PENDING_SIGNALS_PER_RUN, check_timeout
 from .log import EventLog
 from .models import Event, Run
 from .resources import Pool, Resources
@@ -34,7 +35,9 @@ class App:
     ``Store``. ``max_concurrency``
     bounds runs executing at once; ``max_queue`` bounds runs waiting (submit raises ``QueueFull``
     beyond it); ``cancel_timeout`` is how long a cancelled body may ignore the cancellation before
-    the run is recorded ``cancelled`` regardless. ``worker=False`` (shared stores only)
+    the run is recorded ``cancelled`` regardless. ``max_pending_signals`` bounds the signals a
+    run holds before its task asks for them (``app.signal`` raises ``TooManySignals`` beyond;
+    at most 100 of one name whatever it is). ``worker=False`` (shared stores only)
     makes an API node: it submits, watches and cancels runs that worker processes execute.
 
     Use ``async with app:`` (or ``await app.start()`` ... ``await app.shutdown()``).
@@ -49,17 +52,21 @@ class App:
         cancel_timeout: float = 10.0,
         grace: float = 10.0,
         shutdown_timeout: float = 5.0,
+        max_pending_signals: int = MAX_PENDING_SIGNALS_PER_RUN,
         worker: bool = True,
     ) -> None:
         if max_concurrency < 1:
             raise ValueError(f"max_concurrency must be >= 1, got {max_concurrency}")
         if max_queue < 1:
             raise ValueError(f"max_queue must be >= 1, got {max_queue}")
+        if max_pending_signals < 1:
+            raise ValueError(f"max_pending_signals must be >= 1, got {max_pending_signals}")
         self.store = store_from_url(store) if isinstance(store, str) else store
         self.tasks: dict[str, TaskDefinition] = {}
         self.max_concurrency = max_concurrency
         self.max_queue = max_queue
         self.cancel_timeout = cancel_timeout
+        self.max_pending_signals = max_pending_signals
         self.grace = grace
         self.shutdown_timeout = shutdown_timeout
         self.resources = Resources()
@@ -212,6 +219,7 @@ class App:
             max_concurrency=self.max_concurrency,
             max_queue=self.max_queue,
             cancel_timeout=self.cancel_timeout,
+            max_pending_signals=self.max_pending_signals,
             resources=self.resources,
             consume=self.worker,
         )
@@ -423,16 +431,19 @@ class App:
         """Send the signal ``name`` with JSON ``data`` to a queued or running run.
 
         It is logged as a ``signal`` event and handed to ``ctx.signal(name)``. Raises
-        ``RunNotFound``, ``RunFinished``, ``InvalidRequest`` or ``NotSerializable``.
+        ``RunNotFound``, ``RunFinished``, ``InvalidRequest``, ``NotSerializable`` or
+        ``TooManySignals`` (the run holds as many signals as it may: retry later).
         """
         await self._running().signal(run_id, name, data)
 
     async def wait(self, run_id: str, timeout: float | None = None) -> Run:
         """Wait until the run finishes and return it as stored.
 
-        Raises ``RunNotFound``, and ``TimeoutError`` after ``timeout`` seconds. If the app shuts
-        down first, returns the run as it was left (e.g. ``interrupted``).
+        Raises ``RunNotFound``, ``InvalidRequest`` for a ``timeout`` that is not finite and
+        positive (at most 30 days), and ``TimeoutError`` after ``timeout`` seconds. If the app
+        shuts down first, returns the run as it was left (e.g. ``interrupted``).
         """
+        check_timeout(timeout)
         run = await self.get(run_id)
         if run.is_finished:
             return run

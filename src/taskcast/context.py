@@ -12,6 +12,7 @@ import httpx
 
 from .children import ChildRun, map_children, spawn
 from .errors import InvalidRequest
+from .limits import check_timeout
 from .models import Event
 from .stores.base import encode_json
 
@@ -96,14 +97,17 @@ class Context:
     async def signal(self, name: str, timeout: float | None = None) -> Any:
         """Wait for the signal ``name`` (sent with ``app.signal``) and return its data.
 
-        Signals sent before this call are kept (up to ``MAX_PENDING_SIGNALS`` per name) and
-        returned first, oldest first. Raises ``TimeoutError`` after ``timeout`` seconds. If
-        cancelled while waiting, a signal that arrived at that moment is kept for the next call.
+        Signals sent before this call are kept (up to ``limits.MAX_PENDING_SIGNALS`` of one name
+        and ``App(max_pending_signals=...)`` in all) and returned first, oldest first. Raises
+        ``TimeoutError`` after ``timeout`` seconds (finite, at most 30 days: else
+        ``InvalidRequest``). If cancelled while waiting, a signal that arrived at that moment is
+        kept for the next call.
         """
+        check_timeout(timeout)
         active = self._active
-        pending = active.signals.get(name)
-        if pending:
-            return pending.popleft()
+        held, data = active.take_signal(name)
+        if held:
+            return data
         waiter: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         waiters = active.signal_waiters.setdefault(name, deque())
         waiters.append(waiter)
@@ -113,7 +117,7 @@ class Context:
         except BaseException:
             if waiter.done() and not waiter.cancelled():
                 # Delivered just as we were cancelled or timed out: keep it for the next call.
-                active.signals.setdefault(name, deque()).appendleft(waiter.result())
+                active.keep_signal(name, waiter.result(), first=True)
             raise
         finally:
             if waiter in waiters:

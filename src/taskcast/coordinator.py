@@ -66,11 +66,13 @@ from .errors import (
     RunFinished,
     RunNotFound,
     ShuttingDown,
+    TooManySignals,
     UnknownTask,
 )
-from .ids import new_run_id
+from .ids import is_run_id, new_run_id
+from .limits import MAX_PENDING_SIGNALS, MAX_PENDING_SIGNALS_PER_RUN, MAX_REASON, check_timeout
 from .log import EventLog
-from .models import Event, Run
+from .models import Event, Run, lone_surrogate, text
 from .resources import Resources
 from .states import TERMINAL_EVENT_TYPES, RunState
 from .stores.base import Store, encode_json
@@ -78,13 +80,6 @@ from .supervisor import Supervisor
 from .tasks import TaskDefinition
 
 logger = logging.getLogger("taskcast")
-
-MAX_PENDING_SIGNALS = 100
-"""Signals kept per name for a run that has not asked for them yet."""
-
-
-MAX_TIMEOUT = 30 * 86400.0
-"""The longest ``timeout`` a submit takes, in seconds (finite: infinity is no timeout)."""
 
 
 class Phase(Enum):
@@ -119,6 +114,8 @@ class ActiveRun:
         "run",
         "signal_waiters",
         "signals",
+        "signals_held",
+        "signals_sending",
         "stop",
         "stop_reason",
         "task",
@@ -152,13 +149,58 @@ class ActiveRun:
         self.stop_reason = ""
         self.signals: dict[str, deque[Any]] = {}
         self.signal_waiters: dict[str, deque[asyncio.Future[Any]]] = {}
+        # Signals held for the task: kept in ``signals`` or being logged (``signals_sending``
+        # by name), so that concurrent sends cannot overshoot the caps between check and keep.
+        self.signals_held = 0
+        self.signals_sending: dict[str, int] | None = None
 
     def deliver_signal(self, name: str, data: Any) -> None:
         for waiter in self.signal_waiters.get(name, ()):
             if not waiter.done():
                 waiter.set_result(data)
                 return
-        self.signals.setdefault(name, deque()).append(data)
+        self.keep_signal(name, data)
+
+    def keep_signal(self, name: str, data: Any, *, first: bool = False) -> None:
+        """Hold ``data`` for the next ``ctx.signal(name)`` (``first``: before the others)."""
+        pending = self.signals.setdefault(name, deque())
+        if first:
+            pending.appendleft(data)
+        else:
+            pending.append(data)
+        self.signals_held += 1
+
+    def take_signal(self, name: str) -> tuple[bool, Any]:
+        """``(True, data)`` of the oldest signal ``name`` held, or ``(False, None)``."""
+        pending = self.signals.get(name)
+        if not pending:
+            return False, None
+        self.signals_held -= 1
+        return True, pending.popleft()
+
+    def hold_signal(self, run_id: str, name: str, most: int) -> None:
+        """Count a signal about to be logged as held, or raise ``TooManySignals`` when the run
+        holds ``MAX_PENDING_SIGNALS`` of that name or ``most`` in all. Checked and counted
+        before the write's await, so concurrent sends cannot overshoot."""
+        sending = self.signals_sending
+        if sending is None:
+            sending = self.signals_sending = {}
+        if len(self.signals.get(name, ())) + sending.get(name, 0) >= MAX_PENDING_SIGNALS:
+            raise TooManySignals(run_id, MAX_PENDING_SIGNALS, name)
+        if self.signals_held >= most:
+            raise TooManySignals(run_id, most)
+        sending[name] = sending.get(name, 0) + 1
+        self.signals_held += 1
+
+    def release_signal(self, name: str) -> None:
+        """Undo ``hold_signal`` once the signal is logged (and handed over) or failed."""
+        assert self.signals_sending is not None
+        left = self.signals_sending[name] - 1
+        if left:
+            self.signals_sending[name] = left
+        else:
+            del self.signals_sending[name]
+        self.signals_held -= 1
 
 
 @dataclass
@@ -196,7 +238,8 @@ class ShutdownReport:
 
 
 def _error(exc: BaseException) -> dict[str, Any]:
-    return {"type": type(exc).__name__, "message": str(exc) or type(exc).__name__}
+    # ``text``: an exception's message may hold anything, and it is stored and listed.
+    return {"type": type(exc).__name__, "message": text(str(exc)) or type(exc).__name__}
 
 
 def _event_error(event: Event) -> dict[str, Any] | None:
@@ -220,6 +263,7 @@ class Coordinator:
         max_concurrency: int,
         max_queue: int,
         cancel_timeout: float,
+        max_pending_signals: int = MAX_PENDING_SIGNALS_PER_RUN,
         resources: Resources | None = None,
         consume: bool = True,
     ) -> None:
@@ -230,6 +274,7 @@ class Coordinator:
         self.max_concurrency = max_concurrency
         self.max_queue = max_queue
         self.cancel_timeout = cancel_timeout
+        self.max_pending_signals = max_pending_signals
         self._active: dict[str, ActiveRun] = {}
         self._ready: dict[str, deque[ActiveRun]] = {}
         self._order = itertools.count()
@@ -486,13 +531,16 @@ class Coordinator:
         fresh_id: bool | None = None,
     ) -> tuple[Run, bool]:
         self._check_submit_options(timeout, max_attempts, child=parent is not None)
-        if run_id is not None and not (isinstance(run_id, str) and 0 < len(run_id) <= 128):
-            raise InvalidRequest(f"id must be a string of 1 to 128 characters, got {run_id!r}")
+        if run_id is not None and not is_run_id(run_id):
+            raise InvalidRequest(
+                "id must be a string of 1 to 128 letters, digits and ._~:- (it goes in URLs and"
+                f" headers), got {run_id!r}"
+            )
         if after_policy not in AFTER_POLICIES:
             raise InvalidRequest(
                 f"after_policy must be one of {', '.join(AFTER_POLICIES)}, got {after_policy!r}"
             )
-        if isinstance(after, str) or (after and not all(isinstance(dep, str) for dep in after)):
+        if isinstance(after, str) or (after and not all(is_run_id(dep) for dep in after)):
             raise InvalidRequest(f"after must be a list of run ids, got {after!r}")
         dependencies = list(dict.fromkeys(after)) if after else []  # no duplicates, in order
         stored_args = self._stored_arguments(definition, args)
@@ -617,13 +665,7 @@ class Coordinator:
         # are part of the work that is finishing.
         if not self._accepting and not (child and self._in_grace):
             raise ShuttingDown("taskcast is shutting down (or not started) and takes no new runs")
-        if timeout is not None and not (
-            isinstance(timeout, int | float) and 0 < timeout <= MAX_TIMEOUT
-        ):
-            raise InvalidRequest(
-                f"timeout must be a positive number of seconds, at most {MAX_TIMEOUT:g} (30"
-                f" days), got {timeout!r}"
-            )
+        check_timeout(timeout)
         if max_attempts is not None and not (isinstance(max_attempts, int) and max_attempts >= 1):
             raise InvalidRequest(f"max_attempts must be an integer >= 1, got {max_attempts!r}")
 
@@ -632,7 +674,9 @@ class Coordinator:
         try:
             stored = definition.validate_arguments(dict(args))
         except ValueError as exc:  # pydantic could not render a value as JSON
-            raise NotSerializable(f"the arguments of {definition.name!r}: {exc}") from None
+            place = lone_surrogate(dict(args))
+            problem = f"{place} holds a lone surrogate, which is not Unicode text" if place else exc
+            raise NotSerializable(f"the arguments of {definition.name!r}: {problem}") from None
         # What the store could not read back (NaN, a lone surrogate...) is refused here, at the
         # door, not in the store's writer.
         encode_json(stored, f"the arguments of {definition.name!r}")
@@ -1209,6 +1253,10 @@ class Coordinator:
 
     async def cancel(self, run_id: str, reason: str) -> bool:
         """See ``App.cancel``."""
+        if not isinstance(reason, str) or len(reason) > MAX_REASON or lone_surrogate(reason):
+            raise InvalidRequest(
+                f"reason must be text of at most {MAX_REASON} characters, got {reason!r:.80}"
+            )
         active = self._active.get(run_id)
         if active is None:
             # Not owned here: unknown, finished, or (another app's) unfinished run in the store.
@@ -1302,12 +1350,13 @@ class Coordinator:
             if run is None:
                 raise RunNotFound(run_id)
             raise RunFinished(run_id, run.state)
-        if len(active.signals.get(name, ())) >= MAX_PENDING_SIGNALS:
-            raise InvalidRequest(
-                f"run {run_id!r} already has {MAX_PENDING_SIGNALS} undelivered {name!r} signals"
-            )
         payload = {"name": name, "data": data}
-        await self.store.append(run_id, "signal", payload, encode_json(payload, "signal data"))
+        data_json = encode_json(payload, "signal data")
+        active.hold_signal(run_id, name, self.max_pending_signals)
+        try:
+            await self.store.append(run_id, "signal", payload, data_json)
+        finally:
+            active.release_signal(name)
         active.deliver_signal(name, data)
 
     # -- shutting down -----------------------------------------------------------------------

@@ -98,6 +98,29 @@ class QueueFull(TaskcastError):
         self.retry_after = retry_after
 
 
+class TooManySignals(TaskcastError):
+    """The run already holds as many undelivered signals as it may (``limit`` of the signal
+    ``name``, or of all names when ``name`` is None): its task has not asked for them yet.
+    Retry after ``retry_after`` seconds."""
+
+    code = "too_many_signals"
+    status = 429
+
+    def __init__(
+        self, run_id: str, limit: int, name: str | None = None, retry_after: float = 1.0
+    ) -> None:
+        which = f"{name!r} signals" if name is not None else "signals (of all names)"
+        super().__init__(
+            f"run {run_id!r} already holds {limit} undelivered {which}, as many as it may,"
+            f" until its task takes some with ctx.signal(); retry in {retry_after:g} s",
+            run_id=run_id,
+            limit=limit,
+            name=name,
+            retry_after=retry_after,
+        )
+        self.retry_after = retry_after
+
+
 class ShuttingDown(TaskcastError):
     """The app is shutting down (or not started) and takes no new work."""
 

@@ -7,7 +7,20 @@ one millisecond (runs submitted in a burst list in submit order), which that lib
 from __future__ import annotations
 
 import os
+import re
 import time
+
+RUN_ID_PATTERN = r"^[A-Za-z0-9._~:-]{1,128}$"
+"""What a run id may be: generated ones are ULIDs; a chosen one (an idempotency key) is 1 to
+128 characters that need no escaping in a URL path, a header or a log line."""
+
+_RUN_ID = re.compile(RUN_ID_PATTERN.replace("$", r"\Z"))
+
+
+def is_run_id(value: object) -> bool:
+    """True if ``value`` is a string a run id may be (``RUN_ID_PATTERN``)."""
+    return isinstance(value, str) and _RUN_ID.match(value) is not None
+
 
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _RANDOM_BITS = 80

@@ -27,18 +27,60 @@ _encode_chunks = json.encoder.c_make_encoder(  # type: ignore[attr-defined]  # C
 
 
 def compact_json(value: Any) -> str:
-    """``value`` as compact JSON. Raises TypeError (not JSON data), ValueError (NaN, infinity,
-    an integer of more than 4,300 digits, a string with a lone surrogate: what could not be read
-    back) or RecursionError (a cycle)."""
-    text = "".join(_encode_chunks(value, 0))
+    """``value`` as compact JSON. Raises TypeError (not JSON data), ValueError naming where in
+    ``value`` it is (NaN, infinity, an integer of more than 4,300 digits, a string with a lone
+    surrogate: what could not be read back) or RecursionError (a cycle)."""
+    try:
+        encoded: str = "".join(_encode_chunks(value, 0))
+    except ValueError:
+        found = _first(value, _not_a_json_number)
+        if found is None:
+            raise
+        where, number = found
+        shown = f"{number!r}" if isinstance(number, float) else "an integer of over 4,300 digits"
+        raise ValueError(f"{where} is {shown}, which is not a JSON number") from None
     # ASCII output escapes every non-ASCII character; surrogates, paired or not, as \udXXX.
-    if "\\ud" in text and (where := lone_surrogate(value)) is not None:
-        raise ValueError(f"{where} holds a lone surrogate, which is not Unicode text")
-    return text
+    if "\\ud" in encoded and (place := lone_surrogate(value)) is not None:
+        raise ValueError(f"{place} holds a lone surrogate, which is not Unicode text")
+    return encoded
 
 
 def _name(key: Any) -> str:
     return ascii(key)[1:-1] if isinstance(key, str) else str(key)
+
+
+def _not_a_json_number(item: Any) -> bool:
+    if isinstance(item, float):
+        return not math.isfinite(item)
+    return isinstance(item, int) and not isinstance(item, bool) and item.bit_length() > 14_284
+
+
+def _not_text(item: Any) -> bool:
+    if not isinstance(item, str) or item.isascii():
+        return False
+    try:
+        item.encode()
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _first(value: Any, bad: Any, path: str = "") -> tuple[str, Any] | None:
+    """The first place in ``value`` (``args.items[2]``: keys included) where ``bad(item)``."""
+    stack: list[tuple[str, Any]] = [(path, value)]
+    while stack:
+        where, item = stack.pop()
+        if bad(item):
+            return where or "the value", item
+        if isinstance(item, dict):
+            for key, sub in item.items():
+                name = f"{where}.{_name(key)}" if where else _name(key)
+                if bad(key):
+                    return name, key
+                stack.append((name, sub))
+        elif isinstance(item, list | tuple):
+            stack.extend((f"{where}[{index}]", sub) for index, sub in enumerate(item))
+    return None
 
 
 def lone_surrogate(value: Any, path: str = "") -> str | None:
@@ -46,24 +88,8 @@ def lone_surrogate(value: Any, path: str = "") -> str | None:
 
     Such a string is not Unicode text: JSON escapes it, but nothing can encode it as UTF-8, so a
     value holding one could be stored and never sent back."""
-    stack: list[tuple[str, Any]] = [(path, value)]
-    while stack:
-        where, item = stack.pop()
-        if isinstance(item, str):
-            if not item.isascii():
-                try:
-                    item.encode()
-                except UnicodeEncodeError:
-                    return where or "the value"
-        elif isinstance(item, dict):
-            for key, sub in item.items():
-                name = f"{where}.{_name(key)}" if where else _name(key)
-                if isinstance(key, str) and lone_surrogate(key) is not None:
-                    return name
-                stack.append((name, sub))
-        elif isinstance(item, list | tuple):
-            stack.extend((f"{where}[{index}]", sub) for index, sub in enumerate(item))
-    return None
+    found = _first(value, _not_text, path)
+    return None if found is None else found[0]
 
 
 def text(value: str) -> str:

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import pydantic
 
 from .errors import InvalidArguments
+from .limits import timeout_error
 
 if TYPE_CHECKING:
     from .context import Context
@@ -96,8 +97,8 @@ class TaskDefinition:
         concurrency: int | None = None,
     ) -> TaskDefinition:
         """Inspect ``function`` and build its definition. Raises ``ValueError`` on a bad policy."""
-        if timeout is not None and not timeout > 0:
-            raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+        if (problem := timeout_error(timeout, "timeout")) is not None:
+            raise ValueError(problem)
         if concurrency is not None and concurrency < 1:
             raise ValueError(f"concurrency must be >= 1, got {concurrency!r}")
         # The function's own name, as written (and as arq, SAQ and Dramatiq name tasks): the
@@ -308,7 +309,11 @@ def _arguments_model(
         annotation = Any if param.annotation is inspect.Parameter.empty else param.annotation
         default = ... if param.default is inspect.Parameter.empty else param.default
         fields[param.name] = (annotation, default)
-    config = pydantic.ConfigDict(extra=extra, arbitrary_types_allowed=True)
+    # A ``float`` parameter refuses NaN and infinity (no store could write them back); any
+    # other field keeps them as they are (not ``null``), for submit to refuse: NotSerializable.
+    config = pydantic.ConfigDict(
+        extra=extra, arbitrary_types_allowed=True, allow_inf_nan=False, ser_json_inf_nan="constants"
+    )
     model: type[pydantic.BaseModel] = pydantic.create_model(
         f"{task_name}.arguments", __config__=config, **fields
     )

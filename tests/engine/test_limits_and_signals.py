@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 
@@ -197,3 +198,112 @@ async def test_waiting_for_a_signal_times_out(app: taskcast.App) -> None:
         return "got it"
 
     assert (await app.wait((await app.submit("impatient")).id, timeout=5)).result == "gave up"
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def local_app(request: pytest.FixtureRequest, tmp_path: Path) -> taskcast.App:
+    """An App whose process holds its runs' signals (memory and SQLite stores; on Redis they
+    go through the shared log, where the caps do not apply yet)."""
+    url = "memory://" if request.param == "memory" else f"sqlite:///{tmp_path / 'runs.db'}"
+    return taskcast.App(url, grace=0.0, shutdown_timeout=2.0, max_pending_signals=150)
+
+
+def _gated_signal_taker(app: taskcast.App, gate: Gate) -> None:
+    @app.task(name="takes_later")
+    async def takes_later(ctx: taskcast.Context, names: list[str]) -> dict[str, int]:
+        await gate()  # signals pile up until the test opens the gate
+        taken: dict[str, int] = {}
+        for name in names:
+            while True:
+                try:
+                    await ctx.signal(name, timeout=0.01)
+                except TimeoutError:
+                    break
+                taken[name] = taken.get(name, 0) + 1
+        return taken
+
+
+async def test_the_per_name_signal_cap_is_exact_under_concurrent_sends(
+    local_app: taskcast.App,
+) -> None:
+    gate = Gate()
+    _gated_signal_taker(local_app, gate)
+    async with local_app as app:
+        run = await app.submit("takes_later", names=["go"])
+        await gate.reached.wait()
+        # All at once: each send checks the cap, then awaits the store's write.
+        sent = await asyncio.gather(
+            *(app.signal(run.id, "go", i) for i in range(130)), return_exceptions=True
+        )
+        refused = [r for r in sent if isinstance(r, taskcast.TooManySignals)]
+        assert len(refused) == 30 and sent.count(None) == 100
+        assert all(r.status == 429 and "'go' signals" in r.message for r in refused)
+        gate.opened.set()
+        done = await app.wait(run.id, timeout=10)
+        assert done.result == {"go": 100}
+        logged = [e for e in await collect(app, run.id) if e.type == "signal"]
+        assert len(logged) == 100  # the refused are not logged
+
+
+async def test_a_run_holds_at_most_max_pending_signals_of_all_names(
+    local_app: taskcast.App,
+) -> None:
+    gate = Gate()
+    _gated_signal_taker(local_app, gate)
+    async with local_app as app:
+        names = [f"n{i}" for i in range(200)]
+        run = await app.submit("takes_later", names=names)
+        await gate.reached.wait()
+        sent = await asyncio.gather(
+            *(app.signal(run.id, name, None) for name in names), return_exceptions=True
+        )
+        refused = [r for r in sent if isinstance(r, taskcast.TooManySignals)]
+        assert sent.count(None) == 150 and len(refused) == 50
+        assert "(of all names)" in refused[0].message and refused[0].details["limit"] == 150
+        # Taking one frees room for one more.
+        gate.opened.set()
+        done = await app.wait(run.id, timeout=10)
+        assert sum(done.result.values()) == 150
+
+
+async def test_a_signal_taken_frees_its_place_under_the_cap(local_app: taskcast.App) -> None:
+    first, then = Gate(), Gate()
+
+    @local_app.task(name="takes_one")
+    async def takes_one(ctx: taskcast.Context) -> object:
+        await first()
+        taken = await ctx.signal("go")
+        await ctx.emit("took", taken)
+        await then()
+        return taken
+
+    async with local_app as app:
+        run = await app.submit("takes_one")
+        await first.reached.wait()
+        for i in range(100):
+            await app.signal(run.id, "go", i)
+        with pytest.raises(taskcast.TooManySignals):
+            await app.signal(run.id, "go", 100)
+        first.opened.set()
+        await wait_for_event(app, run.id, "took")
+        await app.signal(run.id, "go", 100)  # room for one again
+        with pytest.raises(taskcast.TooManySignals):
+            await app.signal(run.id, "go", 101)
+        then.opened.set()
+        assert (await app.wait(run.id, timeout=10)).result == 0
+
+
+@pytest.mark.parametrize("timeout", [0, -1, float("inf"), float("nan"), 31 * 86400, True, "1"])
+async def test_a_signal_wait_takes_only_a_finite_positive_timeout(
+    app: taskcast.App, timeout: object
+) -> None:
+    @app.task(name="waits")
+    async def waits(ctx: taskcast.Context) -> str:
+        try:
+            await ctx.signal("go", timeout=timeout)  # type: ignore[arg-type]
+        except taskcast.InvalidRequest as exc:
+            return exc.message
+        return "waited"
+
+    run = await app.wait((await app.submit("waits")).id, timeout=5)
+    assert run.result.startswith("timeout must be a")

@@ -168,6 +168,10 @@ def test_backoff_is_exponential_capped_and_jittered_below_the_cap() -> None:
     ("options", "message"),
     [
         ({"timeout": -1}, "timeout must be a positive number"),
+        ({"timeout": float("inf")}, "at most 2.592e\\+06 \\(30 days\\), got inf"),
+        ({"timeout": float("nan")}, "timeout must be a positive number"),
+        ({"timeout": 30 * 86400 + 1}, "timeout must be a positive number"),
+        ({"timeout": True}, "timeout must be a number of seconds"),
         ({"max_attempts": 0}, "max_attempts must be an integer >= 1"),
         ({"id": ""}, "id must be a string"),
     ],
@@ -181,3 +185,27 @@ async def test_bad_submit_options_are_refused(
     with pytest.raises(taskcast.InvalidRequest, match=message):
         await app.submit_with("t", {}, **options)  # type: ignore[arg-type]
     assert await app.runs() == []
+
+
+@pytest.mark.parametrize("timeout", [0, -5, float("inf"), float("nan"), 31 * 86400])
+def test_a_task_timeout_is_finite_positive_and_at_most_30_days(timeout: float) -> None:
+    app = taskcast.App()
+    with pytest.raises(ValueError, match="timeout must be a positive number of seconds"):
+
+        @app.task(timeout=timeout)
+        async def t() -> None: ...
+
+    assert "t" not in app.tasks
+
+
+@pytest.mark.parametrize("timeout", [0, float("inf"), float("nan"), 31 * 86400])
+async def test_waiting_for_a_run_takes_only_a_finite_positive_timeout(
+    app: taskcast.App, timeout: float
+) -> None:
+    @app.task(name="t")
+    async def t() -> None: ...
+
+    run = await app.submit("t")
+    with pytest.raises(taskcast.InvalidRequest, match="timeout must be a positive number"):
+        await app.wait(run.id, timeout=timeout)
+    assert (await app.wait(run.id, timeout=5)).state is taskcast.RunState.COMPLETED

@@ -24,7 +24,9 @@ from ..errors import (
     ServerError,
     ShuttingDown,
     StoreError,
+    StoreUnavailable,
     TaskcastError,
+    TooManySignals,
     Unauthorized,
     UnknownTask,
 )
@@ -42,6 +44,8 @@ ERRORS_BY_CODE: dict[str, type[TaskcastError]] = {
         ShuttingDown,
         StoreError,
         SchemaError,
+        StoreUnavailable,
+        TooManySignals,
         Unauthorized,
     )
 }
@@ -69,7 +73,7 @@ def error_from_response(response: httpx.Response) -> TaskcastError:
     # The server's own message and details, not the ones each class's __init__ would compose.
     error = kind.__new__(kind)
     TaskcastError.__init__(error, message, **details)
-    if isinstance(error, QueueFull):
+    if isinstance(error, QueueFull | StoreUnavailable | TooManySignals):
         error.retry_after = _retry_after(response, details)
     return error
 

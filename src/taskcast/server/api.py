@@ -16,6 +16,7 @@ from starlette.types import ASGIApp
 from .. import __version__
 from ..app import App
 from ..errors import InvalidRequest, RunFinished, ShuttingDown
+from ..ids import RUN_ID_PATTERN
 from ..states import RunState
 from .auth import BearerTokenAuth
 from .bodies import StrictJSONRoute
@@ -27,7 +28,6 @@ from .errors import install_error_handlers
 from .metrics import Metrics
 from .replay import ReplayBudget
 from .schemas import (
-    RUN_ID_PATTERN,
     CancelAccepted,
     CancelRequest,
     ErrorBody,

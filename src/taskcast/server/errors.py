@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 from starlette.types import Send
 
-from ..errors import QueueFull, StoreUnavailable, TaskcastError
+from ..errors import QueueFull, StoreUnavailable, TaskcastError, TooManySignals
 
 
 def error_body(code: str, message: str, **details: Any) -> dict[str, Any]:
@@ -32,10 +32,10 @@ def body_too_large(limit: int) -> dict[str, Any]:
 
 
 def error_response(error: TaskcastError) -> JSONResponse:
-    """``error`` as a response: its status, its body, and ``Retry-After`` for a full queue or a
-    store that cannot be reached."""
+    """``error`` as a response: its status, its body, and ``Retry-After`` for a full queue, a run
+    full of undelivered signals or a store that cannot be reached."""
     headers = {}
-    if isinstance(error, QueueFull | StoreUnavailable):
+    if isinstance(error, QueueFull | StoreUnavailable | TooManySignals):
         headers["Retry-After"] = str(max(1, math.ceil(error.retry_after)))
     return JSONResponse(error.to_dict(), status_code=error.status, headers=headers)
 

@@ -7,9 +7,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..ids import RUN_ID_PATTERN
+from ..limits import MAX_TIMEOUT
 from ..states import RunState
-
-RUN_ID_PATTERN = r"^[A-Za-z0-9._~:-]{1,128}$"
 
 
 class SubmitRequest(BaseModel):
@@ -22,7 +22,12 @@ class SubmitRequest(BaseModel):
         default_factory=dict, description="Arguments by name; see GET /tasks for each schema."
     )
     timeout: float | None = Field(
-        default=None, gt=0, description="Seconds per attempt (overrides the task's timeout)."
+        default=None,
+        gt=0,
+        le=MAX_TIMEOUT,
+        allow_inf_nan=False,
+        strict=True,  # a number: not "5", not true
+        description="Seconds per attempt, at most 30 days (overrides the task's timeout).",
     )
     max_attempts: int | None = Field(
         default=None, ge=1, le=1000, description="Attempts in all (overrides the task's)."

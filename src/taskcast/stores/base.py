@@ -66,6 +66,25 @@ def encode_json(value: Any, what: str) -> str:
         raise NotSerializable(f"{what} is not JSON-serialisable: {exc}") from None
 
 
+#: Run fields a transition may set that a store keeps as JSON.
+JSON_FIELDS = ("result", "error", "after")
+
+
+def encode_transition(
+    event_type: str, data: Any, fields: dict[str, Any]
+) -> tuple[str, dict[str, str]]:
+    """The event's data and the run's JSON ``fields`` as JSON, checked before a store changes
+    anything: a transition that could not be written back fails alone (``NotSerializable``),
+    it never reaches a writer that commits many runs' changes at once."""
+    data_json = encode_json(data, f"the data of the {event_type!r} event")
+    encoded = {
+        name: encode_json(value, f"the {name} of the run")
+        for name, value in fields.items()
+        if name in JSON_FIELDS
+    }
+    return data_json, encoded
+
+
 class Store(abc.ABC):
     """Durable home of runs and their event logs (see the module docstring for the contract)."""
 

@@ -8,7 +8,7 @@ from typing import Any
 from ..errors import RunFinished, RunNotFound
 from ..models import Event, Run
 from ..states import RunState, can_transition
-from .base import Store
+from .base import Store, encode_transition
 
 
 class MemoryStore(Store):
@@ -72,10 +72,11 @@ class MemoryStore(Store):
             raise RunNotFound(run_id)
         if not can_transition(run.state, target):
             return None
+        data_json, _ = encode_transition(event_type, data, fields)
         run.state = target
         for name, value in fields.items():
             setattr(run, name, value)
-        event = self._new_event(run, event_type, data, None)
+        event = self._new_event(run, event_type, data, data_json)
         self._announce((event,))
         return (run if target.is_terminal else run.copy()), event
 

@@ -53,7 +53,7 @@ from ..errors import QueueFull, RunFinished, RunNotFound, StoreError, StoreUnava
 from ..models import Event, Run, compact_json
 from ..states import ALLOWED_TRANSITIONS, RunState
 from . import redis_scripts as scripts
-from .base import Claim, HeartbeatReply, Store, encode_json
+from .base import Claim, HeartbeatReply, Store, encode_json, encode_transition
 
 logger = logging.getLogger("taskcast")
 
@@ -509,7 +509,7 @@ class RedisStore(Store):
         **fields: Any,
     ) -> tuple[Run, Event] | None:
         at = time.time()
-        data_json = encode_json(data, f"the data of the {event_type!r} event")
+        data_json, encoded = encode_transition(event_type, data, fields)
         args: list[Any] = [
             self.prefix,
             run_id,
@@ -523,7 +523,7 @@ class RedisStore(Store):
         ]
         for name, value in fields.items():
             args.append(name)
-            args.append(compact_json(value))
+            args.append(encoded[name] if name in encoded else compact_json(value))
         reply = await self._write(self._transition, args)
         if reply[0] == -1:
             raise RunNotFound(run_id)

@@ -37,7 +37,7 @@ from typing import Any, TypeVar
 from ..errors import RunFinished, RunNotFound, SchemaError, StoreError, StoreUnavailable
 from ..models import Event, Run, compact_json
 from ..states import TERMINAL_STATES, RunState, can_transition
-from .base import Store
+from .base import Store, encode_json, encode_transition
 
 logger = logging.getLogger("taskcast")
 
@@ -283,6 +283,7 @@ class SQLiteStore(Store):
         self._flusher = asyncio.get_running_loop().create_task(
             self._flush_forever(), name=f"taskcast-sqlite-flusher {self.path}"
         )
+        self._flusher.add_done_callback(self._flusher_ended)
 
     def _take_file_lock(self) -> None:
         directory = os.path.dirname(os.path.abspath(self.path))
@@ -350,6 +351,18 @@ class SQLiteStore(Store):
             [s.value for s in TERMINAL_STATES],
         ).fetchall()
 
+    def _flusher_ended(self, flusher: asyncio.Task[None]) -> None:
+        """Say at once, not at close, that the writer stopped: every write from now on fails
+        (``StoreUnavailable``) and ``/health`` answers 503 with the same reason."""
+        if not self._closing:
+            logger.error(
+                "the commit task of %s stopped%s; no write can be stored until the process"
+                " restarts",
+                self.url,
+                " (cancelled)" if flusher.cancelled() else "",
+                exc_info=None if flusher.cancelled() else flusher.exception(),
+            )
+
     def _writer_stopped(self) -> str:
         assert self._flusher is not None and self._flusher.done()
         error = None if self._flusher.cancelled() else self._flusher.exception()
@@ -363,6 +376,7 @@ class SQLiteStore(Store):
     async def close(self) -> None:
         if self._flusher is None:
             return
+        stopped_before = self._flusher.done()  # and said so (_flusher_ended)
         self._closing = True
         assert self._wake is not None
         self._wake.set()
@@ -370,7 +384,7 @@ class SQLiteStore(Store):
         # being torn down cancelled it): closing must release the file whatever happened.
         flusher = self._flusher
         await asyncio.wait([flusher])
-        if not flusher.cancelled() and flusher.exception() is not None:
+        if not stopped_before and not flusher.cancelled() and flusher.exception() is not None:
             logger.error("the commit task of %s crashed", self.url, exc_info=flusher.exception())
         self._flusher = None
         await self._release()
@@ -403,6 +417,10 @@ class SQLiteStore(Store):
             raise StoreError(f"store {self.url!r} is closed")
         if self._flusher.done():
             raise StoreUnavailable(f"store {self.url!r} cannot write: {self._writer_stopped()}")
+        if snapshot.id not in self._args_json:
+            # Encoded here, in the writer's caller: what cannot be stored fails this write alone
+            # (the other JSON fields are checked by ``transition``).
+            self._args_json[snapshot.id] = encode_json(snapshot.args, "the arguments of the run")
         self._pending_runs[snapshot.id] = snapshot  # its row is built at flush: once per batch
         for event in events:
             self._pending_events.append(
@@ -469,10 +487,15 @@ class SQLiteStore(Store):
         )
         self._pending_runs, self._pending_events, self._pending_announce = {}, [], []
         self._pending_done = None
-        rows = [self._run_row(snapshot) for snapshot in runs.values()]
-        commit = asyncio.get_running_loop().run_in_executor(
-            self._writer, self._commit, rows, events
-        )
+        loop = asyncio.get_running_loop()
+        try:
+            rows = [self._run_row(snapshot) for snapshot in runs.values()]
+        except Exception as exc:  # checked before staging: a bug, but it fails this batch only
+            logger.exception("a run's row for %s could not be built", self.url)
+            commit: asyncio.Future[None] = loop.create_future()
+            commit.set_exception(StoreError(f"a run's row could not be built: {exc!r}"))
+        else:
+            commit = loop.run_in_executor(self._writer, self._commit, rows, events)
         commit.add_done_callback(self._wake_flusher)
         return _Batch(runs, announce, done, commit)
 
@@ -615,10 +638,11 @@ class SQLiteStore(Store):
             return None  # finished and committed: no transition leaves a terminal state
         if not can_transition(run.state, target):
             return None
+        data_json, _ = encode_transition(event_type, data, fields)
         run.state = target
         for name, value in fields.items():
             setattr(run, name, value)
-        event = self._new_event(run, event_type, data, None)
+        event = self._new_event(run, event_type, data, data_json)
         snapshot = run if target.is_terminal else run.copy()  # a finished run never changes
         await self._settle(self._stage(snapshot, [event]), durable)
         return snapshot, event

@@ -1,0 +1,90 @@
+"""Bad input at the HTTP door: refused with a 4xx naming the field, and nothing changes.
+
+Bodies are raw bytes here (not ``json=``): Python's encoder would refuse to write NaN and lone
+surrogates, and the point is what the server does with bodies that hold them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from .live import LiveServer
+
+UNKEEPABLE = [
+    pytest.param(b'"caf\\ud800"', "holds a lone surrogate", id="lone-surrogate"),
+    pytest.param(b'{"k": ["\\udfff"]}', "holds a lone surrogate", id="nested-surrogate"),
+    pytest.param(b"NaN", "NaN is not a number JSON can hold", id="nan"),
+    pytest.param(b"Infinity", "Infinity is not a number", id="infinity"),
+    pytest.param(b"-Infinity", "-Infinity is not a number", id="minus-infinity"),
+    pytest.param(b"1e400", "1e400 is not a number", id="overflow"),
+    pytest.param(b"1" * 5000, "is not a number JSON can hold", id="huge-int"),
+]
+
+
+@pytest.fixture
+def api(server: LiveServer) -> Iterator[httpx.Client]:
+    with httpx.Client(
+        base_url=server.url, timeout=10, headers={"content-type": "application/json"}
+    ) as client:
+        yield client
+
+
+def problems(response: httpx.Response) -> list[dict[str, str]]:
+    assert response.status_code == 422, response.text
+    body = response.json()
+    assert body["error"] == "invalid_request"
+    found: list[dict[str, str]] = body["problems"]
+    return found
+
+
+@pytest.mark.parametrize(("value", "problem"), UNKEEPABLE)
+def test_a_submit_holding_what_no_store_can_keep_is_refused_and_nothing_is_stored(
+    api: httpx.Client, value: bytes, problem: str
+) -> None:
+    body = b'{"task": "demo.fail", "args": {"message": ' + value + b"}}"
+    (found,) = problems(api.post("/runs", content=body))
+    assert found["param"] == "body" and problem in found["problem"]
+    assert "args.message" in found["problem"]  # where it is
+    assert api.get("/runs").json()["runs"] == []
+    # ...and the server goes on: the same task with a good value runs and lists.
+    good = api.post("/runs", content=b'{"task": "demo.fail", "args": {"message": "x"}}')
+    assert good.status_code == 201
+    assert [run["id"] for run in api.get("/runs").json()["runs"]] == [good.json()["id"]]
+
+
+@pytest.mark.parametrize(("value", "problem"), UNKEEPABLE)
+def test_signal_data_holding_what_no_store_can_keep_is_refused_and_not_logged(
+    api: httpx.Client, value: bytes, problem: str
+) -> None:
+    run = api.post("/runs", content=b'{"task": "demo.wait"}').json()
+    (found,) = problems(api.post(f"/runs/{run['id']}/signals/continue", content=value))
+    assert found["param"] == "body" and problem in found["problem"]
+    api.post(f"/runs/{run['id']}/cancel")
+    with api.stream("GET", f"/runs/{run['id']}/events") as stream:
+        frames = stream.read().decode()
+    assert "event: signal" not in frames and "event: cancelled" in frames
+
+
+@pytest.mark.parametrize(
+    "timeout", [b"0", b"-1", b"1e400", b"Infinity", b"NaN", b"2592001", b'"soon"', b"true"]
+)
+def test_a_submit_timeout_is_finite_positive_and_at_most_30_days(
+    api: httpx.Client, timeout: bytes
+) -> None:
+    body = b'{"task": "demo.count", "args": {"n": 1, "delay": 0}, "timeout": ' + timeout + b"}"
+    params = {p["param"] for p in problems(api.post("/runs", content=body))}
+    assert params in ({"body.timeout"}, {"body"})  # body: a number the parser already refused
+    assert api.get("/runs").json()["runs"] == []
+    ok = b'{"task": "demo.count", "args": {"n": 1, "delay": 0}, "timeout": 2592000}'
+    assert api.post("/runs", content=ok).json()["timeout"] == 2592000
+
+
+def test_a_cancel_reason_with_a_lone_surrogate_is_refused(api: httpx.Client) -> None:
+    run = api.post("/runs", content=b'{"task": "demo.wait"}').json()
+    (found,) = problems(api.post(f"/runs/{run['id']}/cancel", content=b'{"reason": "\\ud800"}'))
+    assert found["param"] == "body" and "reason" in found["problem"]
+    assert api.get(f"/runs/{run['id']}").json()["state"] in ("queued", "running")
+    assert api.post(f"/runs/{run['id']}/cancel").status_code == 202
