@@ -224,7 +224,8 @@ class EventStreamResponse(Response):
         settings: StreamSettings,
         observer: StreamObserver,
         hub: Hub | None = None,
-        replays: ReplayBudget | None = None,
+        *,
+        replays: ReplayBudget,  # one per server: replays share the loop, not a slice each
     ) -> None:
         super().__init__(status_code=200)
         self.raw_headers = [*EVENT_STREAM_HEADERS]
@@ -233,7 +234,7 @@ class EventStreamResponse(Response):
         self._cursor = cursor
         self._settings = settings
         self._hub = hub
-        self._replays = replays or ReplayBudget()
+        self._replays = replays
         self._observer = observer
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
