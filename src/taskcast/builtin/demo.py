@@ -12,7 +12,7 @@ from typing import Annotated, Any
 from pydantic import Field
 
 from ..app import App
-from ..context import Context
+from ..runs.context import Context
 
 MAX_COUNT = 100_000
 MAX_DELAY = 3600.0

@@ -20,7 +20,7 @@ import sys
 from rich.console import Console
 
 from ..app import App
-from ..coordinator import ShutdownReport
+from ..runs.shutdown import ShutdownReport
 from ..server.serve import exit_if_not_done_in
 from .environment import EnvOptions, configure_logging
 from .serve_command import STOP_MARGIN, CannotLoadApp, add_log_options, build_app
@@ -51,7 +51,7 @@ def _build(options: argparse.Namespace) -> App:
             "taskcast worker needs --store (or TASKCAST_STORE): redis://HOST:PORT/DB"
         )
     app = build_app(options)
-    if not app.store.shared:
+    if not app.shared:
         raise CannotLoadApp(
             f"taskcast worker needs a store that processes share (redis://), not {app.store.url!r}"
         )

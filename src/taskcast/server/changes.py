@@ -28,8 +28,9 @@ from starlette.types import Receive, Scope, Send
 
 from ..app import App
 from ..errors import TaskcastError
+from ..events import TERMINAL_EVENT_TYPES
 from ..models import Event
-from ..states import TERMINAL_EVENT_TYPES, RunState
+from ..states import RunState
 from .sse import EVENT_STREAM_HEADERS, KEEP_ALIVE, StreamSettings
 
 MAX_PENDING = 10_000

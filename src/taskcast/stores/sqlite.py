@@ -35,9 +35,9 @@ from operator import itemgetter
 from typing import Any, TypeVar
 
 from ..errors import RunFinished, RunNotFound, SchemaError, StoreError, StoreUnavailable
-from ..models import Event, Run, compact_json
+from ..models import Event, Run, compact_json, encode_json
 from ..states import TERMINAL_STATES, RunState, can_transition
-from .base import Store, encode_json, encode_transition
+from .base import Store, encode_transition
 
 logger = logging.getLogger("taskcast")
 
