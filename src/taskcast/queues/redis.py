@@ -47,7 +47,7 @@ from ..models import Event, Run, compact_json
 from ..runs.ports import QueueCounts, QueueOwner
 from ..states import RunState
 from ..stores import redis_scripts as scripts
-from ..stores.redis import RedisStore, decode_run, private_field
+from ..stores.redis import Backoff, RedisStore, decode_run, private_field
 from ..supervisor import Supervisor
 
 logger = logging.getLogger("taskcast")
@@ -55,7 +55,6 @@ logger = logging.getLogger("taskcast")
 CLAIM_WAIT = 1.0
 """Seconds one claim waits for new runs before it looks again (for dead workers' runs)."""
 
-_BACKOFF_MAX = 1.0
 # redis-py's errors do not derive from the builtin ConnectionError.
 _UNREACHABLE: tuple[type[BaseException], ...] = (StoreError, ConnectionError, OSError, RedisError)
 
@@ -228,7 +227,7 @@ class RedisQueue:
     # -- claiming -----------------------------------------------------------------------------
 
     async def _claim_forever(self) -> None:
-        backoff = 0.05
+        backoff = Backoff()
         while True:
             _reraise_cancellation()  # see below: a cancel may have been swallowed on the way
             wanted = self.owner.room()
@@ -242,13 +241,12 @@ class RedisQueue:
             except _UNREACHABLE as exc:
                 _reraise_cancellation()
                 logger.warning("cannot take runs from the store (%s); retrying", exc)
-                await asyncio.sleep(backoff)  # reconnect backoff, not synchronisation
-                backoff = min(backoff * 2, _BACKOFF_MAX)
+                await backoff.wait()
                 continue
             finally:
                 self._reading = None
             _reraise_cancellation()
-            backoff = 0.05
+            backoff.reset()
             for claim in claims:
                 try:
                     await self._adopt(claim)

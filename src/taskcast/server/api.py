@@ -1,4 +1,4 @@
-"""The HTTP API of an App (SPEC section 4): ``create_app(app)`` builds the FastAPI application.
+"""The HTTP API of an App (docs/http.md): ``create_app(app)`` builds the FastAPI application.
 
 Handlers are thin: each calls one App method and returns its result as JSON; errors are the
 engine's typed errors, turned into one JSON shape by ``errors.py``.

@@ -1,4 +1,4 @@
-"""Run an App behind uvicorn, and stop it cleanly on SIGTERM/SIGINT (SPEC section 5).
+"""Run an App behind uvicorn; stop it cleanly on SIGTERM/SIGINT (docs/semantics.md, "Shutdown").
 
 Two uvicorn behaviours shape this module:
 

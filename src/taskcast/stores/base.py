@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..models import Event, Run, encode_json
-from ..states import RunState
+from ..states import RunState, can_transition
 
 EventListener = Callable[[Sequence[Event]], None]
 
@@ -48,6 +48,22 @@ def encode_transition(
         if name in JSON_FIELDS
     }
     return data_json, encoded
+
+
+def apply_transition(
+    run: Run, target: RunState, event_type: str, data: Any, fields: dict[str, Any]
+) -> str | None:
+    """The compare-and-set of a store that keeps its runs' states in memory: ``None`` (nothing
+    changed) when ``run`` may not move to ``target``; else ``run`` moved, with ``fields`` set,
+    and the event's data as JSON is returned. Raises ``NotSerializable`` before changing
+    anything (see ``encode_transition``)."""
+    if not can_transition(run.state, target):
+        return None
+    data_json, _ = encode_transition(event_type, data, fields)
+    run.state = target
+    for name, value in fields.items():
+        setattr(run, name, value)
+    return data_json
 
 
 class Store(abc.ABC):

@@ -131,6 +131,29 @@ def _seconds(url: str, options: dict[str, str], name: str, default: float) -> fl
     return value
 
 
+class Backoff:
+    """The waits between tries to reach Redis again: 50 ms, doubling, at most 1 s; with a
+    ``deadline`` (``time.monotonic()``), ``exhausted`` says when the next wait would pass it."""
+
+    FIRST = 0.05
+    MOST = 1.0
+
+    def __init__(self, deadline: float | None = None) -> None:
+        self.delay = self.FIRST
+        self.deadline = deadline
+
+    def reset(self) -> None:
+        self.delay = self.FIRST
+
+    @property
+    def exhausted(self) -> bool:
+        return self.deadline is not None and time.monotonic() + self.delay > self.deadline
+
+    async def wait(self) -> None:
+        await asyncio.sleep(self.delay)  # reconnect backoff, not synchronisation
+        self.delay = min(self.delay * 2, self.MOST)
+
+
 ControlListener = Callable[[str, str, Any], None]
 """``(kind, run_id, data)`` for the worker holding a run: ``("cancel", run_id, reason)`` when
 another process asks to cancel it; ``("signal", run_id, event)`` when a signal was logged."""
@@ -289,22 +312,21 @@ class RedisStore(Store):
     async def _listen(self) -> None:
         """Announce published events to the listener and cancel requests to the cancel listener;
         survive Redis going away (re-subscribe with backoff)."""
-        backoff = 0.05
+        backoff = Backoff()
         while True:
             try:
                 if self._pubsub is None:
                     self._pubsub = await self._subscribe()
                     self._after_resubscribe()
                 message = await self._pubsub.get_message(timeout=None)
-                backoff = 0.05
+                backoff.reset()
             except (*_UNREACHABLE, StoreError) as exc:
                 logger.warning("redis subscription lost (%s); reconnecting", exc)
                 if self._pubsub is not None:
                     with contextlib.suppress(*_UNREACHABLE, RedisError):
                         await self._pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]
                     self._pubsub = None
-                await asyncio.sleep(backoff)  # reconnect backoff, not synchronisation
-                backoff = min(backoff * 2, 1.0)
+                await backoff.wait()
                 continue
             if message is None:
                 continue
@@ -373,8 +395,7 @@ class RedisStore(Store):
             await self._send(batch)
 
     async def _send(self, batch: list[tuple[AsyncScript, list[Any], asyncio.Future[Any]]]) -> None:
-        deadline = time.monotonic() + self.reconnect_timeout
-        backoff = 0.05
+        backoff = Backoff(time.monotonic() + self.reconnect_timeout)
         while batch:
             try:
                 async with self.client.pipeline(transaction=False) as pipe:
@@ -383,15 +404,14 @@ class RedisStore(Store):
                     replies = await pipe.execute(raise_on_error=False)
             except _UNREACHABLE as exc:
                 # A write whose reply was lost is sent again with its token: not applied twice.
-                if time.monotonic() + backoff > deadline:
+                if backoff.exhausted:
                     error = StoreUnavailable(f"{self.url}: Redis unreachable: {exc}")
                     for _, _, future in batch:
                         if not future.done():
                             future.set_exception(error)
                     return
                 logger.warning("redis unreachable (%s); retrying %d write(s)", exc, len(batch))
-                await asyncio.sleep(backoff)  # reconnect backoff, not synchronisation
-                backoff = min(backoff * 2, 1.0)
+                await backoff.wait()
                 continue
             unknown = []  # NOSCRIPT (Redis restarted and lost its script cache): load, resend
             for item, reply in zip(batch, replies, strict=True):
@@ -410,17 +430,17 @@ class RedisStore(Store):
             batch = unknown
 
     async def retrying(self, call: Callable[[], Awaitable[_T]]) -> _T:
-        deadline = time.monotonic() + self.reconnect_timeout
-        backoff = 0.05
+        """``call()``, tried again while Redis is unreachable, for ``reconnect_timeout`` at most
+        (then ``StoreUnavailable``)."""
+        backoff = Backoff(time.monotonic() + self.reconnect_timeout)
         while True:
             try:
                 return await call()
             except _UNREACHABLE as exc:
-                if time.monotonic() + backoff > deadline:
+                if backoff.exhausted:
                     raise StoreUnavailable(f"{self.url}: Redis unreachable: {exc}") from None
                 logger.warning("redis unreachable (%s); retrying the write", exc)
-                await asyncio.sleep(backoff)  # reconnect backoff, not synchronisation
-                backoff = min(backoff * 2, 1.0)
+                await backoff.wait()
 
     async def _read(self, call: Callable[[], Awaitable[_T]]) -> _T:
         return await self.retrying(call)
