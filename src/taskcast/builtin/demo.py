@@ -1,4 +1,4 @@
-"""The ``demo.*`` tasks: what a newcomer submits to watch taskcast work (README, "A two-minute tour").
+"""The ``demo.*`` tasks: what a newcomer submits to watch taskcast work (README).
 
 * ``demo.count(n=10, delay=0.5)`` emits ``progress`` n times, one every ``delay`` seconds, and
   returns ``{"counted": n}``. It may be retried twice, so a run interrupted by a restart resumes.

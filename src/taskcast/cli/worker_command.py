@@ -2,10 +2,10 @@
 
 Any number of workers (and of ``taskcast serve --no-worker`` API nodes) share one store. A
 worker takes runs while it has free slots (``--concurrency``), heartbeats the runs it holds, and
-on SIGTERM or SIGINT drains like ``serve`` (docs/semantics.md, "Shutdown": ``grace``, then cancel, then
-``shutdown-timeout``) and hands its unfinished runs back to the queue at once. A second signal
-exits at once (128 + the signal number); runs it held return to the queue after the store's
-visibility timeout, like those of a worker that was killed.
+on SIGTERM or SIGINT drains like ``serve`` (docs/semantics.md, "Shutdown": ``grace``, then
+cancel, then ``shutdown-timeout``) and hands its unfinished runs back to the queue at once. A
+second signal exits at once (128 + the signal number); runs it held return to the queue after
+the store's visibility timeout, like those of a worker that was killed.
 """
 
 from __future__ import annotations
