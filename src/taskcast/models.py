@@ -186,6 +186,7 @@ class Run:
     parent_id: str | None = None
     after: list[str] = field(default_factory=list)
     after_policy: str = "fail"
+    not_after: float | None = None
 
     @property
     def is_finished(self) -> bool:
@@ -214,6 +215,7 @@ class Run:
             self.parent_id,
             self.after,
             self.after_policy,
+            self.not_after,
         )
 
     def to_dict(self) -> dict[str, Any]:

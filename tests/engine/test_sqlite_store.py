@@ -393,7 +393,8 @@ async def test_listing_a_rare_end_state_does_not_read_the_whole_table(tmp_path: 
 async def test_a_version_2_file_gets_the_new_index_and_keeps_its_runs(tmp_path: Path) -> None:
     path = tmp_path / "v2.db"
     conn = sqlite3.connect(path)
-    conn.executescript(_SCHEMA_TEMPLATE.replace(" WHERE state IN ({rare})", ""))
+    version_2 = _SCHEMA_TEMPLATE.replace(" WHERE state IN ({rare})", "")
+    conn.executescript(version_2.replace(",\n    not_after REAL", ""))  # a column of version 4
     conn.execute(
         "INSERT INTO runs (id, task, args, state, attempt, max_attempts, result, created_at,"
         " last_seq) VALUES ('old', 'noop', '{}', 'failed', 1, 1, 'null', 1.0, 3)"

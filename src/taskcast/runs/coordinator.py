@@ -39,6 +39,7 @@ from ..errors import (
     RunFinished,
     RunNotFound,
     ShuttingDown,
+    StoreError,
     UnknownTask,
 )
 from ..ids import is_run_id, new_run_id
@@ -93,7 +94,7 @@ class Coordinator:
         self._shutting_down: asyncio.Future[ShutdownReport] | None = None
         self._stopping_callbacks: set[Callable[[], None]] = set()
         self.outcomes = Outcomes(store)
-        self.slots = Slots(max_concurrency, self._slot_freed)
+        self.slots = Slots(max_concurrency, self._slot_freed, queue)
         self.endings = Endings(store)
         self.dependencies = DependencyHolds(store, self._dependencies_ended)
         self.attempts = Attempts(
@@ -107,6 +108,7 @@ class Coordinator:
             over=self._attempt_over,
         )
         log.add_listener(self._on_committed)
+        store.on_reconnected(self._announcements_missed)
 
     # -- visible state -----------------------------------------------------------------------
 
@@ -145,6 +147,11 @@ class Coordinator:
 
     def knows(self, task: str) -> bool:
         return task in self._tasks
+
+    def deployment_limit(self, task: str) -> int | None:
+        """The task's ``concurrency`` (see ``ports.QueueOwner``)."""
+        definition = self._tasks.get(task)
+        return None if definition is None else definition.concurrency
 
     def holds(self, run_id: str) -> bool:
         return run_id in self._active
@@ -190,7 +197,7 @@ class Coordinator:
                 if recovered is None:
                     continue
                 run = recovered
-            active = self._own(run)
+            active = self._own(run, blocked=bool(run.after))
             if active.waiting_for:
                 await self.dependencies.check_ended(active)
             resumed.append(run.id)
@@ -326,13 +333,24 @@ class Coordinator:
         dependencies = list(dict.fromkeys(after)) if after else []  # no duplicates, in order
         stored_args = self._stored_arguments(definition, args)
         run = self._new_run(definition, stored_args, timeout, max_attempts, run_id)
+        expected = False
         if parent is not None:
             run.parent_id = parent.run.id
+            run.not_after = _unix_deadline(parent)
+            # Another process may take the child and finish it before the store's answer
+            # reaches us: follow the store's announcements, and await its end, first.
+            await self.endings.follow()
+            expected = self.endings.expect(run.id)
         if dependencies:
             run.after = dependencies
         if after_policy != run.after_policy:
             run.after_policy = after_policy
-        self._queue.reserve((run,))  # the place is taken before waiting for the store
+        try:
+            self._queue.reserve((run,))  # the place is taken before waiting for the store
+        except BaseException:
+            if expected:
+                self.endings.forget(run.id)
+            raise
         try:
             if dependencies:
                 await check_dependencies(self.store, run.id, dependencies)
@@ -349,12 +367,18 @@ class Coordinator:
                 await self._accepted(found, parent)
             else:
                 self._queue.unreserve((run,))
+                if expected:
+                    self.endings.forget(run.id)
             raise
         except BaseException:
             self._queue.unreserve((run,))
+            if expected:
+                self.endings.forget(run.id)
             raise
         if event is None:  # the id existed: an idempotent re-submit
             self._queue.unreserve((run,))
+            if expected:
+                self.endings.forget(run.id)
             return stored, False
         await self._accepted(stored, parent)
         return stored, True
@@ -446,21 +470,39 @@ class Coordinator:
     # -- owning runs -------------------------------------------------------------------------
 
     def take_over(self, run: Run, signals: Sequence[tuple[str, Any]] = ()) -> None:
-        """Own a stored, queued run (see ``ports.QueueOwner``)."""
+        """Own a stored, queued run that may start (see ``ports.QueueOwner``)."""
         self._own(run, signals)
 
-    def _own(self, run: Run, signals: Sequence[tuple[str, Any]] = ()) -> ActiveRun:
+    def hold(self, run: Run) -> None:
+        """Own a stored run until its ``after`` dependencies end (see ``ports.QueueOwner``)."""
+        self._own(run, blocked=True)
+
+    def _own(
+        self, run: Run, signals: Sequence[tuple[str, Any]] = (), *, blocked: bool = False
+    ) -> ActiveRun:
         active = ActiveRun(run, self._tasks[run.task])
         for name, data in signals:
             active.mailbox.deliver(name, data)
+        if run.parent_id is not None:
+            active.deadline_cap = self._inherited_deadline(run)
         self.queued_count += 1
-        if run.after:
+        if blocked:
             self._active[run.id] = active
             self.dependencies.watch(active)
             self.dependencies.hold(active)
         else:
             self._enqueue(active)
         return active
+
+    def _inherited_deadline(self, run: Run) -> float | None:
+        """The cap of a child's attempts (event loop time): its parent's deadline, exact when the
+        parent runs here, else from the Unix time its record keeps (``Run.not_after``)."""
+        parent = self._active.get(run.parent_id or "")
+        if parent is not None and parent.phase is Phase.RUNNING:
+            return parent.deadline
+        if run.not_after is None:
+            return None
+        return asyncio.get_running_loop().time() + (run.not_after - time.time())
 
     def _dependencies_ended(self, active: ActiveRun) -> None:
         """Every dependency of the BLOCKED ``active`` ended: queue it, or fail it."""
@@ -490,6 +532,17 @@ class Coordinator:
             self.endings.note(events)
         except Exception:
             logger.exception("taskcast could not process the end of a run")
+
+    def _announcements_missed(self) -> None:
+        """The store's subscription was broken: ends of awaited runs may have been missed."""
+        if self.endings and not self._supervisor.closed:
+            self._supervisor.spawn(self._recheck_endings(), name="taskcast endings re-check")
+
+    async def _recheck_endings(self) -> None:
+        try:
+            await self.endings.recheck()
+        except StoreError as exc:  # still away: the next reconnect checks again
+            logger.warning("could not re-check the runs awaited here (%s)", exc)
 
     # -- workflows: children (RunServices) ---------------------------------------------------
 
@@ -527,9 +580,11 @@ class Coordinator:
     # -- queueing and dispatching ------------------------------------------------------------
 
     def room(self) -> dict[str, int]:
-        """How many more runs of each task this process can take now (shared queues)."""
+        """How many more runs of each task this process can take now (shared queues). During
+        the shutdown's grace period, only while a running parent waits for children (which it
+        alone may be here to run: only those are started then, the rest are handed back)."""
         free = self.slots.limit - self.slots.used - self.queued_count
-        if free <= 0 or not self._accepting:
+        if free <= 0 or not (self._accepting or (self._in_grace and self._parents_waiting())):
             return {}
         wanted = {}
         for name, definition in self._tasks.items():
@@ -540,6 +595,12 @@ class Coordinator:
             if count > 0:
                 wanted[name] = count
         return wanted
+
+    def _parents_waiting(self) -> bool:
+        return any(
+            active.children and active.phase is Phase.RUNNING and active.stop is None
+            for active in self._active.values()
+        )
 
     def _enqueue(self, active: ActiveRun) -> None:
         """Make a WAITING run ready now, or after its ``not_before`` time (retry backoff)."""
@@ -715,6 +776,7 @@ class Coordinator:
     async def _shut_down(self, grace: float, timeout: float) -> ShutdownReport:
         began = time.monotonic()
         self._accepting = False
+        self.endings.stopping = True
         callbacks, self._stopping_callbacks = self._stopping_callbacks, set()
         for callback in callbacks:
             callback()
@@ -747,3 +809,11 @@ class Coordinator:
 
     def _end_grace(self) -> None:
         self._grace_over = True
+
+
+def _unix_deadline(active: ActiveRun) -> float | None:
+    """The deadline of ``active``'s attempt as a Unix time (what a child's record keeps, so
+    that whichever process executes the child caps its attempts by it), or None."""
+    if active.deadline is None:
+        return None
+    return time.time() + (active.deadline - asyncio.get_running_loop().time())

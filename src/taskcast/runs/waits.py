@@ -3,7 +3,10 @@
 
 Both learn that a run ended the way watchers do: from the terminal events the store commits
 (``note``), never from a second path. So a wait resolves once the end is durable, whichever
-process wrote it.
+process wrote it. A store shared by several processes announces other processes' events only
+once it follows them (``Store.follow_events``, which ``Endings`` asks for before anything is
+awaited), and may miss announcements while its subscription is broken: then ``recheck`` reads
+every awaited run from the store.
 """
 
 from __future__ import annotations
@@ -28,9 +31,46 @@ class Endings:
     def __init__(self, store: Store) -> None:
         self._store = store
         self._futures: dict[str, asyncio.Future[Event]] = {}
+        #: This process is shutting down: a ``shutdown`` event ends a wait (before, it is another
+        #: process's shutdown, and the run will be taken up again elsewhere).
+        self.stopping = False
 
     def __bool__(self) -> bool:
         return bool(self._futures)
+
+    async def follow(self) -> None:
+        """Make sure the store announces the ends other processes write (before the first run
+        to await exists, so none of its events can be missed)."""
+        await self._store.follow_events()
+
+    def expect(self, run_id: str) -> bool:
+        """Make the future of ``run_id``'s end before the run exists (a child about to be
+        created, which another process may finish at once). True if it was made now, for
+        ``forget`` if the run is not created after all."""
+        if run_id in self._futures:
+            return False
+        self.future(run_id)
+        return True
+
+    def forget(self, run_id: str) -> None:
+        """Drop the unresolved future ``expect`` made."""
+        ending = self._futures.pop(run_id, None)
+        if ending is not None and not ending.done():
+            ending.cancel()
+
+    async def recheck(self) -> None:
+        """Resolve the futures of runs whose end the store holds (announcements may have been
+        missed while a shared store's subscription was broken)."""
+        for run_id, ending in list(self._futures.items()):
+            if ending.done():
+                continue
+            run = await self._store.get_run(run_id)
+            if run is not None and run.is_finished and not ending.done():
+                last = await self._store.read_events(run_id, after=run.last_seq - 1)
+                if last and not ending.done():
+                    ending.set_result(last[-1])
+                    if self._futures.get(run_id) is ending:
+                        del self._futures[run_id]
 
     def future(self, run_id: str) -> asyncio.Future[Event]:
         """The future of ``run_id``'s end, made if nobody awaited it yet (it does not look at
@@ -47,6 +87,7 @@ class Endings:
     async def watch(self, run_id: str) -> asyncio.Future[Event]:
         """A future resolved with the run's terminal (or ``shutdown``) event; already resolved
         if the run has ended. Raises ``RunNotFound``."""
+        await self.follow()
         ending = self.future(run_id)
         if not ending.done():
             run = await self._store.get_run(run_id)
@@ -71,7 +112,9 @@ class Endings:
     def note(self, committed: Sequence[Event]) -> None:
         """Resolve the futures of the runs whose end is among ``committed``."""
         for event in committed:
-            if event.type in events.TERMINAL_EVENT_TYPES or event.type == events.SHUTDOWN:
+            if event.type in events.TERMINAL_EVENT_TYPES or (
+                event.type == events.SHUTDOWN and self.stopping
+            ):
                 ending = self._futures.pop(event.run_id, None)
                 if ending is not None and not ending.done():
                     ending.set_result(event)

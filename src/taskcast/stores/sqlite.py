@@ -41,10 +41,11 @@ from .base import Store, apply_transition
 
 logger = logging.getLogger("taskcast")
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """1: the engine's runs and events. 2: adds the workflow columns ``parent_id``, ``after_ids`` and
 ``after_policy``. 3: the index by state keeps only the rarely listed end states (see
-``_RARE_STATES``). ``_MIGRATIONS`` moves an older file up."""
+``_RARE_STATES``). 4: adds ``not_after`` (a child's cap: its parent's deadline). ``_MIGRATIONS``
+moves an older file up."""
 
 _RARE_STATES = ("failed", "cancelled", "timed_out")
 """The states the ``runs_by_state`` index covers. Unfinished runs are listed from memory (every
@@ -74,7 +75,8 @@ CREATE TABLE IF NOT EXISTS runs (
     last_seq INTEGER NOT NULL,
     parent_id TEXT,
     after_ids TEXT NOT NULL DEFAULT '[]',
-    after_policy TEXT NOT NULL DEFAULT 'fail'
+    after_policy TEXT NOT NULL DEFAULT 'fail',
+    not_after REAL
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS runs_by_state ON runs (state, id) WHERE state IN ({rare});
 CREATE INDEX IF NOT EXISTS runs_by_task ON runs (task, id);
@@ -105,16 +107,20 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
         "DROP INDEX IF EXISTS runs_by_state",
         f"CREATE INDEX runs_by_state ON runs (state, id) WHERE state IN ({_RARE_STATES_SQL})",
     ),
+    # From version 3 to 4: a child run keeps its parent's deadline.
+    3: ("ALTER TABLE runs ADD COLUMN not_after REAL",),
 }
 """Statements that move a file from version ``key`` to ``key + 1``."""
 
 _RUN_COLUMNS = (
     "id, task, args, state, attempt, max_attempts, timeout, result, error,"
     " created_at, started_at, finished_at, not_before, last_seq,"
-    " parent_id, after_ids, after_policy"
+    " parent_id, after_ids, after_policy, not_after"
 )
 _RUN_COLUMN_NAMES = [column.strip() for column in _RUN_COLUMNS.split(",")]
-_REAL_RUN_COLUMNS = frozenset({"timeout", "created_at", "started_at", "finished_at", "not_before"})
+_REAL_RUN_COLUMNS = frozenset(
+    {"timeout", "created_at", "started_at", "finished_at", "not_before", "not_after"}
+)
 _PACKED_RUN = "json_array({})".format(
     ", ".join(f"quote({c})" if c in _REAL_RUN_COLUMNS else c for c in _RUN_COLUMN_NAMES)
 )
@@ -122,7 +128,7 @@ _PACKED_RUN = "json_array({})".format(
 where SQLite's JSON rendering keeps only 15 digits); see ``SQLiteStore._query_packed``."""
 _REAL_RUN_INDEXES = tuple(i for i, c in enumerate(_RUN_COLUMN_NAMES) if c in _REAL_RUN_COLUMNS)
 _UPSERT_RUN = (
-    f"INSERT INTO runs ({_RUN_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+    f"INSERT INTO runs ({_RUN_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
     " ON CONFLICT (id) DO UPDATE SET state=excluded.state, attempt=excluded.attempt,"
     " max_attempts=excluded.max_attempts, timeout=excluded.timeout, result=excluded.result,"
     " error=excluded.error, started_at=excluded.started_at, finished_at=excluded.finished_at,"
@@ -191,6 +197,7 @@ def _run_row(run: Run, args_json: str) -> RunRow:
         run.parent_id,
         compact_json(run.after) if run.after else "[]",
         run.after_policy,
+        run.not_after,
     )
 
 
@@ -213,6 +220,7 @@ def _run_from_row(row: Sequence[Any]) -> Run:
         parent_id=row[14],
         after=json.loads(row[15]),
         after_policy=row[16],
+        not_after=row[17],
     )
 
 
