@@ -85,25 +85,12 @@ async def break_subscriptions(app: taskcast.App) -> None:
     await store_of(app).client.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
 
 
-def parent_tasks(app: taskcast.App, log: list[str] | None = None) -> None:
-    @app.task(name="fan")
-    async def fan(ctx: taskcast.Context, n: int) -> list[Any]:
-        return await ctx.map("child", [{"i": i} for i in range(n)])
+def tasks(app: taskcast.App, log: list[str]) -> None:
+    """Parents and children; ``log`` records which children held and cleaned up."""
 
     @app.task(name="fan_forever")
     async def fan_forever(ctx: taskcast.Context, n: int) -> None:
         await ctx.map("forever", [{"i": i} for i in range(n)])
-
-    @app.task(name="capped", timeout=5)
-    async def capped(ctx: taskcast.Context) -> list[float | None]:
-        return [ctx.time_left(), await (await ctx.spawn("remaining"))]
-
-
-def child_tasks(app: taskcast.App, log: list[str]) -> None:
-    @app.task(name="child")
-    async def child(i: int) -> int:
-        log.append(f"child {i}")
-        return i * i
 
     @app.task(name="forever")
     async def forever(ctx: taskcast.Context, i: int) -> None:
@@ -113,27 +100,36 @@ def child_tasks(app: taskcast.App, log: list[str]) -> None:
         finally:
             log.append(f"cleaned {ctx.run_id}")
 
+    @app.task(name="capped", timeout=5)
+    async def capped(ctx: taskcast.Context) -> dict[str, Any]:
+        left = ctx.time_left()
+        child = await ctx.spawn("remaining")
+        # Waits for a signal, not for the child: it keeps its node's one slot, so the child
+        # runs on the other node.
+        await ctx.signal("go")
+        return {"left": left, "child": child.run_id}
+
     @app.task(name="remaining", timeout=3600)
     async def remaining(ctx: taskcast.Context) -> float | None:
         return ctx.time_left()
 
+    @app.task(name="awaits_held")
+    async def awaits_held(ctx: taskcast.Context) -> Any:
+        child = await ctx.spawn("held")
+        await ctx.signal("child started")  # (keeping its node's one slot meanwhile)
+        return await child
 
-async def test_children_run_on_the_node_that_registers_their_task(node: Node) -> None:
-    ran: list[str] = []
-    parents = await node(parent_tasks)
-    await node(lambda app: child_tasks(app, ran))
-    run = await parents.submit("fan", n=5)
-    done = await parents.wait(run.id, timeout=30)
-    assert done.state is taskcast.RunState.COMPLETED, done.error
-    assert done.result == [0, 1, 4, 9, 16]
-    assert sorted(ran) == [f"child {i}" for i in range(5)]
+    @app.task(name="held")
+    async def held(ctx: taskcast.Context) -> Any:
+        await ctx.emit("waiting")
+        return await ctx.signal("go")
 
 
 async def test_cancelling_a_parent_cancels_its_children_on_another_node(node: Node) -> None:
     log: list[str] = []
-    api = await node(lambda app: (parent_tasks(app), child_tasks(app, [])), worker=False)
-    await node(parent_tasks)
-    await node(lambda app: child_tasks(app, log))
+    api = await node(lambda app: tasks(app, log), worker=False)
+    await node(lambda app: tasks(app, log), max_concurrency=1)  # the parent, and one child at most
+    await node(lambda app: tasks(app, log))
     run = await api.submit("fan_forever", n=3)
     await until_count(api, run.id, "child", 3)
     for i in range(3):
@@ -153,11 +149,16 @@ async def test_cancelling_a_parent_cancels_its_children_on_another_node(node: No
 
 
 async def test_a_childs_deadline_on_another_node_never_exceeds_its_parents(node: Node) -> None:
-    parents = await node(parent_tasks)
-    await node(lambda app: child_tasks(app, []))
-    done = await parents.wait((await parents.submit("capped")).id, timeout=30)
-    parent_left, child_left = done.result
-    assert child_left is not None and child_left <= parent_left <= 5
+    api = await node(lambda app: tasks(app, []), worker=False)
+    await node(lambda app: tasks(app, []), max_concurrency=1)
+    await node(lambda app: tasks(app, []))
+    run = await api.submit("capped")
+    child = await until_event(api, run.id, "child")
+    child_left = (await api.wait(child.data["run_id"], timeout=30)).result
+    await api.signal(run.id, "go")
+    done = await api.wait(run.id, timeout=30)
+    assert done.state is taskcast.RunState.COMPLETED, done.error
+    assert child_left is not None and child_left <= done.result["left"] <= 5
 
 
 async def test_a_dependent_is_released_by_the_node_that_ends_its_dependency(node: Node) -> None:
@@ -215,28 +216,20 @@ async def test_a_signal_logged_while_the_workers_subscription_is_down_is_deliver
 async def test_a_child_ending_while_its_parents_subscription_is_down_is_not_missed(
     node: Node,
 ) -> None:
-    def parent(app: taskcast.App) -> None:
-        @app.task(name="parent")
-        async def awaits(ctx: taskcast.Context) -> Any:
-            return await (await ctx.spawn("held"))
-
-    def held(app: taskcast.App) -> None:
-        @app.task(name="held")
-        async def held_child(ctx: taskcast.Context) -> Any:
-            await ctx.emit("waiting")
-            return await ctx.signal("go")
-
-    parents = await node(parent)
-    children = await node(held)
-    run = await parents.submit("parent")
+    api = await node(lambda app: tasks(app, []), worker=False)
+    parents = await node(lambda app: tasks(app, []), max_concurrency=1)
+    await node(lambda app: tasks(app, []))
+    run = await api.submit("awaits_held")
     child_id = f"{run.id}.0"
-    await until_event(children, child_id, "waiting")
+    await until_count(api, run.id, "child", 1)
+    await until_event(api, child_id, "waiting")  # held by the other node: the parent's is full
+    await api.signal(run.id, "child started")
     reached, release = hold_resubscribing(parents)
     await break_subscriptions(parents)
     await reached.wait()
-    await children.signal(child_id, "go", "done while the parent's node was away")
-    assert (await children.wait(child_id, timeout=30)).state is taskcast.RunState.COMPLETED
+    await api.signal(child_id, "go", "done while the parent's node was away")
+    assert (await api.wait(child_id, timeout=30)).state is taskcast.RunState.COMPLETED
     release.set()
-    done = await children.wait(run.id, timeout=30)
+    done = await api.wait(run.id, timeout=30)
     assert done.state is taskcast.RunState.COMPLETED
     assert done.result == "done while the parent's node was away"
