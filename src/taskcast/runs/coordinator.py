@@ -236,7 +236,7 @@ class Coordinator:
         after_policy: str = "fail",
     ) -> Run:
         """Validate, store and queue a run; see ``App.submit_with`` for the contract."""
-        run, _ = await self._submit(
+        run, _, _ = await self._submit(
             definition,
             args,
             run_id=run_id,
@@ -295,15 +295,16 @@ class Coordinator:
         fresh_id: bool,
     ) -> ChildSubmission | Exception:
         try:
-            run, created = await self._submit(
+            run, created, ending = await self._submit(
                 definition, args, run_id=run_id, parent=parent, fresh_id=fresh_id
             )
         except Exception as exc:  # the caller raises it (the supervisor would log it)
             return exc
         if not created:
             return ChildSubmission(run, None)
-        # Taken now, in the step that adopted it: the child may end before the caller resumes.
-        return ChildSubmission(run, self.endings.pending(run.id) or await self.watch_end(run.id))
+        # Made before the child was stored: it may have ended (elsewhere) already.
+        assert ending is not None
+        return ChildSubmission(run, ending)
 
     async def _submit(
         self,
@@ -317,7 +318,9 @@ class Coordinator:
         after_policy: str = "fail",
         parent: ActiveRun | None = None,
         fresh_id: bool | None = None,
-    ) -> tuple[Run, bool]:
+    ) -> tuple[Run, bool, asyncio.Future[Event] | None]:
+        """Store and queue a run; returns it, whether it was created now (False: the id
+        existed), and for a child the future of its end."""
         self._check_submit_options(timeout, max_attempts, child=parent is not None)
         if run_id is not None and not is_run_id(run_id):
             raise InvalidRequest(
@@ -334,13 +337,14 @@ class Coordinator:
         stored_args = self._stored_arguments(definition, args)
         run = self._new_run(definition, stored_args, timeout, max_attempts, run_id)
         expected = False
+        ending: asyncio.Future[Event] | None = None
         if parent is not None:
             run.parent_id = parent.run.id
             run.not_after = _unix_deadline(parent)
             # Another process may take the child and finish it before the store's answer
             # reaches us: follow the store's announcements, and await its end, first.
             await self.endings.follow()
-            expected = self.endings.expect(run.id)
+            ending, expected = self.endings.expect(run.id)
         if dependencies:
             run.after = dependencies
         if after_policy != run.after_policy:
@@ -364,7 +368,7 @@ class Coordinator:
             created_at = run.created_at
             found = await self.store.get_run(run.id)
             if found is not None and found.created_at == created_at and not self.holds(found.id):
-                await self._accepted(found, parent)
+                await self._accepted(found, parent, ending)
             else:
                 self._queue.unreserve((run,))
                 if expected:
@@ -379,15 +383,20 @@ class Coordinator:
             self._queue.unreserve((run,))
             if expected:
                 self.endings.forget(run.id)
-            return stored, False
-        await self._accepted(stored, parent)
-        return stored, True
+            return stored, False, None
+        await self._accepted(stored, parent, ending)
+        return stored, True, ending
 
-    async def _accepted(self, stored: Run, parent: ActiveRun | None) -> None:
+    async def _accepted(
+        self,
+        stored: Run,
+        parent: ActiveRun | None,
+        ending: asyncio.Future[Event] | None = None,
+    ) -> None:
         """A run just stored goes to the work queue (and, for a child, to its parent)."""
         await self._queue.accept(stored)
         if parent is not None:
-            self.adopt(parent, stored.id)
+            self.adopt(parent, stored.id, ending)
         active = self._active.get(stored.id)
         if active is not None and active.waiting_for:
             # Watched since ``accept``: an end committed since is noted either way.
@@ -554,8 +563,11 @@ class Coordinator:
     def lending_slot(self, active: ActiveRun) -> AbstractAsyncContextManager[None]:
         return self.slots.lending(active)
 
-    def adopt(self, parent: ActiveRun, child_id: str) -> None:
-        """Count ``child_id`` among ``parent``'s unfinished children until it ends."""
+    def adopt(
+        self, parent: ActiveRun, child_id: str, ending: asyncio.Future[Event] | None = None
+    ) -> None:
+        """Count ``child_id`` among ``parent``'s unfinished children until it ends (``ending``:
+        the future of its end, if the caller has it: the child may have ended already)."""
         children = parent.children
         if children is None:
             children = parent.children = set()
@@ -566,7 +578,8 @@ class Coordinator:
         if child is not None and parent.deadline is not None:  # e.g. resumed after a restart
             cap = child.deadline_cap
             child.deadline_cap = parent.deadline if cap is None else min(cap, parent.deadline)
-        ending = self.endings.future(child_id)
+        if ending is None:
+            ending = self.endings.future(child_id)
         ending.add_done_callback(lambda _: children.discard(child_id))
 
     async def watch_end(self, run_id: str) -> asyncio.Future[Event]:

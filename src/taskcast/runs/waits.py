@@ -43,14 +43,13 @@ class Endings:
         to await exists, so none of its events can be missed)."""
         await self._store.follow_events()
 
-    def expect(self, run_id: str) -> bool:
-        """Make the future of ``run_id``'s end before the run exists (a child about to be
-        created, which another process may finish at once). True if it was made now, for
-        ``forget`` if the run is not created after all."""
-        if run_id in self._futures:
-            return False
-        self.future(run_id)
-        return True
+    def expect(self, run_id: str) -> tuple[asyncio.Future[Event], bool]:
+        """The future of ``run_id``'s end, made before the run exists (a child about to be
+        created, which another process may finish at once: keep this future, the map entry
+        goes once it is resolved), and whether it was made now (for ``forget``, if the run is
+        not created after all)."""
+        made = run_id not in self._futures
+        return self.future(run_id), made
 
     def forget(self, run_id: str) -> None:
         """Drop the unresolved future ``expect`` made."""

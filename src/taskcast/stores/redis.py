@@ -481,7 +481,7 @@ class RedisStore(Store):
             self.max_queued or 0,
             1,
             self._token(),
-            *_encode_run(run),
+            compact_json(_encode_run(run)),
         ]
         reply = await self.write(self._create, args)
         if reply[0] == -1:

@@ -266,7 +266,8 @@ CREATE_RUN = (
     _PRELUDE
     + _CREATE_ONE
     + """
--- ARGV: P, id, at, data, max_queued (0: no bound), enqueue (1/0), token, field, value, ...
+-- ARGV: P, id, at, data, max_queued (0: no bound), enqueue (1/0), token, the run's fields as
+--       one JSON array [field, value, ...] (one argument packs and sends faster than 36).
 -- Returns {1, seq, state} created (held for its dependencies, queued, or failed by them),
 -- {0, hash} the id exists, {-1} the queue is full.
 local id = ARGV[2]
@@ -276,9 +277,7 @@ local max_queued = tonumber(ARGV[5])
 if max_queued > 0 and redis.call('ZCARD', P .. 'state:queued') >= max_queued then
   return {-1}
 end
-local fields = {}
-for i = 8, #ARGV do fields[#fields + 1] = ARGV[i] end
-redis.call('HSET', rkey, unpack(fields))
+redis.call('HSET', rkey, unpack(cjson.decode(ARGV[8])))
 redis.call('HSET', rkey, '_w', ARGV[7])
 local state = create(id, rkey, ARGV[3], ARGV[4], ARGV[6] == '1')
 return {1, tonumber(redis.call('HGET', rkey, 'last_seq')), state}
@@ -474,9 +473,10 @@ return {claims, waits}
 )
 
 HEARTBEAT = """
+local TERMINAL = {completed = true, failed = true, cancelled = true, timed_out = true}
 -- ARGV: P, consumer, visibility (ms), id, qid, id, qid ... Extends the visibility of each
 -- entry this consumer still holds, and the place under a limit its run holds or waits for.
--- Returns {lost ids, {id, cancel reason} ...}.
+-- Returns {lost ids, {id, cancel reason} ...} (a run that finished meanwhile is not lost).
 local P, consumer, visibility = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local t = redis.call('TIME')
 local expires = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + visibility
@@ -501,7 +501,9 @@ for i = 4, #ARGV, 2 do
       end
     end
   end
-  if not held then lost[#lost + 1] = id end
+  local state = task_json and redis.call('HGET', rkey, 'state')
+  local finished = state and TERMINAL[cjson.decode(state)]
+  if not held and not finished then lost[#lost + 1] = id end
 end
 return {lost, cancels}
 """
