@@ -61,9 +61,17 @@ async def fan(ctx: taskcast.Context, n: int) -> int:
     return sum(await ctx.map("noop", [{"i": i} for i in range(n)]))
 
 
+_celery_apps: dict[str, Any] = {}
+
+
 def celery_app() -> Any:
-    """Celery on the bench's Redis (``BENCH_REDIS_PORT``), with the same two tasks."""
+    """Celery on the bench's Redis (``BENCH_REDIS_PORT``), with the same two tasks (one app per
+    port: Celery refuses a task name registered twice)."""
     from celery import Celery
+
+    made = _celery_apps.get(os.environ["BENCH_REDIS_PORT"])
+    if made is not None:
+        return made
 
     port = os.environ["BENCH_REDIS_PORT"]
     celery = Celery(
@@ -79,6 +87,7 @@ def celery_app() -> Any:
     def celery_total(results: list[int]) -> int:
         return sum(results)
 
+    _celery_apps[port] = celery
     return celery
 
 
@@ -179,7 +188,6 @@ def celery_fan(port: int, n: int, workdir: Path, kind: str) -> float:
             value = chord(header)(total_task.s()).get(timeout=600)
         elapsed = time.perf_counter() - began
         assert value == n * (n - 1) // 2, value
-        client.close()
         return elapsed
     finally:
         for worker in workers:

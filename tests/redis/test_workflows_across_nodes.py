@@ -100,6 +100,14 @@ def tasks(app: taskcast.App, log: list[str]) -> None:
         finally:
             log.append(f"cleaned {ctx.run_id}")
 
+    @app.task(name="squares")
+    async def squares(ctx: taskcast.Context, n: int) -> list[int]:
+        return await ctx.map("square", [{"i": i} for i in range(n)])
+
+    @app.task(name="square")
+    async def square(i: int) -> int:
+        return i * i
+
     @app.task(name="capped", timeout=5)
     async def capped(ctx: taskcast.Context) -> dict[str, Any]:
         left = ctx.time_left()
@@ -233,3 +241,25 @@ async def test_a_child_ending_while_its_parents_subscription_is_down_is_not_miss
     done = await api.wait(run.id, timeout=30)
     assert done.state is taskcast.RunState.COMPLETED
     assert done.result == "done while the parent's node was away"
+
+
+async def test_a_child_that_ends_before_its_parents_node_hears_it_was_stored_is_not_missed(
+    node: Node,
+) -> None:
+    api = await node(lambda app: tasks(app, []), worker=False)
+    parents = await node(lambda app: tasks(app, []), max_concurrency=1)  # children go elsewhere
+    children = await node(lambda app: tasks(app, []))
+    store = store_of(parents)
+    create_run = store.create_run
+
+    async def answered_late(run: taskcast.Run, data: dict[str, Any], **options: Any) -> Any:
+        created = await create_run(run, data, **options)
+        if run.parent_id is not None:  # the child is stored: let it end before we hear so
+            await children.wait(run.id, timeout=30)
+        return created
+
+    store.create_run = answered_late  # type: ignore[method-assign]
+    run = await api.submit("squares", n=3)
+    done = await api.wait(run.id, timeout=30)
+    assert done.state is taskcast.RunState.COMPLETED, done.error
+    assert done.result == [0, 1, 4]
