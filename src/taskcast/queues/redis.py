@@ -151,14 +151,21 @@ class RedisQueue:
     def unreserve(self, runs: Sequence[Run]) -> None:
         """Nothing was reserved (see ``reserve``)."""
 
-    async def accept(self, run: Run) -> None:
+    def accept(self, run: Run) -> None:
         """The store queued it; make sure the claim loop looks at its task's stream (a task
         registered after ``start`` is not among those the claim in flight waits for)."""
         self._room.set()
         if self._reading is not None and run.task not in self._reading:
             self._reading = None
-            if self._nudge_ready:
-                await self._store.command("XADD", self._nudge_key, "MAXLEN", "1", "*", "nudge", "1")
+            if self._nudge_ready and not self._supervisor.closed:
+                self._supervisor.spawn(self._nudge(), name="taskcast claim nudge")
+
+    async def _nudge(self) -> None:
+        """Make the claim waiting in XREADGROUP return at once, to look at every stream."""
+        try:
+            await self._store.command("XADD", self._nudge_key, "MAXLEN", "1", "*", "nudge", "1")
+        except _UNREACHABLE as exc:  # the claim looks again within CLAIM_WAIT anyway
+            logger.warning("could not nudge the claim loop (%s)", exc)
 
     def room_freed(self) -> None:
         self._room.set()

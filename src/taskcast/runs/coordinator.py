@@ -356,12 +356,19 @@ class Coordinator:
         if event is None:  # the id existed: an idempotent re-submit
             self._queue.unreserve((run,))
             return stored, False
-        await self._accepted(stored, parent)
+        self._queue.accept(stored)
+        if parent is not None or stored.after:
+            await self._place(stored, parent)
         return stored, True
 
     async def _accepted(self, stored: Run, parent: ActiveRun | None) -> None:
         """A run just stored goes to the work queue (and, for a child, to its parent)."""
-        await self._queue.accept(stored)
+        self._queue.accept(stored)
+        await self._place(stored, parent)
+
+    async def _place(self, stored: Run, parent: ActiveRun | None) -> None:
+        """A run just accepted by the work queue joins its parent's children and, held for
+        its dependencies, learns which of them ended already."""
         if parent is not None:
             self.adopt(parent, stored.id)
         active = self._active.get(stored.id)
@@ -399,7 +406,7 @@ class Coordinator:
             self._queue.unreserve(runs)
             raise
         for run in stored:
-            await self._queue.accept(run)
+            self._queue.accept(run)
         return stored
 
     def _check_submit_options(
@@ -483,7 +490,7 @@ class Coordinator:
 
         It runs inside the store's commit path, which must never fail: a bug here is logged.
         """
-        if not self.endings and not self.dependencies:
+        if not self.endings.awaited and not self.dependencies.blocked:
             return
         try:
             self.dependencies.note(events)
@@ -579,7 +586,7 @@ class Coordinator:
             if self._in_grace:
                 self._dispatch_children()
             return
-        while not slots.full:
+        while slots.used < slots.limit:
             chosen: deque[ActiveRun] | None = None
             for name, queue in self._ready.items():
                 while queue and queue[0].phase is not Phase.WAITING:

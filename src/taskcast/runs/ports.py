@@ -184,7 +184,7 @@ class WorkQueue(Protocol):
         """Give back room reserved for runs that were not stored."""
         ...
 
-    async def accept(self, run: Run) -> None:
+    def accept(self, run: Run) -> None:
         """``run`` was just stored (queued) by this process, in room reserved for it."""
         ...
 
