@@ -13,6 +13,7 @@ from typing import Any, TypeVar, overload
 import httpx
 
 from .coordinator import Coordinator, ShutdownReport
+from .cursors import check_cursor
 from .errors import InvalidRequest, RunNotFound, ShuttingDown, UnknownTask
 from .limits import MAX_PENDING_SIGNALS_PER_RUN, check_timeout
 from .log import EventLog
@@ -403,13 +404,14 @@ class App:
 
     def event_batches(self, run_id: str, after: int = 0) -> AsyncGenerator[list[Event], None]:
         """Like ``events`` but yields lists of events (what is available at once)."""
-        return self._running().log.batches(run_id, after)
+        return self._running().log.batches(run_id, check_cursor(after))
 
     async def events(self, run_id: str, after: int = 0) -> AsyncGenerator[Event, None]:
         """The run's events with ``seq > after``: the stored log, then live ones as they come.
 
         Ends after the terminal event, or after ``shutdown`` when the app shuts down. Raises
-        ``RunNotFound``. Reading never slows the run: a slow reader falls behind and catches up
+        ``RunNotFound``, and ``InvalidRequest`` for an ``after`` that is not an integer from 0 to
+        ``cursors.MAX_SEQ``. Reading never slows the run: a slow reader falls behind and catches up
         from the store.
         """
         async with contextlib.aclosing(self.event_batches(run_id, after)) as batches:

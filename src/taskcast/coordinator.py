@@ -73,6 +73,7 @@ from .ids import is_run_id, new_run_id
 from .limits import MAX_PENDING_SIGNALS, MAX_PENDING_SIGNALS_PER_RUN, MAX_REASON, check_timeout
 from .log import EventLog
 from .models import Event, Run, lone_surrogate, text
+from .names import check_signal_name
 from .resources import Resources
 from .states import TERMINAL_EVENT_TYPES, RunState
 from .stores.base import Store, encode_json
@@ -1334,10 +1335,7 @@ class Coordinator:
 
     async def signal(self, run_id: str, name: str, data: Any) -> None:
         """See ``App.signal``."""
-        if not isinstance(name, str) or not name or len(name) > 64:
-            raise InvalidRequest(
-                f"signal name must be a string of 1 to 64 characters, got {name!r}"
-            )
+        check_signal_name(name)
         if self.store.shared:
             # Whoever holds the run (this process or another) gets it from the log: the
             # consumer delivers logged signals (see consumer.py).
