@@ -192,15 +192,17 @@ class QueueConsumer:
                 if recovered is None:
                     return
                 run = recovered
+            # Read even a run claimed with only its `queued` event: a signal logged since the
+            # claim may have been announced before this run was in `_adopting` (and dropped);
+            # it is in the log by now, and one logged later is announced into the buffer.
             logged: list[Event] = []
-            if run.last_seq > 1:  # anything beyond `queued` may hold signals sent meanwhile
-                after = 0
-                while True:
-                    page = await self._store.read_events(run.id, after)
-                    logged.extend(event for event in page if event.type == "signal")
-                    if len(page) < 1000:
-                        break
-                    after = page[-1].seq
+            after = 0
+            while True:
+                page = await self._store.read_events(run.id, after)
+                logged.extend(event for event in page if event.type == "signal")
+                if len(page) < 1000:
+                    break
+                after = page[-1].seq
         finally:
             seen = self._adopting.pop(run.id)
         signals = {event.seq: event for event in [*logged, *seen]}

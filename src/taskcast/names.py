@@ -2,10 +2,11 @@
 
 An event type (``ctx.emit(type, ...)``) or a signal name (``app.signal(run, name)``,
 ``POST /runs/{id}/signals/{name}``, ``ctx.signal(name)``) is 1 to 64 characters from ASCII
-letters, digits and ``._:-``. Such a name needs no escaping wherever it goes: an SSE
-``event:`` line, where a CR or LF would end the line and let the rest of the name forge
-fields and whole events; a URL path segment; a metric label; a log line. Event types the engine
-writes (``states.RESERVED_EVENT_TYPES``) are refused for tasks.
+letters, digits and ``._:-``, and not ``.`` or ``..`` (which URLs drop as path segments).
+Such a name needs no escaping wherever it goes: an SSE ``event:`` line, where a CR or LF would
+end the line and let the rest of the name forge fields and whole events; a URL path segment; a
+metric label; a log line. Event types the engine writes (``states.RESERVED_EVENT_TYPES``) are
+refused for tasks.
 """
 
 from __future__ import annotations
@@ -19,13 +20,14 @@ from .states import RESERVED_EVENT_TYPES
 MAX_NAME_LENGTH = 64
 """The longest event type or signal name, in characters."""
 
-NAME_CHARACTERS = "letters, digits and ._:-"
+NAME_CHARACTERS = "letters, digits and ._:- (not . or .. alone)"
 """The rule in words, as error messages and the docs say it."""
 
-NAME_PATTERN = r"^[A-Za-z0-9._:-]{1,64}$"
-"""The rule as a regular expression (OpenAPI documents it for ``/signals/{name}``)."""
+NAME_PATTERN = r"^(?:[A-Za-z0-9._:-]{3,64}|[A-Za-z0-9_:-][A-Za-z0-9._:-]?|\.[A-Za-z0-9_:-])$"
+"""The rule as a regular expression (OpenAPI documents it for ``/signals/{name}``): 3 to 64
+characters, or 1 or 2 that are not all dots. No look-ahead: pydantic's engine has none."""
 
-_NAME = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+_NAME = re.compile(NAME_PATTERN.replace("$", r"\Z"))
 
 
 def is_name(value: object) -> bool:

@@ -67,8 +67,9 @@ def resume_point(last_event_id: str | None, after: int | None) -> int:
     ``Last-Event-ID`` for a header that is not a seq (``taskcast.cursors``: we only ever send
     seqs as ids).
     """
-    if last_event_id is not None and last_event_id.strip():
-        return read_cursor(last_event_id.strip(), "header", "Last-Event-ID")
+    text = None if last_event_id is None else last_event_id.strip(" \t")  # HTTP's spaces
+    if text:
+        return read_cursor(text, "header", "Last-Event-ID")
     return after or 0
 
 
@@ -130,6 +131,9 @@ def create_app(
         lifespan=lifespan,
         docs_url=None,  # api_docs.py serves /docs from the package
         redoc_url=None,
+        # A path is a route or a 404: no redirect to its twin without the trailing slash
+        # (POST /runs/X/signals/ names no signal).
+        redirect_slashes=False,
     )
     complete(api, bearer=bool(token))
     # Routes that read the store; /health and / answer even while shutting down.
