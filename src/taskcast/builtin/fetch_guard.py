@@ -78,6 +78,8 @@ def refusal(address: IPAddress) -> str | None:
             return None if reason is None else f"{reason} ({embedded}, written as IPv6)"
     if address.is_loopback:
         return "a loopback address"
+    if address.is_unspecified:  # connecting to it reaches this machine
+        return "the unspecified address (this machine)"
     if address.is_link_local:
         return "a link-local address (where cloud metadata services answer)"
     if address.is_private:
