@@ -97,13 +97,16 @@ class Context:
         active = self._active
         held, data = active.take_signal(name)
         if held:
+            self._coordinator.signal_taken(self.run_id, name)
             return data
         waiter: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         waiters = active.signal_waiters.setdefault(name, deque())
         waiters.append(waiter)
         try:
             async with asyncio.timeout(timeout):
-                return await waiter
+                data = await waiter
+            self._coordinator.signal_taken(self.run_id, name)
+            return data
         except BaseException:
             if waiter.done() and not waiter.cancelled():
                 # Delivered just as we were cancelled or timed out: keep it for the next call.

@@ -1338,9 +1338,16 @@ class Coordinator:
         check_signal_name(name)
         if self.store.shared:
             # Whoever holds the run (this process or another) gets it from the log: the
-            # consumer delivers logged signals (see consumer.py).
+            # consumer delivers logged signals (see consumer.py). The store keeps the caps.
             payload = {"name": name, "data": data}
-            await self.store.append(run_id, "signal", payload, encode_json(payload, "signal data"))
+            await self.store.append_signal(
+                run_id,
+                name,
+                payload,
+                encode_json(payload, "signal data"),
+                most_of_name=MAX_PENDING_SIGNALS,
+                most=self.max_pending_signals,
+            )
             return
         active = self._active.get(run_id)
         if active is None or active.phase in (Phase.FINISHING, Phase.DONE):
@@ -1356,6 +1363,11 @@ class Coordinator:
         finally:
             active.release_signal(name)
         active.deliver_signal(name, data)
+
+    def signal_taken(self, run_id: str, name: str) -> None:
+        """The run's task took a signal of ``name`` (``ctx.signal``): a shared store, which
+        counts the signals a run holds, counts one fewer (see ``Store.take_signal``)."""
+        self.store.take_signal(run_id, name)
 
     # -- shutting down -----------------------------------------------------------------------
 

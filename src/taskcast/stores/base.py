@@ -181,6 +181,30 @@ class Store(abc.ABC):
         Raises ``RunNotFound`` for an unknown run and ``RunFinished`` once the run is terminal.
         """
 
+    async def append_signal(
+        self,
+        run_id: str,
+        name: str,
+        payload: Any,
+        payload_json: str,
+        *,
+        most_of_name: int,
+        most: int,
+    ) -> Event:
+        """Append the ``signal`` event ``payload`` (``{"name", "data"}``) for the run's task.
+
+        A shared store counts the signals each run holds (sent, not yet taken: see
+        ``take_signal``) and raises ``TooManySignals`` when the run holds ``most_of_name`` of
+        ``name`` or ``most`` in all, writing nothing. A store of one process needs no count:
+        its coordinator holds the signals and their caps; this default just appends.
+        """
+        return await self.append(run_id, "signal", payload, payload_json)
+
+    def take_signal(self, run_id: str, name: str) -> None:  # noqa: B027 - optional
+        """The run's task took a signal of ``name``: it holds one fewer (see ``append_signal``).
+        Not awaited: a shared store queues the write before the task's next one. Nothing to
+        do for a store of one process."""
+
     @abc.abstractmethod
     async def transition(
         self,
