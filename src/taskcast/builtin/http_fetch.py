@@ -79,7 +79,9 @@ def register_http_fetch(app: App, policy: FetchPolicy | None = None) -> None:
     ) -> dict[str, Any]:
         """Fetch a URL, streaming download progress; returns status, headers and body."""
         try:
-            async with asyncio.timeout(timeout), client(ctx) as http:
+            # The client first: the timeout is the request's (making a TLS context can take
+            # tens of milliseconds on a busy machine).
+            async with client(ctx) as http, asyncio.timeout(timeout):
                 return await _fetch(ctx, http, url, method, headers, body, timeout, max_bytes)
         except TimeoutError:
             raise TimeoutError(f"{method} {url} did not finish within {timeout:g} s") from None
