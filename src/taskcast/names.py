@@ -5,7 +5,7 @@ An event type (``ctx.emit(type, ...)``) or a signal name (``app.signal(run, name
 letters, digits and ``._:-``, and not ``.`` or ``..`` (which URLs drop as path segments).
 Such a name needs no escaping wherever it goes: an SSE ``event:`` line, where a CR or LF would
 end the line and let the rest of the name forge fields and whole events; a URL path segment; a
-metric label; a log line. Event types the engine writes (``states.RESERVED_EVENT_TYPES``) are
+metric label; a log line. Event types the engine writes (``events.RESERVED_EVENT_TYPES``) are
 refused for tasks.
 """
 
@@ -15,7 +15,7 @@ import re
 from typing import Any
 
 from .errors import InvalidRequest
-from .states import RESERVED_EVENT_TYPES
+from .events import RESERVED_EVENT_TYPES
 
 MAX_NAME_LENGTH = 64
 """The longest event type or signal name, in characters."""

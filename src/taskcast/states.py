@@ -1,4 +1,4 @@
-"""Run states, the one table of allowed transitions, and the event types the engine writes.
+"""Run states and the one table of allowed transitions.
 
 A run moves ``queued -> running -> <terminal>``. ``running -> queued`` is a retry waiting for its
 backoff; ``interrupted`` is a run that was running when its process stopped; on the next start it
@@ -50,19 +50,6 @@ ALLOWED_TRANSITIONS: dict[RunState, frozenset[RunState]] = {
     RunState.CANCELLED: frozenset(),
     RunState.TIMED_OUT: frozenset(),
 }
-
-# The event type the coordinator writes when a run enters each terminal state.
-TERMINAL_EVENT_TYPES = frozenset(s.value for s in TERMINAL_STATES)
-
-LIFECYCLE_EVENT_TYPES = frozenset(
-    {"queued", "started", "retrying", *TERMINAL_EVENT_TYPES, "interrupted", "shutdown"}
-)
-"""Event types that record a run moving between states (the coordinator writes them)."""
-
-RESERVED_EVENT_TYPES = LIFECYCLE_EVENT_TYPES | {"signal", "child"}
-"""Event types only the engine writes: the lifecycle ones, ``signal`` (a signal sent to the
-run) and ``child`` (a child run spawned). A task emitting one gets ``InvalidRequest``: a forged
-``completed`` would end every watcher's stream before the run ends."""
 
 
 def can_transition(current: RunState, target: RunState) -> bool:

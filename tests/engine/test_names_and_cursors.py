@@ -14,7 +14,7 @@ import pytest
 
 import taskcast
 from taskcast.cursors import MAX_SEQ
-from taskcast.states import RESERVED_EVENT_TYPES
+from taskcast.events import RESERVED_EVENT_TYPES
 
 from .conftest import collect, types, wait_for_event
 

@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import taskcast
-from taskcast.states import RESERVED_EVENT_TYPES
+from taskcast.events import RESERVED_EVENT_TYPES
 
 from ..conftest import redis_url_for
 from ..redis_server import RedisServer

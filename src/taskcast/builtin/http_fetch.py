@@ -35,8 +35,8 @@ import httpx
 from pydantic import Field
 
 from ..app import App
-from ..context import Context
 from ..models import strict_loads
+from ..runs.context import Context
 from .fetch_guard import FetchPolicy, GuardedTransport
 
 TASK_NAME = "http.fetch"
