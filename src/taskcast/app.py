@@ -12,6 +12,7 @@ from typing import Any, TypeVar, overload
 
 import httpx
 
+from .cursors import check_cursor
 from .errors import InvalidRequest, RunNotFound, ShuttingDown, UnknownTask
 from .limits import MAX_PENDING_SIGNALS_PER_RUN, check_timeout
 from .log import EventLog
@@ -417,17 +418,18 @@ class App:
 
     def event_batches(self, run_id: str, after: int = 0) -> AsyncGenerator[list[Event], None]:
         """Like ``events`` but yields lists of events (what is available at once)."""
-        return self._running().log.batches(run_id, after)
+        return self._running().log.batches(run_id, check_cursor(after))
 
     def events(self, run_id: str, after: int = 0) -> AsyncGenerator[Event, None]:
         """The run's events with ``seq > after``: the stored log, then live ones as they come.
 
         Ends after the terminal event, or after ``shutdown`` when the app shuts down. Raises
-        ``RunNotFound`` (on the first iteration). Reading never slows the run: a slow reader
-        falls behind and catches up from the store. Close it (``contextlib.aclosing``) if you
-        stop reading early.
+        ``RunNotFound`` (on the first iteration), and ``InvalidRequest`` (at once) for an
+        ``after`` that is not an integer from 0 to ``cursors.MAX_SEQ``. Reading never slows the
+        run: a slow reader falls behind and catches up from the store. Close it
+        (``contextlib.aclosing``) if you stop reading early.
         """
-        return self._running().log.events(run_id, after)
+        return self._running().log.events(run_id, check_cursor(after))
 
     async def cancel(self, run_id: str, reason: str = "cancelled") -> bool:
         """Cancel a queued or running run. True if the run will end ``cancelled``.

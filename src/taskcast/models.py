@@ -238,6 +238,10 @@ class Run:
         }
 
 
+_ONE_LINE = str.maketrans({"\r": "\\r", "\n": "\\n", "\0": "\\0"})
+"""What an SSE field must not hold (CR and LF end a line; NUL voids an ``id``), escaped."""
+
+
 @dataclass(slots=True)
 class Event:
     """One entry of a run's log: ``seq`` is 1, 2, 3 ... per run, without gaps."""
@@ -267,11 +271,14 @@ class Event:
         Encoded once per event, however many streams send it (a reconnect storm replays the
         same pages to every client). ``data`` is the JSON above: it holds no newline, so it is
         always one line. ``at`` is the event's time as ``repr`` writes it, so a client reads back
-        the very same float.
+        the very same float. The type is written with any CR, LF or NUL escaped (``\\n``):
+        the doors refuse such types (``taskcast.names``), but whatever wrote this event, no
+        value may end its line early and forge fields or whole events after it.
         """
         if self._frame is None:
+            kind = self.type.translate(_ONE_LINE)
             self._frame = (
-                f"id: {self.seq}\nevent: {self.type}\nat: {self.at!r}\ndata: {self.data_json()}\n\n"
+                f"id: {self.seq}\nevent: {kind}\nat: {self.at!r}\ndata: {self.data_json()}\n\n"
             ).encode()
         return self._frame
 

@@ -62,6 +62,9 @@ class LocalQueue:
     async def signal(self, run_id: str, name: str, data: Any) -> None:
         await self._owner.signal_here(run_id, name, data)
 
+    def signal_taken(self, run_id: str, name: str) -> None:
+        """Nothing to do: the run's mailbox, in this process, keeps the count."""
+
     async def stop_taking(self) -> None:
         """Nothing to do: this queue never takes runs from elsewhere."""
 

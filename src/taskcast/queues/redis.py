@@ -43,6 +43,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from .. import events
 from ..errors import InvalidRequest, StoreError
+from ..limits import MAX_PENDING_SIGNALS
 from ..models import Event, Run, compact_json
 from ..runs.ports import QueueCounts, QueueOwner
 from ..states import RunState
@@ -189,9 +190,20 @@ class RedisQueue:
 
     async def signal(self, run_id: str, name: str, data: Any) -> None:
         """Log the signal; whoever holds the run (this process or another) gets it from
-        ``control``, or from the log when it adopts the run."""
+        ``control``, or from the log when it adopts the run. The store counts the signals each
+        run holds, in the same script, so the caps hold whichever node sends."""
         payload = {"name": name, "data": data}
-        await self._store.append(run_id, events.SIGNAL, payload, compact_json(payload))
+        await self._store.append_signal(
+            run_id,
+            name,
+            payload,
+            compact_json(payload),
+            most_of_name=MAX_PENDING_SIGNALS,
+            most=self.owner.max_pending_signals,
+        )
+
+    def signal_taken(self, run_id: str, name: str) -> None:
+        self._store.take_signal(run_id, name)
 
     async def stop_taking(self) -> None:
         """Take no more runs (the runs held are kept, with their heartbeats)."""
@@ -356,15 +368,17 @@ class RedisQueue:
                 if recovered is None:
                     return
                 run = recovered
+            # Read even a run claimed with only its `queued` event: a signal logged since the
+            # claim may have been announced before this run was in `_adopting` (and dropped);
+            # it is in the log by now, and one logged later is announced into the buffer.
             logged: list[Event] = []
-            if run.last_seq > 1:  # anything beyond `queued` may hold signals sent meanwhile
-                after = 0
-                while True:
-                    page = await self._store.read_events(run.id, after)
-                    logged.extend(event for event in page if event.type == events.SIGNAL)
-                    if len(page) < 1000:
-                        break
-                    after = page[-1].seq
+            after = 0
+            while True:
+                page = await self._store.read_events(run.id, after)
+                logged.extend(event for event in page if event.type == events.SIGNAL)
+                if len(page) < 1000:
+                    break
+                after = page[-1].seq
         finally:
             seen = self._adopting.pop(run.id)
         signals = {event.seq: event for event in [*logged, *seen]}

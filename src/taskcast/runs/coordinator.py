@@ -45,6 +45,7 @@ from ..ids import is_run_id, new_run_id
 from ..limits import MAX_PENDING_SIGNALS_PER_RUN, MAX_REASON, check_timeout
 from ..log import EventLog
 from ..models import Event, Run, encode_json, lone_surrogate
+from ..names import check_signal_name
 from ..resources import Resources
 from ..states import RunState
 from ..stores.base import Store
@@ -673,11 +674,12 @@ class Coordinator:
 
     async def signal(self, run_id: str, name: str, data: Any) -> None:
         """See ``App.signal``."""
-        if not isinstance(name, str) or not name or len(name) > 64:
-            raise InvalidRequest(
-                f"signal name must be a string of 1 to 64 characters, got {name!r}"
-            )
+        check_signal_name(name)
         await self._queue.signal(run_id, name, data)
+
+    def signal_taken(self, run_id: str, name: str) -> None:
+        """See ``RunServices.signal_taken``: the queue counts it, if it counts signals."""
+        self._queue.signal_taken(run_id, name)
 
     async def signal_here(self, run_id: str, name: str, data: Any) -> None:
         """Log a signal for a run this process owns and hand it to its mailbox; raise

@@ -48,7 +48,14 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from ..errors import QueueFull, RunFinished, RunNotFound, StoreError, StoreUnavailable
+from ..errors import (
+    QueueFull,
+    RunFinished,
+    RunNotFound,
+    StoreError,
+    StoreUnavailable,
+    TooManySignals,
+)
 from ..models import Event, Run, compact_json, encode_json
 from ..states import ALLOWED_TRANSITIONS, RunState
 from . import redis_scripts as scripts
@@ -190,6 +197,7 @@ class RedisStore(Store):
         self._create: AsyncScript
         self._create_runs: AsyncScript
         self._append: AsyncScript
+        self._take_signal: AsyncScript
         self._transition: AsyncScript
         self._prune: AsyncScript
         self._events_channel = (self.prefix + "events").encode()
@@ -212,6 +220,7 @@ class RedisStore(Store):
         self._create = client.register_script(scripts.CREATE_RUN)
         self._create_runs = client.register_script(scripts.CREATE_RUNS)
         self._append = client.register_script(scripts.APPEND)
+        self._take_signal = client.register_script(scripts.TAKE_SIGNAL)
         self._transition = client.register_script(scripts.TRANSITION)
         self._prune = client.register_script(scripts.PRUNE)
         self._following_wanted = self.follow_events_at_open
@@ -514,6 +523,47 @@ class RedisStore(Store):
         if reply[0] == 0:
             raise RunFinished(run_id, RunState(reply[1].decode()))
         return Event(run_id, int(reply[1]), type, data, at, data_json)
+
+    async def append_signal(
+        self,
+        run_id: str,
+        name: str,
+        payload: Any,
+        payload_json: str,
+        *,
+        most_of_name: int,
+        most: int,
+    ) -> Event:
+        """Append the ``signal`` event ``payload`` (``{"name", "data"}``), counting it as held
+        by the run until its task takes it (``take_signal``); raise ``TooManySignals``, writing
+        nothing, when the run holds ``most_of_name`` of ``name`` or ``most`` in all.
+
+        Counted in the run's hash, in the same script as the append: every node sees one count,
+        so the caps are exact whichever node the signals come through."""
+        at = time.time()
+        args = [self.prefix, run_id, "signal", repr(at), payload_json, self._token()]
+        args += [name, str(most_of_name), str(most)]
+        reply = await self.write(self._append, args)
+        if reply[0] == -1:
+            raise RunNotFound(run_id)
+        if reply[0] == 0:
+            raise RunFinished(run_id, RunState(reply[1].decode()))
+        if reply[0] == -2:
+            raise TooManySignals(run_id, int(reply[1]), name if reply[2] == 1 else None)
+        return Event(run_id, int(reply[1]), "signal", payload, at, payload_json)
+
+    def take_signal(self, run_id: str, name: str) -> None:
+        """The run's task took a signal of ``name``: it holds one fewer (``append_signal``).
+
+        Handed to the writer now, not awaited: it is sent before any later write of the task
+        (its next event sees the count down); a failure leaves the count one too high (the cap
+        errs on the safe side)."""
+        if self._writer is None or self._closing:
+            return
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        future.add_done_callback(_retrieve)
+        self._pending.append((self._take_signal, [self.prefix, run_id, name], future))
+        self._wake.set()
 
     async def transition(
         self,
