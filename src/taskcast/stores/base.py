@@ -30,6 +30,7 @@ from typing import Any, ClassVar
 from ..errors import NotSerializable, RunNotFound
 from ..models import Event, Run, compact_json
 from ..states import RunState
+from ..stats import Activity, Window
 
 EventListener = Callable[[Sequence[Event]], None]
 ControlListener = Callable[[str, str, Any], None]
@@ -214,11 +215,13 @@ class Store(abc.ABC):
         limit: int = 100,
         before: str | None = None,
         parent: str | None = None,
+        prefix: str | None = None,
     ) -> list[Run]:
         """Runs newest first, optionally filtered, with ids below ``before`` (for paging).
 
         ``parent``: only the children of that run (``Run.parent_id``), which a store should
         answer from an index: the coordinator uses it to find a parent's children on recovery.
+        ``prefix``: only runs whose id starts with it (one range of ids: a store reads no other).
         """
 
     @abc.abstractmethod
@@ -301,3 +304,14 @@ class Store(abc.ABC):
         except RunNotFound:
             return False
         return moved is not None
+
+    # -- activity over time ------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def activity(self, window: Window) -> Activity:
+        """Runs created, started and finished per bucket of ``window``, queued and running at
+        the end of each, and durations per task (the definitions are ``taskcast.stats``'s).
+
+        Reads only the runs that finished at or after ``window.start`` (by finish time, from an
+        index) and the unfinished ones: its cost follows the window's runs, not the store's.
+        """

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import bisect
 import time
 from typing import Any
 
 from ..errors import RunFinished, RunNotFound
 from ..models import Event, Run
 from ..states import RunState, can_transition
+from ..stats import Activity, RunTimes, Window, tally
 from .base import Store, encode_transition
 
 
@@ -19,6 +21,9 @@ class MemoryStore(Store):
         self.url = url
         self._runs: dict[str, Run] = {}
         self._logs: dict[str, list[Event]] = {}
+        # For ``activity``: the unfinished runs, and the finished ones by finish time.
+        self._unfinished: dict[str, Run] = {}
+        self._by_finish: list[tuple[float, str]] = []
 
     async def open(self) -> None:
         pass
@@ -41,6 +46,7 @@ class MemoryStore(Store):
         stored = run
         self._runs[run.id] = stored
         self._logs[run.id] = []
+        self._unfinished[run.id] = stored
         event = self._new_event(stored, "queued", data, None)
         self._announce((event,))
         return stored.copy(), event
@@ -76,6 +82,10 @@ class MemoryStore(Store):
         run.state = target
         for name, value in fields.items():
             setattr(run, name, value)
+        if target.is_terminal:
+            self._unfinished.pop(run_id, None)
+            if run.finished_at is not None:  # usually the newest: insort appends
+                bisect.insort(self._by_finish, (run.finished_at, run_id))
         event = self._new_event(run, event_type, data, data_json)
         self._announce((event,))
         return (run if target.is_terminal else run.copy()), event
@@ -92,10 +102,15 @@ class MemoryStore(Store):
         limit: int = 100,
         before: str | None = None,
         parent: str | None = None,
+        prefix: str | None = None,
     ) -> list[Run]:
         found: list[Run] = []
         for run_id in sorted(self._runs, reverse=True):
             if before is not None and run_id >= before:
+                continue
+            if prefix is not None and not run_id.startswith(prefix):
+                if run_id < prefix:
+                    break  # newest first: every id from here on is below the prefix's range
                 continue
             run = self._runs[run_id]
             if (
@@ -138,4 +153,16 @@ class MemoryStore(Store):
         for run_id in doomed:
             del self._runs[run_id]
             del self._logs[run_id]
+        if doomed:
+            self._by_finish = [entry for entry in self._by_finish if entry[1] in self._runs]
         return len(doomed)
+
+    async def activity(self, window: Window) -> Activity:
+        first = bisect.bisect_left(self._by_finish, (window.start, ""))
+        runs = self._runs
+        recent = (runs[run_id] for _, run_id in self._by_finish[first:])
+        return tally(window, (_times(run) for run in (*recent, *self._unfinished.values())))
+
+
+def _times(run: Run) -> RunTimes:
+    return RunTimes(run.task, run.state.value, run.created_at, run.started_at, run.finished_at)

@@ -50,8 +50,10 @@ from redis.exceptions import NoScriptError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..errors import QueueFull, RunFinished, RunNotFound, StoreError, StoreUnavailable
+from ..ids import ids_with_prefix_below
 from ..models import Event, Run, compact_json
 from ..states import ALLOWED_TRANSITIONS, RunState
+from ..stats import Activity, RunTimes, Tally, Window
 from . import redis_scripts as scripts
 from .base import Claim, HeartbeatReply, Store, encode_json, encode_transition
 
@@ -74,6 +76,8 @@ HEALTH_TIMEOUT = 1.0
 MAX_CONNECTIONS = 50
 """Connections per store (one stays with the subscriber, one with a waiting claim)."""
 _LIST_PAGE = 200
+_ACTIVITY_PAGE = 1000
+_TIMES_FIELDS = ("task", "state", "created_at", "started_at", "finished_at")
 
 
 def _encode_run(run: Run) -> list[str]:
@@ -575,14 +579,21 @@ class RedisStore(Store):
         limit: int = 100,
         before: str | None = None,
         parent: str | None = None,
+        prefix: str | None = None,
     ) -> list[Run]:
         key = self.prefix + ("runs" if state is None else f"state:{state.value}")
         filtered = task is not None or state is not None or parent is not None
         upper = "+" if before is None else "(" + before
+        lower = "-"
+        if prefix is not None:
+            lower = "[" + prefix
+            end = ids_with_prefix_below(prefix)
+            if before is None or end < before:
+                upper = "(" + end
         found: list[Run] = []
         while len(found) < limit:
             page = max(limit, _LIST_PAGE) if filtered else limit
-            command = ("ZREVRANGEBYLEX", key, upper, "-", "LIMIT", 0, page)
+            command = ("ZREVRANGEBYLEX", key, upper, lower, "LIMIT", 0, page)
             ids = await self._read(lambda command=command: self._command(*command))  # type: ignore[misc]
             if not ids:
                 break
@@ -644,6 +655,43 @@ class RedisStore(Store):
             total += deleted
             if deleted < _PRUNE_BATCH:
                 return total
+
+    async def activity(self, window: Window) -> Activity:
+        """From the ``finished`` index (scored by finish time) and the unfinished states' sets;
+        the runs' times are read in pages of pipelined ``HMGET``s, so Redis serves other
+        clients between pages, and added up here."""
+        counter = Tally(window)
+        finished = await self._read(
+            lambda: self._command(
+                "ZRANGEBYSCORE", self.prefix + "finished", repr(window.start), "+inf"
+            )
+        )
+        unfinished: list[bytes] = []
+        for state in (RunState.QUEUED, RunState.RUNNING, RunState.INTERRUPTED):
+            key = self.prefix + f"state:{state.value}"
+            unfinished.extend(
+                await self._read(lambda key=key: self._command("ZRANGE", key, 0, -1))  # type: ignore[misc]
+            )
+        ids = [raw.decode() for raw in (*finished, *unfinished)]
+        for start in range(0, len(ids), _ACTIVITY_PAGE):
+            for times in await self._read_times(ids[start : start + _ACTIVITY_PAGE]):
+                counter.add(times)
+        return counter.activity()
+
+    async def _read_times(self, run_ids: Sequence[str]) -> list[RunTimes]:
+        async def fetch() -> list[Any]:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for run_id in run_ids:
+                    pipe.execute_command("HMGET", self._run_key(run_id), *_TIMES_FIELDS)
+                return await pipe.execute()
+
+        found = []
+        for values in await self._read(fetch):
+            if values[0] is None:  # pruned meanwhile
+                continue
+            task, state, created, started, finished = (json.loads(value) for value in values)
+            found.append(RunTimes(task, state, created, started, finished))
+        return found
 
     # -- the shared work queue ----------------------------------------------------------------
 

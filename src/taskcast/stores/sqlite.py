@@ -28,23 +28,26 @@ import os
 import sqlite3
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from itertools import chain
 from operator import itemgetter
 from typing import Any, TypeVar
 
 from ..errors import RunFinished, RunNotFound, SchemaError, StoreError, StoreUnavailable
+from ..ids import ids_with_prefix_below
 from ..models import Event, Run, compact_json
 from ..states import TERMINAL_STATES, RunState, can_transition
+from ..stats import PERCENTILES, Activity, RunTimes, Tally, TaskDurations, Window
 from .base import Store, encode_json, encode_transition
 
 logger = logging.getLogger("taskcast")
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """1: the engine's runs and events. 2: adds the workflow columns ``parent_id``, ``after_ids`` and
 ``after_policy``. 3: the index by state keeps only the rarely listed end states (see
-``_RARE_STATES``). ``_MIGRATIONS`` moves an older file up."""
+``_RARE_STATES``). 4: adds ``retry_of``, and ``runs_by_finished`` for ``activity`` (see
+``_FINISHED_INDEX``). ``_MIGRATIONS`` moves an older file up."""
 
 _RARE_STATES = ("failed", "cancelled", "timed_out")
 """The states the ``runs_by_state`` index covers. Unfinished runs are listed from memory (every
@@ -52,6 +55,15 @@ one is there), and most finished runs are ``completed``, so the newest of them a
 walking the table from its newest id; indexing those would cost every run three index writes
 for queries that do not need them."""
 _RARE_STATES_SQL = ", ".join(f"'{state}'" for state in _RARE_STATES)
+
+_FINISHED_INDEX = (
+    "CREATE INDEX IF NOT EXISTS runs_by_finished"
+    " ON runs (finished_at, state, task, started_at, created_at) WHERE finished_at IS NOT NULL"
+)
+"""Finished runs by finish time, with what ``activity`` counts: the runs of a time window are one
+range of it, read without touching the table (a covering index), however many runs the file
+holds. Written once per run, when it finishes (an update that leaves these columns alone does
+not touch it)."""
 
 MAX_UNCOMMITTED_EVENTS = 10_000
 """Non-durable writes wait for the commit once this many events are pending."""
@@ -74,7 +86,8 @@ CREATE TABLE IF NOT EXISTS runs (
     last_seq INTEGER NOT NULL,
     parent_id TEXT,
     after_ids TEXT NOT NULL DEFAULT '[]',
-    after_policy TEXT NOT NULL DEFAULT 'fail'
+    after_policy TEXT NOT NULL DEFAULT 'fail',
+    retry_of TEXT
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS runs_by_state ON runs (state, id) WHERE state IN ({rare});
 CREATE INDEX IF NOT EXISTS runs_by_task ON runs (task, id);
@@ -89,7 +102,7 @@ CREATE TABLE IF NOT EXISTS events (
 ) WITHOUT ROWID;
 """
 
-_SCHEMA = _SCHEMA_TEMPLATE.format(rare=_RARE_STATES_SQL)
+_SCHEMA = _SCHEMA_TEMPLATE.format(rare=_RARE_STATES_SQL) + _FINISHED_INDEX + ";\n"
 
 _MIGRATIONS: dict[int, tuple[str, ...]] = {
     # From version 1 to 2: a file written by the engine before workflows existed.
@@ -105,13 +118,15 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
         "DROP INDEX IF EXISTS runs_by_state",
         f"CREATE INDEX runs_by_state ON runs (state, id) WHERE state IN ({_RARE_STATES_SQL})",
     ),
+    # From version 3 to 4: runs link to the run they retry; finished runs indexed by time.
+    3: ("ALTER TABLE runs ADD COLUMN retry_of TEXT", _FINISHED_INDEX),
 }
 """Statements that move a file from version ``key`` to ``key + 1``."""
 
 _RUN_COLUMNS = (
     "id, task, args, state, attempt, max_attempts, timeout, result, error,"
     " created_at, started_at, finished_at, not_before, last_seq,"
-    " parent_id, after_ids, after_policy"
+    " parent_id, after_ids, after_policy, retry_of"
 )
 _RUN_COLUMN_NAMES = [column.strip() for column in _RUN_COLUMNS.split(",")]
 _REAL_RUN_COLUMNS = frozenset({"timeout", "created_at", "started_at", "finished_at", "not_before"})
@@ -122,7 +137,7 @@ _PACKED_RUN = "json_array({})".format(
 where SQLite's JSON rendering keeps only 15 digits); see ``SQLiteStore._query_packed``."""
 _REAL_RUN_INDEXES = tuple(i for i, c in enumerate(_RUN_COLUMN_NAMES) if c in _REAL_RUN_COLUMNS)
 _UPSERT_RUN = (
-    f"INSERT INTO runs ({_RUN_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+    f"INSERT INTO runs ({_RUN_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
     " ON CONFLICT (id) DO UPDATE SET state=excluded.state, attempt=excluded.attempt,"
     " max_attempts=excluded.max_attempts, timeout=excluded.timeout, result=excluded.result,"
     " error=excluded.error, started_at=excluded.started_at, finished_at=excluded.finished_at,"
@@ -191,6 +206,7 @@ def _run_row(run: Run, args_json: str) -> RunRow:
         run.parent_id,
         compact_json(run.after) if run.after else "[]",
         run.after_policy,
+        run.retry_of,
     )
 
 
@@ -213,6 +229,7 @@ def _run_from_row(row: Sequence[Any]) -> Run:
         parent_id=row[14],
         after=json.loads(row[15]),
         after_policy=row[16],
+        retry_of=row[17],
     )
 
 
@@ -649,7 +666,7 @@ class SQLiteStore(Store):
 
     # -- reads ---------------------------------------------------------------------------------
 
-    def _query(self, sql: str, params: list[Any]) -> list[Any]:
+    def _query(self, sql: str, params: Sequence[Any] | Mapping[str, Any]) -> list[Any]:
         conn = self._read_conn
         try:
             if conn is None:
@@ -723,6 +740,7 @@ class SQLiteStore(Store):
         limit: int = 100,
         before: str | None = None,
         parent: str | None = None,
+        prefix: str | None = None,
     ) -> list[Run]:
         if state is not None and not state.is_terminal:  # every unfinished run is in memory
             unfinished = [
@@ -732,6 +750,7 @@ class SQLiteStore(Store):
                 and (task is None or run.task == task)
                 and (parent is None or run.parent_id == parent)
                 and (before is None or run_id < before)
+                and (prefix is None or run_id.startswith(prefix))
             ]
             unfinished.sort(key=lambda run: run.id, reverse=True)
             return [run.copy() for run in unfinished[:limit]]
@@ -749,6 +768,9 @@ class SQLiteStore(Store):
         if before is not None:
             where.append("id < ?")
             params.append(before)
+        if prefix is not None:
+            where.append("id >= ? AND id < ?")
+            params.extend((prefix, ids_with_prefix_below(prefix)))
         clause = f"WHERE {' AND '.join(where)}" if where else ""
         stored = await self._read_runs(
             f"SELECT {_RUN_COLUMNS} FROM runs {clause} ORDER BY id DESC LIMIT ?", [*params, limit]
@@ -803,3 +825,75 @@ class SQLiteStore(Store):
             raise
         conn.execute("COMMIT")
         return int(deleted)
+
+    async def activity(self, window: Window) -> Activity:
+        counts, durations = await self._in_reader(self._query_activity, window)
+        counter = Tally(window)
+        for series, bucket, runs in counts:
+            counter.count(series, bucket, runs)
+        counter.set_durations(
+            {task: TaskDurations(runs, p50, p95, most) for task, runs, p50, p95, most in durations}
+        )
+        # Every unfinished run is in memory (as committed: what the query could see).
+        for run in self._committed.values():
+            counter.add(RunTimes(run.task, run.state.value, run.created_at, run.started_at, None))
+        return counter.activity()
+
+    def _query_activity(self, window: Window) -> tuple[list[Any], list[Any]]:
+        params = {"start": window.start, "end": window.end, "step": window.step}
+        return self._query(_ACTIVITY_COUNTS, params), self._query(_ACTIVITY_DURATIONS, params)
+
+
+def _bucket(column: str) -> str:
+    """The bucket of ``column``'s time, as ``Window.bucket`` computes it (for times from the
+    window's start on; earlier ones give 0 or less: the series of changes take them as 0)."""
+    return f"CAST(({column} - :start) / :step AS INTEGER)"
+
+
+_FINISHED_IN_WINDOW = (
+    "SELECT state, task, created_at, started_at, finished_at FROM runs INDEXED BY runs_by_finished"
+    " WHERE finished_at IS NOT NULL AND finished_at >= :start"
+)
+_ACTIVITY_COUNTS = f"""
+WITH w AS ({_FINISHED_IN_WINDOW})
+SELECT state, {_bucket("finished_at")} AS b, count(*) FROM w WHERE finished_at < :end GROUP BY 1, 2
+UNION ALL
+SELECT 'created', {_bucket("created_at")} AS b, count(*) FROM w
+ WHERE created_at >= :start AND created_at < :end GROUP BY 2
+UNION ALL
+SELECT 'started', {_bucket("started_at")} AS b, count(*) FROM w
+ WHERE started_at >= :start AND started_at < :end GROUP BY 2
+UNION ALL
+SELECT 'queued', max({_bucket("created_at")}, 0) AS b, count(*) FROM w
+ WHERE created_at < :end GROUP BY 2
+UNION ALL
+SELECT 'queued', max({_bucket("coalesce(started_at, finished_at)")}, 0) AS b, -count(*) FROM w
+ WHERE coalesce(started_at, finished_at) < :end GROUP BY 2
+UNION ALL
+SELECT 'running', max({_bucket("started_at")}, 0) AS b, count(*) FROM w
+ WHERE started_at < :end GROUP BY 2
+UNION ALL
+SELECT 'running', max({_bucket("finished_at")}, 0) AS b, -count(*) FROM w
+ WHERE started_at IS NOT NULL AND finished_at < :end GROUP BY 2
+"""
+"""What ``Tally.add`` counts for each finished run of the window, counted by SQLite over one
+range of ``runs_by_finished``."""
+
+_RANK = "max(1, (n * {p} + 99) / 100)"  # ``stats.nearest_rank`` in integer arithmetic
+_ACTIVITY_DURATIONS = f"""
+SELECT task, n,
+  max(CASE WHEN r = {_RANK.format(p=PERCENTILES[0])} THEN d END),
+  max(CASE WHEN r = {_RANK.format(p=PERCENTILES[1])} THEN d END),
+  max(d)
+FROM (
+  SELECT task, finished_at - started_at AS d,
+    row_number() OVER (PARTITION BY task ORDER BY finished_at - started_at) AS r,
+    count(*) OVER (PARTITION BY task) AS n
+  FROM runs INDEXED BY runs_by_finished
+  WHERE finished_at IS NOT NULL AND finished_at >= :start AND finished_at < :end
+    AND started_at IS NOT NULL
+)
+GROUP BY task
+"""
+"""Per task, of the runs that finished in the window after starting: how many, the durations of
+nearest rank 50 and 95 (``stats.durations_of``), and the longest."""
