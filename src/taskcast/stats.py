@@ -242,29 +242,40 @@ class Tally:
         """Count one run (see the module docstring for its intervals)."""
         bucket = self.window.bucket
         created, started, finished = run.created_at, run.started_at, run.finished_at
-        self.count("created", bucket(created), 1)
-        if started is not None:
-            self.count("started", bucket(started), 1)
         if finished is not None:
-            if run.state in self._finished:
-                self.count(run.state, bucket(finished), 1)
-            self._interval("queued", created, started if started is not None else finished)
-            if started is not None:
-                self._interval("running", started, finished)
-                if self.window.start <= finished < self.window.end:
-                    self._durations.setdefault(run.task, []).append(finished - started)
-        elif run.state == RunState.RUNNING and started is not None:
-            self._interval("queued", created, started)
-            self._interval("running", started, None)
-        elif run.state == RunState.INTERRUPTED and started is not None:
-            self._interval("queued", created, started)
-        else:  # queued (maybe waiting for a retry), or interrupted before it started
-            self._interval("queued", created, None)
+            started_in = None if started is None else bucket(started)
+            self.add_ended(run.state, bucket(finished), bucket(created), started_in, 1)
+            if started is not None and self.window.start <= finished < self.window.end:
+                self._durations.setdefault(run.task, []).append(finished - started)
+            return
+        self.count("created", bucket(created), 1)
+        self.count("queued", bucket(created), 1)
+        if started is not None and run.state in (RunState.RUNNING, RunState.INTERRUPTED):
+            self.count("started", bucket(started), 1)
+            self.count("queued", bucket(started), -1)
+            if run.state == RunState.RUNNING:
+                self.count("running", bucket(started), 1)
+        elif started is not None:  # queued again, waiting for its retry
+            self.count("started", bucket(started), 1)
 
-    def _interval(self, series: str, begin: float, end: float | None) -> None:
-        self.count(series, self.window.bucket(begin), 1)
-        if end is not None:
-            self.count(series, self.window.bucket(end), -1)
+    def add_ended(
+        self, state: str, ended: int, created: int, started: int | None, runs: int
+    ) -> None:
+        """Count ``runs`` runs that ended in ``state``, in bucket ``ended``, created in bucket
+        ``created`` and started in bucket ``started`` (``None``: never started; buckets below
+        0 are before the window): queued from their creation to their start (or end), running
+        from their start to their end."""
+        self.count("created", created, runs)
+        if state in self._finished:
+            self.count(state, ended, runs)
+        self.count("queued", created, runs)
+        if started is None:
+            self.count("queued", ended, -runs)
+            return
+        self.count("started", started, runs)
+        self.count("queued", started, -runs)
+        self.count("running", started, runs)
+        self.count("running", ended, -runs)
 
     def activity(self) -> Activity:
         """The sums so far."""

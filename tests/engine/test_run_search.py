@@ -1,4 +1,5 @@
-"""Finding runs in the whole store: by id prefix, task and state together, page by page."""
+"""Finding and counting runs in the whole store: by id prefix, task and state together, page by
+page; counts by task and state that follow every change."""
 
 from __future__ import annotations
 
@@ -41,3 +42,19 @@ async def test_runs_are_found_by_id_prefix_task_and_state_together_page_by_page(
 async def test_a_prefix_that_no_id_can_start_with_is_refused(app: taskcast.App) -> None:
     with pytest.raises(taskcast.InvalidRequest, match="prefix must be the start of a run id"):
         await app.runs(prefix="a b")
+
+
+async def test_counts_by_task_and_state_follow_the_runs_and_prune(app: taskcast.App) -> None:
+    @app.task(name="ok")
+    async def ok() -> None: ...
+
+    @app.task(name="bad")
+    async def bad() -> None:
+        raise RuntimeError("bad")
+
+    runs = [await app.submit("ok") for _ in range(3)] + [await app.submit("bad")]
+    for run in runs:
+        await app.wait(run.id, timeout=10)
+    assert await app.count_runs() == {("ok", RunState.COMPLETED): 3, ("bad", RunState.FAILED): 1}
+    assert await app.prune(older_than=0) == 4
+    assert await app.count_runs() == {}

@@ -439,8 +439,13 @@ async def test_a_version_3_file_gets_retry_of_and_the_finish_index_and_keeps_its
     async with app:
         old = await app.get("old")
         assert (old.state, old.retry_of) == ("failed", None)
+        assert await app.count_runs() == {("broken", taskcast.RunState.FAILED): 1}
         again = await app.retry("old")
         assert (await app.wait(again.id, timeout=10)).result == 1
+        assert await app.count_runs() == {
+            ("broken", taskcast.RunState.FAILED): 1,
+            ("broken", taskcast.RunState.COMPLETED): 1,
+        }
     assert file_rows(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
     assert file_rows(path, "SELECT retry_of FROM runs WHERE id = ?", (again.id,)) == [("old",)]
     assert file_rows(path, "SELECT name FROM sqlite_master WHERE name = 'runs_by_finished'")
@@ -485,3 +490,16 @@ async def test_activity_reads_the_runs_of_the_window_not_the_whole_table(tmp_pat
             store._read_conn.set_progress_handler(None, 0)
     assert sum(activity.finished["completed"]) == 1
     assert read * 5 < scanned  # one range of runs_by_finished, not the table
+
+
+async def test_counts_are_kept_in_the_file_across_a_restart(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    app = taskcast.App(url)
+
+    @app.task(name="noop")
+    async def noop() -> None: ...
+
+    async with app:
+        await app.wait((await app.submit("noop")).id, timeout=10)
+    async with taskcast.App(url) as again:
+        assert await again.count_runs() == {("noop", taskcast.RunState.COMPLETED): 1}

@@ -24,6 +24,7 @@ class MemoryStore(Store):
         # For ``activity``: the unfinished runs, and the finished ones by finish time.
         self._unfinished: dict[str, Run] = {}
         self._by_finish: list[tuple[float, str]] = []
+        self._counts: dict[tuple[str, RunState], int] = {}  # by (task, state): count_runs
 
     async def open(self) -> None:
         pass
@@ -47,6 +48,7 @@ class MemoryStore(Store):
         self._runs[run.id] = stored
         self._logs[run.id] = []
         self._unfinished[run.id] = stored
+        self._count(run.task, run.state, 1)
         event = self._new_event(stored, "queued", data, None)
         self._announce((event,))
         return stored.copy(), event
@@ -79,6 +81,8 @@ class MemoryStore(Store):
         if not can_transition(run.state, target):
             return None
         data_json, _ = encode_transition(event_type, data, fields)
+        self._count(run.task, run.state, -1)
+        self._count(run.task, target, 1)
         run.state = target
         for name, value in fields.items():
             setattr(run, name, value)
@@ -123,12 +127,16 @@ class MemoryStore(Store):
                     break
         return found
 
+    def _count(self, task: str, state: RunState, change: int) -> None:
+        key = (task, state)
+        left = self._counts.get(key, 0) + change
+        if left:
+            self._counts[key] = left
+        else:
+            del self._counts[key]
+
     async def count_runs(self) -> dict[tuple[str, RunState], int]:
-        counts: dict[tuple[str, RunState], int] = {}
-        for run in self._runs.values():
-            key = (run.task, run.state)
-            counts[key] = counts.get(key, 0) + 1
-        return counts
+        return dict(self._counts)
 
     async def read_events(self, run_id: str, after: int = 0, limit: int = 1000) -> list[Event]:
         log = self._logs.get(run_id)
@@ -151,8 +159,9 @@ class MemoryStore(Store):
             and run.finished_at < finished_before
         ]
         for run_id in doomed:
-            del self._runs[run_id]
+            run = self._runs.pop(run_id)
             del self._logs[run_id]
+            self._count(run.task, run.state, -1)
         if doomed:
             self._by_finish = [entry for entry in self._by_finish if entry[1] in self._runs]
         return len(doomed)

@@ -27,7 +27,7 @@ import logging
 import os
 import sqlite3
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from itertools import chain
@@ -38,7 +38,7 @@ from ..errors import RunFinished, RunNotFound, SchemaError, StoreError, StoreUna
 from ..ids import ids_with_prefix_below
 from ..models import Event, Run, compact_json
 from ..states import TERMINAL_STATES, RunState, can_transition
-from ..stats import PERCENTILES, Activity, RunTimes, Tally, TaskDurations, Window
+from ..stats import Activity, RunTimes, Tally, TaskDurations, Window, durations_of
 from .base import Store, encode_json, encode_transition
 
 logger = logging.getLogger("taskcast")
@@ -46,8 +46,10 @@ logger = logging.getLogger("taskcast")
 SCHEMA_VERSION = 4
 """1: the engine's runs and events. 2: adds the workflow columns ``parent_id``, ``after_ids`` and
 ``after_policy``. 3: the index by state keeps only the rarely listed end states (see
-``_RARE_STATES``). 4: adds ``retry_of``, and ``runs_by_finished`` for ``activity`` (see
-``_FINISHED_INDEX``). ``_MIGRATIONS`` moves an older file up."""
+``_RARE_STATES``). 4: adds ``retry_of``, ``runs_by_finished`` for ``activity`` (see
+``_FINISHED_INDEX``) and ``ended_runs``, the count of finished runs by task and state, kept with
+each commit (``count_runs`` reads it and the unfinished runs in memory, never the whole table).
+``_MIGRATIONS`` moves an older file up."""
 
 _RARE_STATES = ("failed", "cancelled", "timed_out")
 """The states the ``runs_by_state`` index covers. Unfinished runs are listed from memory (every
@@ -55,6 +57,7 @@ one is there), and most finished runs are ``completed``, so the newest of them a
 walking the table from its newest id; indexing those would cost every run three index writes
 for queries that do not need them."""
 _RARE_STATES_SQL = ", ".join(f"'{state}'" for state in _RARE_STATES)
+_TERMINAL_STATES_SQL = ", ".join(f"'{state.value}'" for state in RunState if state.is_terminal)
 
 _FINISHED_INDEX = (
     "CREATE INDEX IF NOT EXISTS runs_by_finished"
@@ -92,6 +95,12 @@ CREATE TABLE IF NOT EXISTS runs (
 CREATE INDEX IF NOT EXISTS runs_by_state ON runs (state, id) WHERE state IN ({rare});
 CREATE INDEX IF NOT EXISTS runs_by_task ON runs (task, id);
 CREATE INDEX IF NOT EXISTS runs_by_parent ON runs (parent_id, id) WHERE parent_id IS NOT NULL;
+CREATE TABLE IF NOT EXISTS ended_runs (
+    task TEXT NOT NULL,
+    state TEXT NOT NULL,
+    runs INTEGER NOT NULL,
+    PRIMARY KEY (task, state)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS events (
     run_id TEXT NOT NULL,
     seq INTEGER NOT NULL,
@@ -118,8 +127,16 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
         "DROP INDEX IF EXISTS runs_by_state",
         f"CREATE INDEX runs_by_state ON runs (state, id) WHERE state IN ({_RARE_STATES_SQL})",
     ),
-    # From version 3 to 4: runs link to the run they retry; finished runs indexed by time.
-    3: ("ALTER TABLE runs ADD COLUMN retry_of TEXT", _FINISHED_INDEX),
+    # From version 3 to 4: runs link to the run they retry; finished runs indexed by time and
+    # counted by task and state.
+    3: (
+        "ALTER TABLE runs ADD COLUMN retry_of TEXT",
+        _FINISHED_INDEX,
+        "CREATE TABLE IF NOT EXISTS ended_runs (task TEXT NOT NULL, state TEXT NOT NULL,"
+        " runs INTEGER NOT NULL, PRIMARY KEY (task, state)) WITHOUT ROWID",
+        "INSERT INTO ended_runs (task, state, runs) SELECT task, state, count(*) FROM runs"
+        f" WHERE state IN ({_TERMINAL_STATES_SQL}) GROUP BY task, state",
+    ),
 }
 """Statements that move a file from version ``key`` to ``key + 1``."""
 
@@ -144,6 +161,10 @@ _UPSERT_RUN = (
     " not_before=excluded.not_before, last_seq=excluded.last_seq"
 )
 _INSERT_EVENT = "INSERT INTO events (run_id, seq, type, data, at) VALUES (?,?,?,?,?)"
+_COUNT_ENDED = (
+    "INSERT INTO ended_runs (task, state, runs) VALUES (?,?,?)"
+    " ON CONFLICT (task, state) DO UPDATE SET runs = runs + excluded.runs"
+)
 MAX_ROWS_PER_STATEMENT = 256
 """A batch's rows go in multi-row ``INSERT``s of up to this many rows (fewer where the SQLite
 library allows fewer bound variables): far fewer statements than one per row, and each
@@ -512,7 +533,13 @@ class SQLiteStore(Store):
             commit: asyncio.Future[None] = loop.create_future()
             commit.set_exception(StoreError(f"a run's row could not be built: {exc!r}"))
         else:
-            commit = loop.run_in_executor(self._writer, self._commit, rows, events)
+            # A run reaches its end state once (no transition leaves it): count it as it does.
+            ended = Counter(
+                (snapshot.task, snapshot.state.value)
+                for snapshot in runs.values()
+                if snapshot.state.is_terminal
+            )
+            commit = loop.run_in_executor(self._writer, self._commit, rows, events, ended)
         commit.add_done_callback(self._wake_flusher)
         return _Batch(runs, announce, done, commit)
 
@@ -578,13 +605,20 @@ class SQLiteStore(Store):
             conn.execute(statement, list(chain.from_iterable(rows[start : start + size])))
             start += size
 
-    def _commit(self, runs: list[RunRow], events: list[EventRow]) -> None:
+    def _commit(
+        self,
+        runs: list[RunRow],
+        events: list[EventRow],
+        ended: Counter[tuple[str, str]] | None = None,
+    ) -> None:
         conn = self._write_conn
         assert conn is not None
         conn.execute("BEGIN")
         try:
             self._insert_rows(conn, _UPSERT_RUN, runs)
             self._insert_rows(conn, _INSERT_EVENT, events)
+            if ended:
+                self._insert_rows(conn, _COUNT_ENDED, [(*key, n) for key, n in ended.items()])
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:  # SQLite may have rolled back by itself (a full disk)
@@ -783,8 +817,12 @@ class SQLiteStore(Store):
         return [r for r in runs if state is None or r.state == state]
 
     async def count_runs(self) -> dict[tuple[str, RunState], int]:
-        rows = await self._read("SELECT task, state, count(*) FROM runs GROUP BY task, state", [])
-        return {(task, RunState(state)): n for task, state, n in rows}
+        rows = await self._read("SELECT task, state, runs FROM ended_runs WHERE runs > 0", [])
+        counts = {(task, RunState(state)): n for task, state, n in rows}
+        for run in self._committed.values():  # every unfinished run, as committed
+            key = (run.task, run.state)
+            counts[key] = counts.get(key, 0) + 1
+        return counts
 
     async def read_events(self, run_id: str, after: int = 0, limit: int = 1000) -> list[Event]:
         rows = await self._read_packed(
@@ -816,6 +854,12 @@ class SQLiteStore(Store):
                 f" WHERE state IN ({marks}) AND finished_at < ?)",
                 [*terminal, finished_before],
             )
+            conn.execute(
+                "UPDATE ended_runs SET runs = runs - (SELECT count(*) FROM runs AS r"
+                f" WHERE r.task = ended_runs.task AND r.state = ended_runs.state AND r.state IN"
+                f" ({marks}) AND r.finished_at < ?)",
+                [*terminal, finished_before],
+            )
             deleted = conn.execute(
                 f"DELETE FROM runs WHERE state IN ({marks}) AND finished_at < ?",
                 [*terminal, finished_before],
@@ -827,73 +871,49 @@ class SQLiteStore(Store):
         return int(deleted)
 
     async def activity(self, window: Window) -> Activity:
-        counts, durations = await self._in_reader(self._query_activity, window)
+        ended, durations = await self._in_reader(self._query_activity, window)
         counter = Tally(window)
-        for series, bucket, runs in counts:
-            counter.count(series, bucket, runs)
-        counter.set_durations(
-            {task: TaskDurations(runs, p50, p95, most) for task, runs, p50, p95, most in durations}
-        )
+        for state, ended_in, created_in, started_in, runs in ended:
+            counter.add_ended(state, ended_in, created_in, started_in, runs)
+        counter.set_durations(durations)
         # Every unfinished run is in memory (as committed: what the query could see).
         for run in self._committed.values():
             counter.add(RunTimes(run.task, run.state.value, run.created_at, run.started_at, None))
         return counter.activity()
 
-    def _query_activity(self, window: Window) -> tuple[list[Any], list[Any]]:
+    def _query_activity(self, window: Window) -> tuple[list[Any], dict[str, TaskDurations]]:
         params = {"start": window.start, "end": window.end, "step": window.step}
-        return self._query(_ACTIVITY_COUNTS, params), self._query(_ACTIVITY_DURATIONS, params)
+        ended = self._query(_ACTIVITY_ENDED, params)
+        durations = {
+            task: durations_of([float(value) for value in values.split(",")])
+            for task, values in self._query(_ACTIVITY_DURATIONS, params)
+        }
+        return ended, durations
 
 
 def _bucket(column: str) -> str:
-    """The bucket of ``column``'s time, as ``Window.bucket`` computes it (for times from the
-    window's start on; earlier ones give 0 or less: the series of changes take them as 0)."""
-    return f"CAST(({column} - :start) / :step AS INTEGER)"
+    """The bucket of ``column``'s time, as ``Window.bucket`` computes it; -1 for any time before
+    the window (``NULL`` stays ``NULL``)."""
+    return (
+        f"CASE WHEN {column} < :start THEN -1 ELSE CAST(({column} - :start) / :step AS INTEGER) END"
+    )
 
 
-_FINISHED_IN_WINDOW = (
-    "SELECT state, task, created_at, started_at, finished_at FROM runs INDEXED BY runs_by_finished"
-    " WHERE finished_at IS NOT NULL AND finished_at >= :start"
-)
-_ACTIVITY_COUNTS = f"""
-WITH w AS ({_FINISHED_IN_WINDOW})
-SELECT state, {_bucket("finished_at")} AS b, count(*) FROM w WHERE finished_at < :end GROUP BY 1, 2
-UNION ALL
-SELECT 'created', {_bucket("created_at")} AS b, count(*) FROM w
- WHERE created_at >= :start AND created_at < :end GROUP BY 2
-UNION ALL
-SELECT 'started', {_bucket("started_at")} AS b, count(*) FROM w
- WHERE started_at >= :start AND started_at < :end GROUP BY 2
-UNION ALL
-SELECT 'queued', max({_bucket("created_at")}, 0) AS b, count(*) FROM w
- WHERE created_at < :end GROUP BY 2
-UNION ALL
-SELECT 'queued', max({_bucket("coalesce(started_at, finished_at)")}, 0) AS b, -count(*) FROM w
- WHERE coalesce(started_at, finished_at) < :end GROUP BY 2
-UNION ALL
-SELECT 'running', max({_bucket("started_at")}, 0) AS b, count(*) FROM w
- WHERE started_at < :end GROUP BY 2
-UNION ALL
-SELECT 'running', max({_bucket("finished_at")}, 0) AS b, -count(*) FROM w
- WHERE started_at IS NOT NULL AND finished_at < :end GROUP BY 2
+_ACTIVITY_ENDED = f"""
+SELECT state, {_bucket("finished_at")}, {_bucket("created_at")}, {_bucket("started_at")}, count(*)
+FROM runs INDEXED BY runs_by_finished
+WHERE finished_at IS NOT NULL AND finished_at >= :start
+GROUP BY 1, 2, 3, 4
 """
-"""What ``Tally.add`` counts for each finished run of the window, counted by SQLite over one
-range of ``runs_by_finished``."""
+"""The runs that ended since the window's start, counted by end state and by the buckets of
+their end, creation and start (what ``Tally.add_ended`` takes): one range of
+``runs_by_finished``, and few groups, since most runs start and end soon after their creation."""
 
-_RANK = "max(1, (n * {p} + 99) / 100)"  # ``stats.nearest_rank`` in integer arithmetic
-_ACTIVITY_DURATIONS = f"""
-SELECT task, n,
-  max(CASE WHEN r = {_RANK.format(p=PERCENTILES[0])} THEN d END),
-  max(CASE WHEN r = {_RANK.format(p=PERCENTILES[1])} THEN d END),
-  max(d)
-FROM (
-  SELECT task, finished_at - started_at AS d,
-    row_number() OVER (PARTITION BY task ORDER BY finished_at - started_at) AS r,
-    count(*) OVER (PARTITION BY task) AS n
-  FROM runs INDEXED BY runs_by_finished
-  WHERE finished_at IS NOT NULL AND finished_at >= :start AND finished_at < :end
-    AND started_at IS NOT NULL
-)
+_ACTIVITY_DURATIONS = """
+SELECT task, group_concat(quote(finished_at - started_at)) FROM runs INDEXED BY runs_by_finished
+WHERE finished_at IS NOT NULL AND finished_at >= :start AND finished_at < :end
+  AND started_at IS NOT NULL
 GROUP BY task
 """
-"""Per task, of the runs that finished in the window after starting: how many, the durations of
-nearest rank 50 and 95 (``stats.durations_of``), and the longest."""
+"""Per task, how long each run that ended in the window ran (``quote`` writes a REAL exactly);
+``stats.durations_of`` sorts them and takes the percentiles."""
