@@ -114,7 +114,7 @@ def test_parent_dependencies_and_children_are_hidden_when_the_server_reports_non
     run_id = submit(api, "demo.count", n=0)
     dashboard.open_run(run_id)
     expect(dashboard.state).to_have_text("completed")
-    for section in ("#run-parent", "#run-after", "#run-children"):
+    for section in ("#run-parent", "#run-workflow"):
         expect(dashboard.page.locator(section)).to_be_hidden()
 
 
@@ -128,9 +128,9 @@ def test_child_events_list_the_children_with_their_state(tmp_path: Path, page: P
         dashboard.open_run(parent)
         expect(dashboard.state).to_have_text("completed")
         (child,) = [run["id"] for run in api.get("/runs", params={"parent": parent}).json()["runs"]]
-        children = page.locator("#run-children-list li")
+        children = page.locator("#timeline li.child")
         expect(children).to_have_count(1)
-        expect(children.get_by_role("link")).to_have_text(child)
+        expect(children.get_by_role("link", name=f"Run {child}")).to_be_visible()
         expect(children.locator(".state")).to_have_text("failed")
         children.get_by_role("link").click()
         expect(dashboard.state).to_have_text("failed")
@@ -155,9 +155,10 @@ def test_a_child_links_to_its_parent_and_a_dependent_lists_its_dependencies(
         dashboard = Dashboard(page, server.url)
         dashboard.open_run(dependent)
         expect(dashboard.state).to_have_text("completed")
-        expect(page.locator("#run-after-list li")).to_have_text([dependency])
+        dependencies = page.locator("#timeline li.dependency")
+        expect(dependencies.get_by_role("link")).to_have_accessible_name(f"Run {dependency}")
         expect(page.locator("#run-parent-link")).to_be_hidden()
-        expect(page.locator("#run-children")).to_be_hidden()
+        expect(page.locator("#timeline li.child")).to_have_count(0)
         dashboard.open_run(parent)
         expect(dashboard.state).to_have_text("completed")
         (child,) = [run["id"] for run in api.get("/runs", params={"parent": parent}).json()["runs"]]

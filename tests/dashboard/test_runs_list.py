@@ -30,9 +30,9 @@ def test_a_run_submitted_from_the_form_appears_in_the_list_and_completes_there(
     expect(link).to_be_visible()
     run_id = link.inner_text()
     expect(dashboard.row(run_id)).to_be_visible()
-    expect(dashboard.row(run_id).locator("td").nth(1)).to_have_text("demo.count")
+    expect(dashboard.cell(run_id, "task")).to_have_text("demo.count")
     expect(dashboard.row_state(run_id)).to_have_text("completed")
-    expect(dashboard.row(run_id).locator("td").nth(3)).to_have_text("1")
+    expect(dashboard.cell(run_id, "attempt")).to_have_text("1")
     assert dashboard.listed_ids() == [run_id, waiting, *reversed(others)]
     assert api.get(f"/runs/{run_id}").json()["args"] == {"n": 3, "delay": 0.2}
     screenshot(page, "list")
@@ -147,6 +147,6 @@ def test_the_list_shows_interrupted_then_the_recovered_state_across_a_restart(
         assert first.wait(15) == 0
     with live_server(tmp_path, *args, name="second", port=first.port):
         expect(dashboard.row_state(run_id)).to_have_text("completed", timeout=30_000)
-        expect(dashboard.row(run_id).locator("td").nth(3)).to_have_text("2")
+        expect(dashboard.cell(run_id, "attempt")).to_have_text("2")
         expect(dashboard.count_of("interrupted")).to_have_text("interrupted 0")
         expect(page.locator("#connection")).to_have_text("live")
