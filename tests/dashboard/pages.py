@@ -49,7 +49,7 @@ class Dashboard:
 
     def select(self, run_id: str) -> None:
         """Tick the run's box in the list."""
-        self.page.get_by_role("checkbox", name=f"Select run {run_id}").check()
+        self.page.get_by_role("checkbox", name=f"Select run {run_id}", exact=True).check()
 
     def listed_ids(self) -> list[str]:
         ids: list[str] = self.page.locator("#runs-body tr").evaluate_all(

@@ -74,6 +74,39 @@ def test_a_finished_run_has_no_cancel_button(dashboard: Dashboard, api: httpx.Cl
     expect(dashboard.page.get_by_role("button", name="Cancel run…")).to_be_hidden()
 
 
+def test_a_failed_run_is_retried_from_its_page_and_the_retry_links_back(
+    dashboard: Dashboard, api: httpx.Client
+) -> None:
+    run_id = submit(api, "demo.fail", message="try again")
+    dashboard.open_run(run_id)
+    expect(dashboard.state).to_have_text("failed")
+    page = dashboard.page
+    page.get_by_role("button", name="Retry run").click()
+    status = page.locator("#cancel-status")
+    expect(status).to_contain_text("Retried as ")
+    retry_id = status.get_by_role("link").inner_text()
+    assert api.get(f"/runs/{retry_id}").json()["retry_of"] == run_id
+    status.get_by_role("link").click()
+    expect(page.locator("#run-id")).to_have_text(retry_id)
+    expect(dashboard.outcome).to_have_text("DemoFailure: try again")
+    expect(page.locator("#run-retry-of")).to_have_text(run_id)
+    page.locator("#run-retry-of").click()
+    expect(page.locator("#run-id")).to_have_text(run_id)
+
+
+def test_a_run_that_is_going_or_completed_has_no_retry_button(
+    dashboard: Dashboard, api: httpx.Client
+) -> None:
+    run_id = submit(api, "demo.wait")
+    dashboard.open_run(run_id)
+    expect(dashboard.state).to_have_text("running")
+    expect(dashboard.page.get_by_role("button", name="Retry run")).to_be_hidden()
+    api.post(f"/runs/{run_id}/signals/continue")
+    expect(dashboard.state).to_have_text("completed")
+    expect(dashboard.page.get_by_role("button", name="Retry run")).to_be_hidden()
+    expect(dashboard.page.locator("#run-retry-of-value")).to_be_hidden()
+
+
 def test_reloading_in_the_middle_of_a_run_resumes_the_log_without_gaps_or_duplicates(
     dashboard: Dashboard, api: httpx.Client
 ) -> None:

@@ -10,22 +10,31 @@ const BULK_LIMIT = 1000; // runs one action takes at most
 const BULK_AT_ONCE = 4; // requests in flight
 
 const bulk = {
+  shown: false, // runs were selected when the selection was last shown
   running: false,
   action: null, // "cancel" or "retry", while the dialog is open
 };
 
+/** Show the selection: the boxes, the page's box and the bar of actions. Costs nothing while
+ * nothing is selected (the list calls it on every change it shows). */
 function renderSelection() {
   const count = list.selected.size;
-  $("bulk").hidden = count === 0 || bulk.running;
-  const shown = [...list.rows.keys()];
-  const ticked = shown.filter((id) => list.selected.has(id)).length;
   const pageBox = $("select-page");
-  pageBox.checked = shown.length > 0 && ticked === shown.length;
-  pageBox.indeterminate = ticked > 0 && ticked < shown.length;
+  if (count === 0 && !bulk.shown) {
+    pageBox.checked = pageBox.indeterminate = false;
+    return;
+  }
+  bulk.shown = count > 0;
+  $("bulk").hidden = count === 0 || bulk.running;
+  let ticked = 0;
   for (const [id, row] of list.rows) {
     const box = row.cells[0].firstChild;
-    if (box.checked !== list.selected.has(id)) box.checked = list.selected.has(id);
+    const selected = list.selected.has(id);
+    if (box.checked !== selected) box.checked = selected;
+    if (selected) ticked += 1;
   }
+  pageBox.checked = list.rows.size > 0 && ticked === list.rows.size;
+  pageBox.indeterminate = ticked > 0 && ticked < list.rows.size;
   if (count === 0) return;
   $("bulk-count").textContent = `${number.format(count)} run${count === 1 ? "" : "s"} selected`;
   const total = matchingTotal();

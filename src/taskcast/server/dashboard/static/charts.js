@@ -25,6 +25,7 @@ const PERIODS = {
   "24h": { step: "15m", every: 30000, bucket: "15 minutes" },
 };
 const ENDS = ["completed", "failed", "cancelled", "timed_out"];
+const SOONEST_AFTER_CHANGE = 1500; // ms between two reads prompted by runs changing
 
 /** A uPlot chart of time series in `element`, sized to it (and resized with it). */
 class TimeChart {
@@ -83,6 +84,9 @@ const activity = {
   ends: null,
   load: null,
   timer: null,
+  due: 0, // when the next read is planned (performance.now()); 0 while one is under way
+  again: false, // runs changed while a read was under way
+  lastRead: -Infinity,
   generation: 0,
   shown: false,
 
@@ -106,11 +110,29 @@ const activity = {
     }
   },
 
+  /** Runs changed (the changes stream said so): read the figures again soon, not at once
+   * for every change. */
+  changed() {
+    if (!this.shown || document.hidden) return;
+    if (this.due === 0) {
+      this.again = true; // a read is under way: one more once it is done
+      return;
+    }
+    const soonest = Math.max(this.lastRead + SOONEST_AFTER_CHANGE, performance.now());
+    if (this.due <= soonest) return; // a read is planned before that
+    clearTimeout(this.timer);
+    this.due = soonest;
+    this.timer = setTimeout(() => this.poll(), soonest - performance.now());
+  },
+
   async poll() {
     const generation = ++this.generation;
     clearTimeout(this.timer);
+    this.due = 0; // under way
+    this.again = false;
     if (document.hidden) return; // visibilitychange brings it back
     const { step, every } = PERIODS[this.period];
+    this.lastRead = performance.now();
     try {
       const stats = await api(`/stats?window=${this.period}&step=${step}`);
       if (generation !== this.generation) return;
@@ -120,7 +142,12 @@ const activity = {
       if (generation !== this.generation || error instanceof AuthRequired) return;
       $("activity-status").textContent = `Could not read the figures: ${error.message}`;
     }
+    this.due = performance.now() + every;
     this.timer = setTimeout(() => this.poll(), every);
+    if (this.again) {
+      this.again = false;
+      this.changed();
+    }
   },
 
   render(stats) {

@@ -355,25 +355,38 @@ async function loadList() {
   applyChanges(buffered);
 }
 
-function makeRow(run) {
+/** An empty row, cloned for each run: one clone costs less than building its nine elements. */
+const ROW_TEMPLATE = (() => {
   const row = document.createElement("tr");
-  row.dataset.runId = run.id;
   const cells = [];
   for (let i = 0; i < 7; i++) cells.push(document.createElement("td"));
   const box = document.createElement("input");
   box.type = "checkbox";
   box.className = "select-run";
-  box.setAttribute("aria-label", `Select run ${run.id}`);
-  box.checked = list.selected.has(run.id);
   cells[0].className = "col-select";
   cells[0].append(box);
-  cells[1].append(runLink(run.id));
-  cells[2].textContent = run.task;
-  cells[3].append(stateBadge(run.state));
+  const link = document.createElement("a");
+  link.className = "mono";
+  cells[1].append(link);
+  cells[3].append(stateBadge("queued"));
   cells[4].className = "num col-attempt";
   cells[5].className = "num";
   cells[6].className = "num";
   row.append(...cells);
+  return row;
+})();
+
+function makeRow(run) {
+  const row = ROW_TEMPLATE.cloneNode(true);
+  row.dataset.runId = run.id;
+  const cells = row.cells;
+  const box = cells[0].firstChild;
+  box.setAttribute("aria-label", `Select run ${run.id}`);
+  if (list.selected.has(run.id)) box.checked = true;
+  const link = cells[1].firstChild;
+  link.href = `#/runs/${encodeURIComponent(run.id)}`;
+  link.textContent = run.id;
+  cells[2].textContent = run.task;
   fillRow(row, run, nowSeconds());
   return row;
 }
@@ -518,8 +531,9 @@ function applyChanges(changes) {
   if (added && list.runs.size > list.limit) {
     // The newest page is full: its oldest rows move to the next page.
     const ids = [...list.runs.keys()].sort();
-    for (const id of ids.slice(0, list.runs.size - list.limit)) removeRun(id);
-    list.nextBefore = [...list.runs.keys()].sort()[0];
+    const excess = list.runs.size - list.limit;
+    for (const id of ids.slice(0, excess)) removeRun(id);
+    list.nextBefore = ids[excess];
   }
   renderSummary();
 }
@@ -574,6 +588,7 @@ function onChanges(events) {
   if (list.loading) list.buffered.push(...changes);
   else applyChanges(changes);
   if (run.id) workflow.onChanges(changes); // timeline.js
+  if (changes.length) activity.changed(); // charts.js
   window.taskcastMetrics.changes.add(started, changes.length);
 }
 

@@ -119,17 +119,22 @@ const workflow = {
     }
   },
 
-  /** Keep `item` (a child run), unless the one held is as fresh. */
+  /** Keep `item` (a child run), unless the one held is fresher. */
   keep(item) {
     const held = this.children.get(item.id);
-    if (held && held.last_seq > item.last_seq) return;
-    if (!held) {
-      if (this.children.size >= CHILDREN_KEPT) {
-        this.capped = true;
-        return;
+    if (held) {
+      // Updated in place: the sorted list holds the same objects.
+      if (item.last_seq >= held.last_seq) {
+        if (item.created_at !== held.created_at) this.ordered = null; // the stored time wins
+        Object.assign(held, item);
       }
-      this.ordered = null;
+      return;
     }
+    if (this.children.size >= CHILDREN_KEPT) {
+      this.capped = true;
+      return;
+    }
+    this.ordered = null;
     this.children.set(item.id, item);
     const early = this.early.get(item.id);
     if (early) {
