@@ -11,13 +11,18 @@ opened store, the median of ``--reps`` calls of:
   quarter hour (what the dashboard asks), read from ``runs_by_finished``;
 * the baseline, side by side: the very same query with the index out of reach (``finished_at +
   0``), i.e. counting over the whole table, as a store without that index must;
-* ``count_runs``: the counts by task and state that the counter and ``/stats`` show;
+* ``count_runs``: the counts by task and state that the counter and ``/stats`` show, beside
+  the ``GROUP BY`` over the whole table it was before schema 4;
 * ``GET /stats`` and ``GET /health`` (the floor of a request) through a real ``taskcast serve``
   on that file, from a client in this process.
 
+And on Redis (a redis-server of its own, as the tests start it), with ``--redis-runs`` runs
+that ended in the last hour written through the store: ``activity`` for the last hour, beside
+the way it read them first (a pipeline of one ``HMGET`` per run and a ``json.loads`` per value).
+
 Run:  .venv/bin/python bench/stats.py [--runs 1000000] [--days 30] [--recent 10000]
-      [--unfinished 1000] [--reps 7]
-Prints one JSON document and a markdown table.
+      [--unfinished 1000] [--reps 7] [--redis-runs 10000]
+Prints one JSON document and markdown tables.
 """
 
 from __future__ import annotations
@@ -41,9 +46,13 @@ from typing import Any
 import httpx
 
 import taskcast
-from taskcast.stats import Window
+from taskcast.ids import new_run_id
+from taskcast.states import RunState
+from taskcast.stats import RunTimes, Window, tally
+from taskcast.stores.redis import RedisStore
 from taskcast.stores.sqlite import _ACTIVITY_DURATIONS, _ACTIVITY_ENDED, SQLiteStore
 
+REPO = str(Path(__file__).resolve().parents[1])
 TASKS = ["report.build", "http.fetch", "agent.step", "mail.send", "data.load"]
 ENDS = [("completed", 0.90), ("failed", 0.05), ("cancelled", 0.03), ("timed_out", 0.02)]
 WINDOWS = [("1h by the minute", 3600.0, 60.0), ("24h by 15 minutes", 86400.0, 900.0)]
@@ -173,6 +182,12 @@ async def measure_store(path: Path, reps: int) -> dict[str, Any]:
             figures[name] = {"activity_s": indexed, "scan_s": scanned, "finished": finished}
         figures["count_runs_s"], counts = await timed(reps, store.count_runs)
         figures["stored"] = sum(counts.values())
+        # The baseline: counting the table (what count_runs did before schema 4).
+        figures["count_scan_s"], scanned = await timed(
+            reps,
+            lambda: store._read("SELECT task, state, count(*) FROM runs GROUP BY task, state", []),
+        )
+        assert sum(row[2] for row in scanned) == figures["stored"]
     return figures
 
 
@@ -211,6 +226,55 @@ def measure_http(path: Path, reps: int) -> dict[str, float]:
         server.wait(30)
 
 
+async def measure_redis(runs: int, reps: int) -> dict[str, float]:
+    sys.path.insert(0, REPO)  # for tests.redis_server
+    from tests.redis_server import RedisServer
+
+    with tempfile.TemporaryDirectory() as directory:
+        server = RedisServer(Path(directory))
+        server.start()
+        store = RedisStore(server.url + "?prefix=bench:")
+        await store.open()
+        try:
+            now = time.time()
+
+            async def write(index: int) -> None:
+                created = now - 3500 + index * 3000 / runs
+                run = taskcast.Run(new_run_id(), TASKS[index % len(TASKS)], {}, created_at=created)
+                await store.create_run(run, {"task": run.task}, fresh_id=True)
+                await store.transition(
+                    run.id, RunState.RUNNING, "started", {}, started_at=created + 0.5
+                )
+                await store.transition(
+                    run.id, RunState.COMPLETED, "completed", {}, finished_at=created + 2.0
+                )
+
+            for start in range(0, runs, 500):
+                await asyncio.gather(*(write(i) for i in range(start, min(runs, start + 500))))
+            window = Window.ending_at(time.time(), 3600, 60)
+
+            async def first_way() -> Any:
+                ids = await store.client.zrangebyscore(
+                    store.prefix + "finished", window.start, "+inf"
+                )
+                found = []
+                for start in range(0, len(ids), 1000):
+                    async with store.client.pipeline(transaction=False) as pipe:
+                        for raw in ids[start : start + 1000]:
+                            pipe.hmget(store._run_key(raw.decode()), *RunTimes._fields)
+                        for values in await pipe.execute():
+                            found.append(RunTimes(*(json.loads(value) for value in values)))
+                return tally(window, found)
+
+            ours, activity = await timed(reps, lambda: store.activity(window))
+            theirs, baseline = await timed(reps, first_way)
+            assert activity.finished == baseline.finished
+            return {"redis_runs": runs, "redis_activity_s": ours, "redis_first_way_s": theirs}
+        finally:
+            await store.close()
+            server.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=1_000_000)
@@ -218,6 +282,7 @@ def main() -> None:
     parser.add_argument("--recent", type=int, default=10_000)
     parser.add_argument("--unfinished", type=int, default=1_000)
     parser.add_argument("--reps", type=int, default=7)
+    parser.add_argument("--redis-runs", type=int, default=10_000)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as directory:
         path = Path(directory) / "stats.db"
@@ -227,7 +292,15 @@ def main() -> None:
         store = asyncio.run(measure_store(path, args.reps))
         http = measure_http(path, args.reps)
         size = path.stat().st_size
-    result = {"args": vars(args), "build_s": built, "file_mb": size / 2**20, **store, **http}
+    redis = asyncio.run(measure_redis(args.redis_runs, args.reps)) if args.redis_runs else {}
+    result = {
+        "args": vars(args),
+        "build_s": built,
+        "file_mb": size / 2**20,
+        **store,
+        **http,
+        **redis,
+    }
     print(json.dumps(result, indent=1))
     print()
     print(f"{store['stored']:,} runs stored ({size / 2**20:.0f} MB), median of {args.reps}:")
@@ -240,10 +313,25 @@ def main() -> None:
             f"| activity, {name} ({item['finished']:,} runs in it) | {item['activity_s'] * 1e3:.1f}"
             f" ms | {item['scan_s'] * 1e3:.1f} ms | {item['scan_s'] / item['activity_s']:.0f}x |"
         )
-    print(f"| count_runs (by task and state) | {store['count_runs_s'] * 1e3:.1f} ms | | |")
+    count, scan = store["count_runs_s"], store["count_scan_s"]
+    print(
+        f"| count_runs (by task and state) | {count * 1e3:.1f} ms | {scan * 1e3:.1f} ms"
+        f" | {scan / count:.0f}x |"
+    )
     print(f"| GET /health (the floor of a request) | {http['health_s'] * 1e3:.1f} ms | | |")
     for key, label in (("stats_1h_s", "1h&step=1m"), ("stats_24h_s", "24h&step=15m")):
         print(f"| GET /stats?window={label} | {http[key] * 1e3:.1f} ms | | |")
+    if redis:
+        ours, theirs = redis["redis_activity_s"], redis["redis_first_way_s"]
+        print()
+        print(f"Redis, {redis['redis_runs']:,} runs ended in the last hour, median of {args.reps}:")
+        print()
+        print("| figure | taskcast | one HMGET per run, a loads per value | ratio |")
+        print("|---|---:|---:|---:|")
+        print(
+            f"| activity, 1h by the minute | {ours * 1e3:.1f} ms | {theirs * 1e3:.1f} ms"
+            f" | {theirs / ours:.1f}x |"
+        )
 
 
 if __name__ == "__main__":
