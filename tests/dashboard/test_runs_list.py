@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -14,7 +13,7 @@ from .pages import Dashboard, submit
 
 
 def test_a_run_submitted_from_the_form_appears_in_the_list_and_completes_there(
-    dashboard: Dashboard, api: httpx.Client, screenshot: Callable[[Page, str], None]
+    dashboard: Dashboard, api: httpx.Client
 ) -> None:
     others = [submit(api, "demo.fail"), submit(api, "demo.count", n=2, delay=0)]
     waiting = submit(api, "demo.wait")
@@ -35,7 +34,6 @@ def test_a_run_submitted_from_the_form_appears_in_the_list_and_completes_there(
     expect(dashboard.cell(run_id, "attempt")).to_have_text("1")
     assert dashboard.listed_ids() == [run_id, waiting, *reversed(others)]
     assert api.get(f"/runs/{run_id}").json()["args"] == {"n": 3, "delay": 0.2}
-    screenshot(page, "list")
     link.click()
     expect(dashboard.page.locator("#run-id")).to_have_text(run_id)
     expect(dashboard.state).to_have_text("completed")

@@ -56,6 +56,7 @@ const workflow = {
   renderPending: false,
   chart: null,
   chartDrawnAt: 0,
+  chartTimer: null,
 
   open(data) {
     this.close();
@@ -68,6 +69,9 @@ const workflow = {
 
   close() {
     this.generation += 1;
+    clearTimeout(this.chartTimer);
+    this.chartTimer = null;
+    this.chartDrawnAt = 0;
     Object.assign(this, { id: null, self: null, ordered: null, loading: false, capped: false, page: 0 });
     this.children = new Map();
     this.early = new Map();
@@ -237,8 +241,21 @@ const workflow = {
       : "no child runs shown";
     $("timeline-earlier").disabled = this.page === 0;
     $("timeline-later").disabled = this.page >= pages - 1;
-    if (children.length >= 2 && (now - this.chartDrawnAt >= 1 || this.loading)) this.drawChart(children, start, end);
+    if (children.length >= 2) this.chartDue(children, start, end, now);
     $("workflow-chart-figure").hidden = children.length < 2;
+  },
+
+  /** Draw the chart at most once a second: a change within the second is drawn at its end. */
+  chartDue(children, start, end, now) {
+    const wait = this.chartDrawnAt + 1 - now;
+    if (wait <= 0) {
+      this.drawChart(children, start, end);
+    } else if (this.chartTimer === null) {
+      this.chartTimer = setTimeout(() => {
+        this.chartTimer = null;
+        this.schedule();
+      }, wait * 1000);
+    }
   },
 
   renderCounts(children) {
