@@ -261,7 +261,7 @@ async def measure_redis(runs: int, reps: int) -> dict[str, float]:
                 for start in range(0, len(ids), 1000):
                     async with store.client.pipeline(transaction=False) as pipe:
                         for raw in ids[start : start + 1000]:
-                            pipe.hmget(store._run_key(raw.decode()), *RunTimes._fields)
+                            pipe.hmget(store.run_key(raw.decode()), *RunTimes._fields)
                         for values in await pipe.execute():
                             found.append(RunTimes(*(json.loads(value) for value in values)))
                 return tally(window, found)

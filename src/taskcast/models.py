@@ -11,7 +11,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from .states import TERMINAL_EVENT_TYPES, RunState
+from .errors import NotSerializable
+from .events import TERMINAL_EVENT_TYPES
+from .states import RunState
 
 
 def _refuse(value: Any) -> Any:
@@ -43,6 +45,16 @@ def compact_json(value: Any) -> str:
     if "\\ud" in encoded and (place := lone_surrogate(value)) is not None:
         raise ValueError(f"{place} holds a lone surrogate, which is not Unicode text")
     return encoded
+
+
+def encode_json(value: Any, what: str) -> str:
+    """``value`` as compact JSON, or ``NotSerializable`` naming ``what`` could not be stored."""
+    try:
+        return compact_json(value)
+    except RecursionError:
+        raise NotSerializable(f"{what} is not JSON-serialisable: it contains itself") from None
+    except (TypeError, ValueError) as exc:
+        raise NotSerializable(f"{what} is not JSON-serialisable: {exc}") from None
 
 
 def _name(key: Any) -> str:

@@ -15,7 +15,7 @@ from .conftest import Gate, collect, types, wait_for_event
 async def _assert_queued(app: taskcast.App, count: int) -> None:
     """``count`` runs wait: in this process's queue, or in a shared store's (where a worker
     takes only what it can start)."""
-    if app.store.shared:
+    if app.shared:
         counts = await app.count_runs()
         assert sum(n for (_, state), n in counts.items() if state == "queued") == count
     else:

@@ -24,7 +24,7 @@ import httpx
 from pydantic import Field
 
 from ..app import App
-from ..context import Context
+from ..runs.context import Context
 
 TASK_NAME = "http.fetch"
 PROGRESS_INTERVAL = 0.1

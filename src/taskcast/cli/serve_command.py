@@ -15,8 +15,8 @@ from rich.console import Console
 
 from ..app import App
 from ..builtin import register_builtin_tasks, register_demo_tasks
-from ..coordinator import ShutdownReport
 from ..errors import TaskcastError
+from ..runs.shutdown import ShutdownReport
 from ..server.serve import LINGER_TIMEOUT, exit_if_not_done_in, listen_tcp, listen_unix, serve
 from ..server.sse import StreamSettings
 from ..stores import store_from_url
@@ -68,7 +68,7 @@ def build_app(options: argparse.Namespace) -> App:
     else:
         app = App(store=options.store or DEFAULT_STORE)
     if getattr(options, "no_worker", False):
-        if not app.store.shared:
+        if not app.shared:
             raise CannotLoadApp(
                 f"--no-worker needs a store that workers share (redis://), not {app.store.url!r}"
             )

@@ -2,10 +2,10 @@
 
 Any number of workers (and of ``taskcast serve --no-worker`` API nodes) share one store. A
 worker takes runs while it has free slots (``--concurrency``), heartbeats the runs it holds, and
-on SIGTERM or SIGINT drains like ``serve`` (SPEC section 5: ``grace``, then cancel, then
-``shutdown-timeout``) and hands its unfinished runs back to the queue at once. A second signal
-exits at once (128 + the signal number); runs it held return to the queue after the store's
-visibility timeout, like those of a worker that was killed.
+on SIGTERM or SIGINT drains like ``serve`` (docs/semantics.md, "Shutdown": ``grace``, then
+cancel, then ``shutdown-timeout``) and hands its unfinished runs back to the queue at once. A
+second signal exits at once (128 + the signal number); runs it held return to the queue after
+the store's visibility timeout, like those of a worker that was killed.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import sys
 from rich.console import Console
 
 from ..app import App
-from ..coordinator import ShutdownReport
+from ..runs.shutdown import ShutdownReport
 from ..server.serve import exit_if_not_done_in
 from .environment import EnvOptions, configure_logging
 from .serve_command import STOP_MARGIN, CannotLoadApp, add_log_options, build_app
@@ -51,7 +51,7 @@ def _build(options: argparse.Namespace) -> App:
             "taskcast worker needs --store (or TASKCAST_STORE): redis://HOST:PORT/DB"
         )
     app = build_app(options)
-    if not app.store.shared:
+    if not app.shared:
         raise CannotLoadApp(
             f"taskcast worker needs a store that processes share (redis://), not {app.store.url!r}"
         )

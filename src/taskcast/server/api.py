@@ -1,4 +1,4 @@
-"""The HTTP API of an App (SPEC section 4): ``create_app(app)`` builds the FastAPI application.
+"""The HTTP API of an App (docs/http.md): ``create_app(app)`` builds the FastAPI application.
 
 Handlers are thin: each calls one App method and returns its result as JSON; errors are the
 engine's typed errors, turned into one JSON shape by ``errors.py``.
@@ -315,15 +315,14 @@ def create_app(
         problem = await app.store.problem() if app.accepting else None
         if problem is not None:
             status, reason = "store_unavailable", problem
-        queued, running = stats["queued"], stats["running"]
-        if app.store.shared and problem is None:  # the deployment's, not this process's
-            counts = await app.count_runs()
-            queued = sum(n for (_, state), n in counts.items() if state is RunState.QUEUED)
-            running = sum(n for (_, state), n in counts.items() if state is RunState.RUNNING)
+        queued, running, scope = stats["queued"], stats["running"], "process"
+        if problem is None:  # a shared queue counts for the whole deployment
+            counts = await app.queue_counts()
+            queued, running, scope = counts.queued, counts.running, counts.scope
         body = {
             "status": status,
             "reason": reason,
-            "counts": "deployment" if app.store.shared else "process",
+            "counts": scope,
             "queued": queued,
             "running": running,
             "watchers": stats["watchers"],

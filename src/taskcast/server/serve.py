@@ -1,4 +1,4 @@
-"""Run an App behind uvicorn, and stop it cleanly on SIGTERM/SIGINT (SPEC section 5).
+"""Run an App behind uvicorn; stop it cleanly on SIGTERM/SIGINT (docs/semantics.md, "Shutdown").
 
 Two uvicorn behaviours shape this module:
 
@@ -31,8 +31,8 @@ from collections.abc import Callable, Generator, Iterator
 import uvicorn
 
 from ..app import App
-from ..coordinator import ShutdownReport
 from ..errors import TaskcastError
+from ..runs.shutdown import ShutdownReport
 from .api import create_app
 from .sse import StreamSettings
 from .transport import ExposeTransport

@@ -8,9 +8,9 @@ from typing import Any
 
 from ..errors import RunFinished, RunNotFound
 from ..models import Event, Run
-from ..states import RunState, can_transition
+from ..states import RunState
 from ..stats import Activity, RunTimes, Window, tally
-from .base import Store, encode_transition
+from .base import Store, apply_transition
 
 
 class MemoryStore(Store):
@@ -78,14 +78,12 @@ class MemoryStore(Store):
         run = self._runs.get(run_id)
         if run is None:
             raise RunNotFound(run_id)
-        if not can_transition(run.state, target):
+        before = run.state
+        data_json = apply_transition(run, target, event_type, data, fields)
+        if data_json is None:
             return None
-        data_json, _ = encode_transition(event_type, data, fields)
-        self._count(run.task, run.state, -1)
+        self._count(run.task, before, -1)
         self._count(run.task, target, 1)
-        run.state = target
-        for name, value in fields.items():
-            setattr(run, name, value)
         if target.is_terminal:
             self._unfinished.pop(run_id, None)
             if run.finished_at is not None:  # usually the newest: insort appends

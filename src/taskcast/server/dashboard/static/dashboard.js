@@ -14,7 +14,7 @@ const TERMINAL = new Set(["completed", "failed", "cancelled", "timed_out"]);
 const STATES = ["queued", "running", "completed", "failed", "cancelled", "timed_out", "interrupted"];
 const CANCELLABLE = new Set(["queued", "running"]);
 const RETRYABLE = new Set(["failed", "cancelled", "timed_out", "interrupted"]);
-const STATE_AFTER = { queued: "queued", started: "running", retrying: "queued" };
+const STATE_AFTER = { queued: "queued", started: "running", retrying: "queued", interrupted: "interrupted" };
 const TOKEN_KEY = "taskcast.token";
 
 const $ = (id) => document.getElementById(id);

@@ -3,27 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 from collections.abc import Iterable, Mapping
 from contextlib import AbstractAsyncContextManager
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 
-from .children import ChildRun, map_children, spawn
-from .errors import InvalidRequest
-from .limits import check_timeout
-from .models import Event
-from .stores.base import encode_json
-
-if TYPE_CHECKING:
-    from .coordinator import ActiveRun, Coordinator
-
-RESERVED_EVENT_TYPES = frozenset(
-    {"queued", "started", "retrying", "completed", "failed", "cancelled", "timed_out"}
-    | {"shutdown", "signal", "child"}
-)
-"""Event types only the coordinator writes; a task emitting one gets ``InvalidRequest``."""
+from ..errors import InvalidRequest
+from ..events import RESERVED_EVENT_TYPES
+from ..models import Event, encode_json
+from .active import ActiveRun
+from .family import ChildRun, map_children, spawn
+from .ports import RunServices
 
 MAX_EVENT_TYPE_LENGTH = 64
 
@@ -37,8 +28,8 @@ class Context:
     before the run's terminal event (a crash in between loses it, and the run is retried).
     """
 
-    def __init__(self, coordinator: Coordinator, active: ActiveRun, deadline: float | None) -> None:
-        self._coordinator = coordinator
+    def __init__(self, services: RunServices, active: ActiveRun, deadline: float | None) -> None:
+        self._services = services
         self._active = active
         self.run_id = active.run.id
         self.task = active.run.task
@@ -72,14 +63,12 @@ class Context:
             )
         if type in RESERVED_EVENT_TYPES:
             raise InvalidRequest(
-                f"event type {type!r} is reserved for the coordinator; choose another name"
+                f"event type {type!r} is reserved for the engine; choose another name"
             )
         data_json = encode_json(data, f"the data of event {type!r}")
         # Not durable: the event is ordered now and committed with the next batch (before the
         # run's terminal write), so a chatty task does not wait for each one.
-        return await self._coordinator.store.append(
-            self.run_id, type, data, data_json, durable=False
-        )
+        return await self._services.emit(self.run_id, type, data, data_json)
 
     async def progress(
         self, current: float, total: float | None = None, message: str | None = None
@@ -103,25 +92,7 @@ class Context:
         ``InvalidRequest``). If cancelled while waiting, a signal that arrived at that moment is
         kept for the next call.
         """
-        check_timeout(timeout)
-        active = self._active
-        held, data = active.take_signal(name)
-        if held:
-            return data
-        waiter: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        waiters = active.signal_waiters.setdefault(name, deque())
-        waiters.append(waiter)
-        try:
-            async with asyncio.timeout(timeout):
-                return await waiter
-        except BaseException:
-            if waiter.done() and not waiter.cancelled():
-                # Delivered just as we were cancelled or timed out: keep it for the next call.
-                active.keep_signal(name, waiter.result(), first=True)
-            raise
-        finally:
-            if waiter in waiters:
-                waiters.remove(waiter)
+        return await self._active.mailbox.receive(name, timeout)
 
     # -- workflows ---------------------------------------------------------------------------
 
@@ -133,10 +104,10 @@ class Context:
         added to this run's log. Its deadline never exceeds this attempt's. When this body
         exits (returns, raises, is cancelled or times out), the children still unfinished are
         cancelled and waited for. Raises ``UnknownTask``, ``InvalidArguments``, ``QueueFull``,
-        ``ShuttingDown`` as ``app.submit`` does. See ``taskcast.children`` for how a retried or
+        ``ShuttingDown`` as ``app.submit`` does. See ``taskcast.runs.family`` for how a retried or
         resumed parent gets its earlier children back.
         """
-        return await spawn(self, task, args, self._reserve_children(1))
+        return await spawn(self._services, self._active, task, args, self._reserve_children(1))
 
     async def map(
         self,
@@ -164,7 +135,14 @@ class Context:
         or times out, every child is cancelled.
         """
         return await map_children(
-            self, task, items, concurrency=concurrency, isolate=isolate, timeout=timeout
+            self._services,
+            self._active,
+            self._reserve_children,
+            task,
+            items,
+            concurrency=concurrency,
+            isolate=isolate,
+            timeout=timeout,
         )
 
     def resource(self, name: str, timeout: float | None = None) -> AbstractAsyncContextManager[Any]:
@@ -175,10 +153,10 @@ class Context:
         (default: the pool's), ``ResourceError`` for an unknown name or a closed pool. The item
         goes back to the pool however the block ends, cancellation included.
         """
-        return self._coordinator.resources.pool(name).borrow(timeout)
+        return self._services.resources.pool(name).borrow(timeout)
 
     @property
     def http(self) -> httpx.AsyncClient:
         """The app's shared ``httpx.AsyncClient`` (one connection pool for every task; closed
         at shutdown). Do not close it yourself."""
-        return self._coordinator.resources.http
+        return self._services.resources.http
