@@ -78,3 +78,12 @@ def _encode(value: int, length: int) -> str:
 
 
 new_run_id = UlidGenerator().new
+
+
+def ids_with_prefix_below(prefix: str) -> str:
+    """A string above every run id that starts with ``prefix`` and below every other id above
+    them: ids starting with ``prefix`` are those in ``[prefix, ids_with_prefix_below(prefix))``.
+
+    Every character a run id may hold sorts below DEL (``\\x7f``), in Python, SQLite and Redis
+    alike (they compare bytes)."""
+    return prefix + "\x7f"

@@ -167,6 +167,7 @@ class Run:
     of the newest event in its log. ``parent_id`` is the run that spawned it (``ctx.spawn``,
     ``ctx.map``); ``after`` the runs it waits for before it may start, and ``after_policy``
     what a dependency that did not complete does to it: ``"fail"`` it, or run it ``"always"``.
+    ``retry_of`` is the run this one retries (``App.retry``): same task, same arguments.
     """
 
     id: str
@@ -186,6 +187,7 @@ class Run:
     parent_id: str | None = None
     after: list[str] = field(default_factory=list)
     after_policy: str = "fail"
+    retry_of: str | None = None
 
     @property
     def is_finished(self) -> bool:
@@ -214,6 +216,7 @@ class Run:
             self.parent_id,
             self.after,
             self.after_policy,
+            self.retry_of,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -235,6 +238,7 @@ class Run:
             "parent_id": self.parent_id,
             "after": self.after,
             "after_policy": self.after_policy,
+            "retry_of": self.retry_of,
         }
 
 

@@ -30,6 +30,8 @@ def test_the_api_conforms_to_its_openapi_document_under_every_check(tmp_path: Pa
         result = subprocess.run(
             [
                 str(st),
+                "--config-file",
+                str(Path(__file__).with_name("schemathesis.toml")),
                 "run",
                 f"{server.url}/openapi.json",
                 "--checks",

@@ -228,8 +228,10 @@ class Coordinator:
         max_attempts: int | None = None,
         after: Sequence[str] | None = None,
         after_policy: str = "fail",
+        retry_of: str | None = None,
     ) -> Run:
-        """Validate, store and queue a run; see ``App.submit_with`` for the contract."""
+        """Validate, store and queue a run; see ``App.submit_with`` for the contract.
+        ``retry_of``: the id of the run this one retries (``App.retry``)."""
         run, _ = await self._submit(
             definition,
             args,
@@ -238,6 +240,7 @@ class Coordinator:
             max_attempts=max_attempts,
             after=after,
             after_policy=after_policy,
+            retry_of=retry_of,
         )
         return run
 
@@ -311,6 +314,7 @@ class Coordinator:
         after_policy: str = "fail",
         parent: ActiveRun | None = None,
         fresh_id: bool | None = None,
+        retry_of: str | None = None,
     ) -> tuple[Run, bool]:
         self._check_submit_options(timeout, max_attempts, child=parent is not None)
         if run_id is not None and not is_run_id(run_id):
@@ -333,6 +337,7 @@ class Coordinator:
             run.after = dependencies
         if after_policy != run.after_policy:
             run.after_policy = after_policy
+        run.retry_of = retry_of
         self._queue.reserve((run,))  # the place is taken before waiting for the store
         try:
             if dependencies:

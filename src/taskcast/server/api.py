@@ -43,6 +43,7 @@ from .schemas import (
     TaskList,
 )
 from .sse import EventStreamResponse, StreamSettings
+from .stats_route import stats_router
 from .stream_route import EventStreamRoute, read_cursor
 
 FINISHING_WAIT = 10.0
@@ -175,9 +176,20 @@ def create_app(
         parent: Annotated[
             str | None, Query(description="Only the children of this run (ctx.spawn, ctx.map).")
         ] = None,
+        prefix: Annotated[
+            str | None,
+            Query(
+                pattern=RUN_ID_PATTERN,
+                description="Only runs whose id starts with this (case matters: ids are"
+                " upper case).",
+            ),
+        ] = None,
     ) -> dict[str, Any]:
-        """Runs newest first. Page through with `before` = the previous page's `next_before`."""
-        runs = await app.runs(state=state, task=task, limit=limit, before=before, parent=parent)
+        """Runs newest first; the filters combine. Page through with `before` = the previous
+        page's `next_before` (null on the last page)."""
+        runs = await app.runs(
+            state=state, task=task, limit=limit, before=before, parent=parent, prefix=prefix
+        )
         next_before = runs[-1].id if len(runs) == limit else None
         return {"runs": [run.to_dict() for run in runs], "next_before": next_before}
 
@@ -246,6 +258,29 @@ def create_app(
             with suppress(TimeoutError):
                 run = await app.wait(run_id, timeout=FINISHING_WAIT)
         raise RunFinished(run_id, run.state.value)
+
+    @router.post(
+        "/runs/{run_id}/retry",
+        status_code=201,
+        response_model=RunBody,
+        responses={
+            **errors(404, 409, 429),
+            409: {
+                **errors(409)[409],
+                "description": "The run is queued, running or completed: nothing to retry.",
+            },
+        },
+        summary="Retry a run",
+    )
+    async def retry(run_id: RunId, response: Response) -> dict[str, Any]:
+        """Start a new run of the same task with the same arguments (and timeout and attempts),
+        whose `retry_of` is this run: 201 with the new run. Only a failed, cancelled, timed-out
+        or interrupted run can be retried (409 otherwise); an interrupted one is cancelled
+        first, so it is not resumed as well. 404 for an unknown run, or a task no longer
+        registered."""
+        run = await app.retry(run_id)
+        response.headers["Location"] = f"/runs/{run.id}"
+        return run.to_dict()
 
     @router.post(
         "/runs/{run_id}/signals/{name}",
@@ -342,6 +377,9 @@ def create_app(
         return changes.response(settings)
 
     api.include_router(router)
+    api.include_router(
+        stats_router(app, errors(), StrictJSONRoute), dependencies=[Depends(require_open)]
+    )
     api.include_router(dashboard_router())
     api.include_router(api_docs_router())
     asgi: ASGIApp = EventStreamRoute(api, open_stream)

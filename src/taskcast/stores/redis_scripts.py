@@ -304,3 +304,17 @@ for _, id in ipairs(ids) do
 end
 return #ids
 """
+
+TIMES = """
+-- ARGV: P, id, ... Returns task, state, created_at, started_at, finished_at of each run, flat
+-- (JSON values as stored; false for a run that is gone), for ``activity``: one reply per page
+-- of runs instead of one per run.
+local P = ARGV[1]
+local out = {}
+for i = 2, #ARGV do
+  local values = redis.call('HMGET', P .. 'run:' .. ARGV[i],
+                            'task', 'state', 'created_at', 'started_at', 'finished_at')
+  for j = 1, 5 do out[#out + 1] = values[j] end
+end
+return out
+"""
