@@ -58,6 +58,7 @@ def batches(runs: int, chunk: int) -> list[Batch]:
                     None,
                     "[]",
                     "fail",
+                    None,
                 )
                 for i in part
             ]

@@ -12,7 +12,9 @@ from typing import Any, TypeVar, overload
 
 import httpx
 
-from .errors import InvalidRequest, RunNotFound, ShuttingDown, UnknownTask
+from .cursors import check_cursor
+from .errors import InvalidRequest, NotRetryable, RunNotFound, ShuttingDown, UnknownTask
+from .ids import is_run_id
 from .limits import MAX_PENDING_SIGNALS_PER_RUN, check_timeout
 from .log import EventLog
 from .models import Event, Run
@@ -22,6 +24,7 @@ from .runs.coordinator import Coordinator
 from .runs.ports import QueueCounts
 from .runs.shutdown import ShutdownReport
 from .states import RunState
+from .stats import DEFAULT_STEP, DEFAULT_WINDOW, Activity, Window
 from .stores import Store, store_from_url
 from .tasks import RetryPolicy, TaskDefinition
 
@@ -400,9 +403,10 @@ class App:
         limit: int = 100,
         before: str | None = None,
         parent: str | None = None,
+        prefix: str | None = None,
     ) -> list[Run]:
-        """Runs newest first, filtered by ``state``, ``task`` and ``parent`` (the children of
-        that run); page with ``before=<last id>``."""
+        """Runs newest first, filtered by ``state``, ``task``, ``parent`` (the children of
+        that run) and ``prefix`` (ids that start with it); page with ``before=<last id>``."""
         if state is not None and not isinstance(state, RunState):
             try:
                 state = RunState(state)
@@ -411,23 +415,29 @@ class App:
                 raise InvalidRequest(f"unknown state {state!r}; use one of {allowed}") from None
         if not 1 <= limit <= 1000:
             raise InvalidRequest(f"limit must be between 1 and 1000, got {limit}")
+        if prefix is not None and not is_run_id(prefix):
+            raise InvalidRequest(
+                f"prefix must be the start of a run id (letters, digits and ._~:-), got {prefix!r}",
+                param="prefix",
+            )
         return await self._running().store.list_runs(
-            state=state, task=task, limit=limit, before=before, parent=parent
+            state=state, task=task, limit=limit, before=before, parent=parent, prefix=prefix
         )
 
     def event_batches(self, run_id: str, after: int = 0) -> AsyncGenerator[list[Event], None]:
         """Like ``events`` but yields lists of events (what is available at once)."""
-        return self._running().log.batches(run_id, after)
+        return self._running().log.batches(run_id, check_cursor(after))
 
     def events(self, run_id: str, after: int = 0) -> AsyncGenerator[Event, None]:
         """The run's events with ``seq > after``: the stored log, then live ones as they come.
 
         Ends after the terminal event, or after ``shutdown`` when the app shuts down. Raises
-        ``RunNotFound`` (on the first iteration). Reading never slows the run: a slow reader
-        falls behind and catches up from the store. Close it (``contextlib.aclosing``) if you
-        stop reading early.
+        ``RunNotFound`` (on the first iteration), and ``InvalidRequest`` (at once) for an
+        ``after`` that is not an integer from 0 to ``cursors.MAX_SEQ``. Reading never slows the
+        run: a slow reader falls behind and catches up from the store. Close it
+        (``contextlib.aclosing``) if you stop reading early.
         """
-        return self._running().log.events(run_id, after)
+        return self._running().log.events(run_id, check_cursor(after))
 
     async def cancel(self, run_id: str, reason: str = "cancelled") -> bool:
         """Cancel a queued or running run. True if the run will end ``cancelled``.
@@ -473,6 +483,58 @@ class App:
         if older_than < 0:
             raise InvalidRequest(f"older_than must be >= 0 seconds, got {older_than}")
         return await self._running().store.prune(time.time() - older_than)
+
+    async def retry(self, run_id: str) -> Run:
+        """Start a new run of the task of ``run_id`` with its arguments, timeout and attempts,
+        linked to it by ``retry_of``; return the new run (``queued``). The old run is kept.
+
+        Only a run that failed, was cancelled, timed out or was interrupted can be retried; an
+        interrupted one is cancelled first (reason ``retried as a new run``), or it would be
+        resumed as well. Workflow links (``parent_id``, ``after``) are not carried over: the
+        new run stands alone. Raises ``RunNotFound``, ``NotRetryable`` (queued, running or
+        completed), ``UnknownTask`` (its task is no longer registered here) and what
+        ``submit`` raises (``QueueFull``, ``ShuttingDown``).
+        """
+        coordinator = self._running()
+        old = await self.get(run_id)
+        if old.state is RunState.INTERRUPTED:
+            await self.cancel(run_id, RETRIED_REASON)
+            old = await self.get(run_id)  # cancelled, or what it became meanwhile
+        if old.state not in RETRYABLE_STATES:
+            raise NotRetryable(run_id, old.state.value)
+        run = await coordinator.submit(
+            self.definition(old.task),
+            old.args,
+            timeout=old.timeout,
+            max_attempts=old.max_attempts,
+            retry_of=old.id,
+        )
+        return run.copy()
+
+    async def activity(
+        self, window: float = DEFAULT_WINDOW, step: float = DEFAULT_STEP
+    ) -> Activity:
+        """What happened in the last ``window`` seconds, in buckets of ``step`` seconds: runs
+        created, started and finished (by end state) per bucket, runs queued and running at the
+        end of each, and per task the p50, p95 and longest durations of the runs that finished
+        (``taskcast.stats`` has the definitions). Buckets are aligned on multiples of ``step``;
+        the last one holds the present.
+
+        Its cost follows the runs of the window, not the store's size. Raises
+        ``InvalidRequest`` naming ``window`` or ``step`` (each positive and finite, ``step``
+        at least 1 s and at most ``window``, ``window`` at most 30 days, at most 1,440 buckets).
+        """
+        frame = Window.ending_at(time.time(), window, step)
+        return await self._running().store.activity(frame)
+
+
+RETRYABLE_STATES = frozenset(
+    {RunState.FAILED, RunState.CANCELLED, RunState.TIMED_OUT, RunState.INTERRUPTED}
+)
+"""The states ``App.retry`` takes a run in."""
+
+RETRIED_REASON = "retried as a new run"
+"""The cancel reason of an interrupted run that ``App.retry`` replaces."""
 
 
 def _where(function: Callable[..., Any]) -> str:

@@ -83,6 +83,22 @@ class RunFinished(TaskcastError):
         super().__init__(f"run {run_id!r} already finished ({state})", run_id=run_id, state=state)
 
 
+class NotRetryable(TaskcastError):
+    """Only a run that ended without completing (failed, cancelled, timed out) or was
+    interrupted can be retried; this one is still going, or completed."""
+
+    code = "not_retryable"
+    status = 409
+
+    def __init__(self, run_id: str, state: str) -> None:
+        super().__init__(
+            f"run {run_id!r} is {state}; only a failed, cancelled, timed_out or interrupted run"
+            " can be retried",
+            run_id=run_id,
+            state=state,
+        )
+
+
 class QueueFull(TaskcastError):
     """The queue is at its bound; retry after ``retry_after`` seconds."""
 

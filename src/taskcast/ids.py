@@ -10,9 +10,11 @@ import os
 import re
 import time
 
-RUN_ID_PATTERN = r"^[A-Za-z0-9._~:-]{1,128}$"
+RUN_ID_PATTERN = r"^(?:[A-Za-z0-9._~:-]{3,128}|[A-Za-z0-9_~:-][A-Za-z0-9._~:-]?|\.[A-Za-z0-9_~:-])$"
 """What a run id may be: generated ones are ULIDs; a chosen one (an idempotency key) is 1 to
-128 characters that need no escaping in a URL path, a header or a log line."""
+128 characters that need no escaping in a URL path, a header or a log line, and not ``.`` or
+``..``, which URLs drop as path segments (``/runs/..`` is ``/``). Written without look-ahead,
+which pydantic's regular expressions do not have."""
 
 _RUN_ID = re.compile(RUN_ID_PATTERN.replace("$", r"\Z"))
 
@@ -76,3 +78,12 @@ def _encode(value: int, length: int) -> str:
 
 
 new_run_id = UlidGenerator().new
+
+
+def ids_with_prefix_below(prefix: str) -> str:
+    """A string above every run id that starts with ``prefix`` and below every other id above
+    them: ids starting with ``prefix`` are those in ``[prefix, ids_with_prefix_below(prefix))``.
+
+    Every character a run id may hold sorts below DEL (``\\x7f``), in Python, SQLite and Redis
+    alike (they compare bytes)."""
+    return prefix + "\x7f"

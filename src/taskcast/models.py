@@ -167,6 +167,7 @@ class Run:
     of the newest event in its log. ``parent_id`` is the run that spawned it (``ctx.spawn``,
     ``ctx.map``); ``after`` the runs it waits for before it may start, and ``after_policy``
     what a dependency that did not complete does to it: ``"fail"`` it, or run it ``"always"``.
+    ``retry_of`` is the run this one retries (``App.retry``): same task, same arguments.
     """
 
     id: str
@@ -186,6 +187,7 @@ class Run:
     parent_id: str | None = None
     after: list[str] = field(default_factory=list)
     after_policy: str = "fail"
+    retry_of: str | None = None
     not_after: float | None = None
 
     @property
@@ -215,6 +217,7 @@ class Run:
             self.parent_id,
             self.after,
             self.after_policy,
+            self.retry_of,
             self.not_after,
         )
 
@@ -237,7 +240,12 @@ class Run:
             "parent_id": self.parent_id,
             "after": self.after,
             "after_policy": self.after_policy,
+            "retry_of": self.retry_of,
         }
+
+
+_ONE_LINE = str.maketrans({"\r": "\\r", "\n": "\\n", "\0": "\\0"})
+"""What an SSE field must not hold (CR and LF end a line; NUL voids an ``id``), escaped."""
 
 
 @dataclass(slots=True)
@@ -269,11 +277,14 @@ class Event:
         Encoded once per event, however many streams send it (a reconnect storm replays the
         same pages to every client). ``data`` is the JSON above: it holds no newline, so it is
         always one line. ``at`` is the event's time as ``repr`` writes it, so a client reads back
-        the very same float.
+        the very same float. The type is written with any CR, LF or NUL escaped (``\\n``):
+        the doors refuse such types (``taskcast.names``), but whatever wrote this event, no
+        value may end its line early and forge fields or whole events after it.
         """
         if self._frame is None:
+            kind = self.type.translate(_ONE_LINE)
             self._frame = (
-                f"id: {self.seq}\nevent: {self.type}\nat: {self.at!r}\ndata: {self.data_json()}\n\n"
+                f"id: {self.seq}\nevent: {kind}\nat: {self.at!r}\ndata: {self.data_json()}\n\n"
             ).encode()
         return self._frame
 

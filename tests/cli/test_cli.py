@@ -283,3 +283,27 @@ def test_version_is_the_package_version() -> None:
     )
     assert result.returncode == 0
     assert result.stdout.strip() == f"taskcast {importlib.metadata.version('taskcast')}"
+
+
+def test_retry_starts_a_failed_run_again_by_its_prefix_and_watches_it(server: LiveServer) -> None:
+    failed = taskcast(server, "submit", "demo.fail", "message=once", "--watch")
+    assert failed.returncode == 1
+    [old] = json.loads(taskcast(server, "runs", "--json").stdout)
+    result = taskcast(server, "retry", old["id"][:20].lower(), "--watch")
+    assert result.returncode == 1 and "once" in result.stdout  # it failed the same way again
+    new_id = result.stdout.split()[0]
+    shown = taskcast(server, "get", new_id)
+    assert f"retry of  {old['id']}" in shown.stdout
+
+
+def test_retry_json_prints_the_new_run_and_refuses_a_completed_one(server: LiveServer) -> None:
+    done = json.loads(
+        taskcast(server, "submit", "demo.count", "n=0", "--watch", "--json").stdout.splitlines()[0]
+    )
+    refused = taskcast(server, "retry", done["id"], "--json")
+    assert refused.returncode == 2 and refused.stdout == ""
+    assert json.loads(refused.stderr)["error"]["code"] == "not_retryable"
+    failed = json.loads(taskcast(server, "submit", "demo.fail", "--json").stdout)
+    taskcast(server, "watch", failed["id"])
+    retried = json.loads(taskcast(server, "retry", failed["id"], "--json").stdout)
+    assert (retried["task"], retried["retry_of"]) == ("demo.fail", failed["id"])

@@ -53,6 +53,26 @@ async def test_runs_lists_newest_first_filtered_by_state_and_task(client: AsyncC
     assert [r.id for r in await client.runs(before=waiting.id)] == [counted.id]
 
 
+async def test_runs_finds_ids_by_prefix(client: AsyncClient) -> None:
+    for run_id in ("batch-1", "batch-2", "other-1"):
+        await client.submit_with("demo.count", {"n": 0}, id=run_id)
+    assert [r.id for r in await client.runs(prefix="batch-")] == ["batch-2", "batch-1"]
+    assert [r.id for r in await client.runs(prefix="batch-", before="batch-2")] == ["batch-1"]
+
+
+async def test_retry_starts_a_new_run_linked_to_the_cancelled_one(client: AsyncClient) -> None:
+    old = await client.submit("demo.wait")
+    await client.cancel(old.id)
+    await client.wait(old.id, timeout=30)
+    retried = await client.retry(old.id)
+    assert (retried.task, retried.args, retried.retry_of) == ("demo.wait", {}, old.id)
+    assert (await client.get(retried.id)).retry_of == old.id
+    with pytest.raises(taskcast.NotRetryable, match=r"is (queued|running)") as refused:
+        await client.retry(retried.id)  # it waits for a signal: not over
+    assert refused.value.details["run_id"] == retried.id
+    await client.cancel(retried.id)
+
+
 async def test_cancel_says_true_for_a_run_that_will_end_cancelled(client: AsyncClient) -> None:
     run = await client.submit("demo.wait")
     assert await client.cancel(run.id, reason="not needed") is True

@@ -33,6 +33,16 @@ def test_submit_with_get_and_runs(sync_client: Client) -> None:
     assert [r.id for r in sync_client.runs(task="demo.count")] == [run.id]
 
 
+def test_sync_retry_and_runs_by_prefix(sync_client: Client) -> None:
+    failed = sync_client.submit_with("demo.fail", id="sync-failed")
+    sync_client.wait(failed.id, timeout=30)
+    retried = sync_client.retry("sync-failed")
+    assert retried.retry_of == "sync-failed"
+    assert [r.id for r in sync_client.runs(prefix="sync-")] == ["sync-failed"]
+    with pytest.raises(RunNotFound):
+        sync_client.retry("sync-nothing")
+
+
 def test_cancel_signal_and_tasks(sync_client: Client) -> None:
     waiting = sync_client.submit("demo.wait")
     sync_client.signal(waiting.id, "continue", [1, 2])

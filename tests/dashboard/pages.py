@@ -41,6 +41,16 @@ class Dashboard:
     def row_state(self, run_id: str) -> Locator:
         return self.row(run_id).locator(".state")
 
+    COLUMNS = ("select", "run", "task", "state", "attempt", "age", "duration")
+
+    def cell(self, run_id: str, column: str) -> Locator:
+        """The cell of ``column`` (one of ``COLUMNS``) in the run's row."""
+        return self.row(run_id).locator("td").nth(self.COLUMNS.index(column))
+
+    def select(self, run_id: str) -> None:
+        """Tick the run's box in the list."""
+        self.page.get_by_role("checkbox", name=f"Select run {run_id}", exact=True).check()
+
     def listed_ids(self) -> list[str]:
         ids: list[str] = self.page.locator("#runs-body tr").evaluate_all(
             "rows => rows.map(row => row.dataset.runId)"

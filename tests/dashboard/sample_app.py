@@ -31,3 +31,35 @@ async def ticker(ctx: taskcast.Context, rate: float = 100.0, count: int = 500) -
         await asyncio.sleep(max(0.0, start + index / rate - loop.time()))
         await ctx.progress(index, count, message=f"tick {index}")
     return count
+
+
+@app.task(name="sample.step")
+async def step(i: int = 0, seconds: float = 0.0, fail: bool = False) -> int:
+    """Wait ``seconds``, then fail if asked, else return ``i``."""
+    await asyncio.sleep(seconds)
+    if fail:
+        raise RuntimeError(f"step {i} failed on purpose")
+    return i
+
+
+@app.task(name="sample.fanout")
+async def fanout(
+    ctx: taskcast.Context,
+    n: int = 10,
+    seconds: float = 0.0,
+    fail_every: int = 0,
+    concurrency: int | None = None,
+) -> int:
+    """Run ``n`` ``sample.step`` children side by side (``ctx.map``, isolated: a failing child
+    does not stop the others); child ``i`` waits ``seconds * (1 + i % 3)`` and fails when
+    ``fail_every`` divides ``i + 1``. Returns how many completed."""
+    items = [
+        {
+            "i": i,
+            "seconds": seconds * (1 + i % 3),
+            "fail": bool(fail_every and (i + 1) % fail_every == 0),
+        }
+        for i in range(n)
+    ]
+    results = await ctx.map("sample.step", items, isolate=True, concurrency=concurrency)
+    return sum(not isinstance(result, taskcast.TaskFailed) for result in results)

@@ -97,7 +97,7 @@ def test_the_page_stays_smooth_with_1000_runs_and_a_run_emitting_100_events_per_
     with httpx.Client(base_url=busy_server.url, timeout=30) as api:
         for _ in range(LISTED):
             submit(api, "demo.count", n=0)
-        dashboard.open_list()
+        dashboard.open_list(f"limit={LISTED}")
         expect(page.locator("#runs-body tr")).to_have_count(LISTED)
         render = summary(metrics(page, "render")["samples"])
 
@@ -123,7 +123,7 @@ def test_the_page_stays_smooth_with_1000_runs_and_a_run_emitting_100_events_per_
             api.get(f"/runs/{busy}").json()[key] for key in ("started_at", "finished_at")
         )
 
-        dashboard.open_list()
+        dashboard.open_list(f"limit={LISTED}")
         expect(page.locator("#runs-body tr")).to_have_count(LISTED)
         listed = api.get("/runs", params={"limit": LISTED}).json()["runs"]
         naive = summary(page.evaluate(NAIVE_RENDER, listed))

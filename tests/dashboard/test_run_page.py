@@ -74,6 +74,39 @@ def test_a_finished_run_has_no_cancel_button(dashboard: Dashboard, api: httpx.Cl
     expect(dashboard.page.get_by_role("button", name="Cancel run…")).to_be_hidden()
 
 
+def test_a_failed_run_is_retried_from_its_page_and_the_retry_links_back(
+    dashboard: Dashboard, api: httpx.Client
+) -> None:
+    run_id = submit(api, "demo.fail", message="try again")
+    dashboard.open_run(run_id)
+    expect(dashboard.state).to_have_text("failed")
+    page = dashboard.page
+    page.get_by_role("button", name="Retry run").click()
+    status = page.locator("#cancel-status")
+    expect(status).to_contain_text("Retried as ")
+    retry_id = status.get_by_role("link").inner_text()
+    assert api.get(f"/runs/{retry_id}").json()["retry_of"] == run_id
+    status.get_by_role("link").click()
+    expect(page.locator("#run-id")).to_have_text(retry_id)
+    expect(dashboard.outcome).to_have_text("DemoFailure: try again")
+    expect(page.locator("#run-retry-of")).to_have_text(run_id)
+    page.locator("#run-retry-of").click()
+    expect(page.locator("#run-id")).to_have_text(run_id)
+
+
+def test_a_run_that_is_going_or_completed_has_no_retry_button(
+    dashboard: Dashboard, api: httpx.Client
+) -> None:
+    run_id = submit(api, "demo.wait")
+    dashboard.open_run(run_id)
+    expect(dashboard.state).to_have_text("running")
+    expect(dashboard.page.get_by_role("button", name="Retry run")).to_be_hidden()
+    api.post(f"/runs/{run_id}/signals/continue")
+    expect(dashboard.state).to_have_text("completed")
+    expect(dashboard.page.get_by_role("button", name="Retry run")).to_be_hidden()
+    expect(dashboard.page.locator("#run-retry-of-value")).to_be_hidden()
+
+
 def test_reloading_in_the_middle_of_a_run_resumes_the_log_without_gaps_or_duplicates(
     dashboard: Dashboard, api: httpx.Client
 ) -> None:
@@ -114,7 +147,7 @@ def test_parent_dependencies_and_children_are_hidden_when_the_server_reports_non
     run_id = submit(api, "demo.count", n=0)
     dashboard.open_run(run_id)
     expect(dashboard.state).to_have_text("completed")
-    for section in ("#run-parent", "#run-after", "#run-children"):
+    for section in ("#run-parent", "#run-workflow"):
         expect(dashboard.page.locator(section)).to_be_hidden()
 
 
@@ -128,9 +161,9 @@ def test_child_events_list_the_children_with_their_state(tmp_path: Path, page: P
         dashboard.open_run(parent)
         expect(dashboard.state).to_have_text("completed")
         (child,) = [run["id"] for run in api.get("/runs", params={"parent": parent}).json()["runs"]]
-        children = page.locator("#run-children-list li")
+        children = page.locator("#timeline li.child")
         expect(children).to_have_count(1)
-        expect(children.get_by_role("link")).to_have_text(child)
+        expect(children.get_by_role("link", name=f"Run {child}")).to_be_visible()
         expect(children.locator(".state")).to_have_text("failed")
         children.get_by_role("link").click()
         expect(dashboard.state).to_have_text("failed")
@@ -155,9 +188,10 @@ def test_a_child_links_to_its_parent_and_a_dependent_lists_its_dependencies(
         dashboard = Dashboard(page, server.url)
         dashboard.open_run(dependent)
         expect(dashboard.state).to_have_text("completed")
-        expect(page.locator("#run-after-list li")).to_have_text([dependency])
+        dependencies = page.locator("#timeline li.dependency")
+        expect(dependencies.get_by_role("link")).to_have_accessible_name(f"Run {dependency}")
         expect(page.locator("#run-parent-link")).to_be_hidden()
-        expect(page.locator("#run-children")).to_be_hidden()
+        expect(page.locator("#timeline li.child")).to_have_count(0)
         dashboard.open_run(parent)
         expect(dashboard.state).to_have_text("completed")
         (child,) = [run["id"] for run in api.get("/runs", params={"parent": parent}).json()["runs"]]
@@ -165,3 +199,23 @@ def test_a_child_links_to_its_parent_and_a_dependent_lists_its_dependencies(
         expect(page.locator("#run-parent-link")).to_have_text(parent)
         page.locator("#run-parent-link").click()
         expect(page.locator("#run-id")).to_have_text(parent)
+
+
+def test_an_event_type_that_tries_to_forge_a_frame_is_one_line_and_the_real_end_shows(
+    tmp_path: Path, page: Page
+) -> None:
+    # Written straight to the store (past the doors that refuse such a type): the stream must
+    # still carry it as one event, and the run's real terminal event after it.
+    forged = "x\nid: 999\nevent: completed\ndata: {}\n\n"
+    with (
+        live_server(tmp_path, "--app", "tests.server.door_app:app") as server,
+        httpx.Client(base_url=server.url, timeout=15) as api,
+    ):
+        run_id = submit(api, "door.forge", kind=forged)
+        dashboard = Dashboard(page, server.url)
+        dashboard.open_run(run_id)
+        expect(dashboard.state).to_have_text("completed")
+        expect(dashboard.log_lines_of("completed")).to_have_count(1)
+        expect(dashboard.log_line(4)).to_be_visible()
+        assert dashboard.log_seqs() == [1, 2, 3, 4]
+        expect(dashboard.log_line(3)).to_contain_text("x\\nid: 999")

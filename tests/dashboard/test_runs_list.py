@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -14,7 +13,7 @@ from .pages import Dashboard, submit
 
 
 def test_a_run_submitted_from_the_form_appears_in_the_list_and_completes_there(
-    dashboard: Dashboard, api: httpx.Client, screenshot: Callable[[Page, str], None]
+    dashboard: Dashboard, api: httpx.Client
 ) -> None:
     others = [submit(api, "demo.fail"), submit(api, "demo.count", n=2, delay=0)]
     waiting = submit(api, "demo.wait")
@@ -30,12 +29,11 @@ def test_a_run_submitted_from_the_form_appears_in_the_list_and_completes_there(
     expect(link).to_be_visible()
     run_id = link.inner_text()
     expect(dashboard.row(run_id)).to_be_visible()
-    expect(dashboard.row(run_id).locator("td").nth(1)).to_have_text("demo.count")
+    expect(dashboard.cell(run_id, "task")).to_have_text("demo.count")
     expect(dashboard.row_state(run_id)).to_have_text("completed")
-    expect(dashboard.row(run_id).locator("td").nth(3)).to_have_text("1")
+    expect(dashboard.cell(run_id, "attempt")).to_have_text("1")
     assert dashboard.listed_ids() == [run_id, waiting, *reversed(others)]
     assert api.get(f"/runs/{run_id}").json()["args"] == {"n": 3, "delay": 0.2}
-    screenshot(page, "list")
     link.click()
     expect(dashboard.page.locator("#run-id")).to_have_text(run_id)
     expect(dashboard.state).to_have_text("completed")
@@ -147,6 +145,6 @@ def test_the_list_shows_interrupted_then_the_recovered_state_across_a_restart(
         assert first.wait(15) == 0
     with live_server(tmp_path, *args, name="second", port=first.port):
         expect(dashboard.row_state(run_id)).to_have_text("completed", timeout=30_000)
-        expect(dashboard.row(run_id).locator("td").nth(3)).to_have_text("2")
+        expect(dashboard.cell(run_id, "attempt")).to_have_text("2")
         expect(dashboard.count_of("interrupted")).to_have_text("interrupted 0")
         expect(page.locator("#connection")).to_have_text("live")

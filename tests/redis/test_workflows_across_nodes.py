@@ -51,7 +51,7 @@ async def until_event(app: taskcast.App, run_id: str, type: str) -> taskcast.Eve
         async for event in events:
             if event.type == type:
                 return event
-    raise AssertionError(f"run {run_id} ended without {type!r}")
+    raise AssertionError(f"run {run_id} ended without {type!r}: {await app.get(run_id)}")
 
 
 async def until_count(app: taskcast.App, run_id: str, type: str, count: int) -> None:
@@ -124,7 +124,7 @@ def tasks(app: taskcast.App, log: list[str]) -> None:
     @app.task(name="awaits_held")
     async def awaits_held(ctx: taskcast.Context) -> Any:
         child = await ctx.spawn("held")
-        await ctx.signal("child started")  # (keeping its node's one slot meanwhile)
+        await ctx.signal("child-started")  # (keeping its node's one slot meanwhile)
         return await child
 
     @app.task(name="held")
@@ -231,7 +231,7 @@ async def test_a_child_ending_while_its_parents_subscription_is_down_is_not_miss
     child_id = f"{run.id}.0"
     await until_count(api, run.id, "child", 1)
     await until_event(api, child_id, "waiting")  # held by the other node: the parent's is full
-    await api.signal(run.id, "child started")
+    await api.signal(run.id, "child-started")
     reached, release = hold_resubscribing(parents)
     await break_subscriptions(parents)
     await reached.wait()

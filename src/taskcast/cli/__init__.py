@@ -72,6 +72,12 @@ def _parser() -> argparse.ArgumentParser:
     cancel.add_argument("run", help=RUN_HELP)
     cancel.add_argument("--reason", default="cancelled from the command line")
 
+    retry = verbs.add_parser(
+        "retry", help="start a failed, cancelled or timed-out run again, as a new run"
+    )
+    retry.add_argument("run", help=RUN_HELP)
+    retry.add_argument("--watch", action="store_true", help="then watch the new run until it ends")
+
     get = verbs.add_parser("get", help="show one run: its state, times, arguments, result")
     get.add_argument("run", help=RUN_HELP)
 
@@ -86,7 +92,7 @@ def _parser() -> argparse.ArgumentParser:
     signal.add_argument("name", help="the signal name")
     signal.add_argument("--data", help="JSON data for the task")
 
-    for client_verb in (submit, watch, cancel, get, runs, signal):
+    for client_verb in (submit, watch, cancel, retry, get, runs, signal):
         client_commands.add_connection_options(client_verb)
     return parser
 

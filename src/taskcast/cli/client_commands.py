@@ -1,4 +1,4 @@
-"""The client verbs: ``submit``, ``watch``, ``cancel``, ``get``, ``runs``, ``signal``.
+"""The client verbs: ``submit``, ``watch``, ``cancel``, ``retry``, ``get``, ``runs``, ``signal``.
 
 Each takes a run id or any unique prefix of one, and ``--json`` for scripts: one JSON document
 on stdout (JSON lines, one event each, for ``watch`` and ``submit --watch``), errors as one JSON
@@ -128,6 +128,18 @@ async def cancel(options: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+async def retry(options: argparse.Namespace, console: Console) -> int:
+    async with connect(options) as client:
+        run = await client.retry(await run_ids.resolve(client, options.run))
+        if options.json:
+            print_json(console, run.to_dict())
+        else:
+            console.print(run.id, highlight=False)
+        if options.watch:
+            return await _follow(client, run.id, options, console)
+    return 0
+
+
 async def signal(options: argparse.Namespace, console: Console) -> int:
     try:
         data = json.loads(options.data) if options.data is not None else None
@@ -160,6 +172,8 @@ def _describe(run: Run, now: float | None = None) -> list[tuple[str, str]]:
         facts.append(("timeout", f"{run.timeout:g}s"))
     if run.parent_id:
         facts.append(("parent", run.parent_id))
+    if run.retry_of:
+        facts.append(("retry of", run.retry_of))
     if run.after:
         facts.append(("after", f"{', '.join(run.after)} ({run.after_policy})"))
     if run.state.value == "completed":

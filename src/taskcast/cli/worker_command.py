@@ -23,7 +23,13 @@ from ..app import App
 from ..runs.shutdown import ShutdownReport
 from ..server.serve import exit_if_not_done_in
 from .environment import EnvOptions, configure_logging
-from .serve_command import STOP_MARGIN, CannotLoadApp, add_log_options, build_app
+from .serve_command import (
+    STOP_MARGIN,
+    CannotLoadApp,
+    add_fetch_options,
+    add_log_options,
+    build_app,
+)
 
 
 def add_worker_options(parser: argparse.ArgumentParser) -> None:
@@ -33,6 +39,7 @@ def add_worker_options(parser: argparse.ArgumentParser) -> None:
     env.add("--app", "run your own taskcast.App", metavar="MODULE:ATTRIBUTE")
     env.switch("--no-demo", "do not register the demo.* tasks")
     env.switch("--enable-shell", "register the built-in shell task (give it to the API nodes too)")
+    add_fetch_options(env)
     env.add("--concurrency", "runs executing at once (default: the App's, 100)", type=int)
     env.add("--grace", "seconds running runs get to finish on shutdown (default 10)", type=float)
     env.add(

@@ -150,12 +150,22 @@ class AsyncClient:
         limit: int = 100,
         before: str | None = None,
         parent: str | None = None,
+        prefix: str | None = None,
     ) -> list[Run]:
-        """Runs newest first, filtered by ``state``, ``task`` and ``parent`` (its children);
-        page with ``before=<last id>``. Raises ``InvalidRequest`` for an unknown state or a
-        limit outside 1..1000."""
-        call = calls.runs(state=state, task=task, limit=limit, before=before, parent=parent)
+        """Runs newest first, filtered by ``state``, ``task``, ``parent`` (its children) and
+        ``prefix`` (ids that start with it); page with ``before=<last id>``. Raises
+        ``InvalidRequest`` for an unknown state or a limit outside 1..1000."""
+        call = calls.runs(
+            state=state, task=task, limit=limit, before=before, parent=parent, prefix=prefix
+        )
         return await self._call(call)
+
+    async def retry(self, run_id: str) -> Run:
+        """Start a new run of the same task with the same arguments as ``run_id`` (which failed,
+        was cancelled, timed out or was interrupted) and return it; its ``retry_of`` is
+        ``run_id``. Raises ``RunNotFound``, ``NotRetryable`` (queued, running or completed),
+        ``QueueFull``, ``ShuttingDown``."""
+        return await self._call(calls.retry(run_id))
 
     async def cancel(self, run_id: str, reason: str | None = None) -> bool:
         """Cancel a queued or running run: True if it will end ``cancelled``, False for an

@@ -73,6 +73,7 @@ def run_from_json(body: Mapping[str, Any]) -> Run:
         parent_id=body.get("parent_id"),
         after=body.get("after") or [],
         after_policy=body.get("after_policy", "fail"),
+        retry_of=body.get("retry_of"),
     )
 
 
@@ -141,10 +142,13 @@ def runs(
     limit: int,
     before: str | None,
     parent: str | None = None,
+    prefix: str | None = None,
 ) -> Call[list[Run]]:
     params: dict[str, str | int] = {"limit": limit}
     if parent is not None:
         params["parent"] = parent
+    if prefix is not None:
+        params["prefix"] = prefix
     if state is not None:
         params["state"] = str(state)
     if task is not None:
@@ -157,6 +161,10 @@ def runs(
 def cancel(run_id: str, reason: str | None) -> Call[bool]:
     body = {"reason": reason} if reason is not None else None
     return Call("POST", f"{run_path(run_id)}/cancel", _cancelled, json=body)
+
+
+def retry(run_id: str) -> Call[Run]:
+    return Call("POST", f"{run_path(run_id)}/retry", _run)
 
 
 def signal(run_id: str, name: str, data: Any) -> Call[None]:

@@ -128,10 +128,17 @@ class Client:
         limit: int = 100,
         before: str | None = None,
         parent: str | None = None,
+        prefix: str | None = None,
     ) -> list[Run]:
         """See ``AsyncClient.runs``."""
-        call = calls.runs(state=state, task=task, limit=limit, before=before, parent=parent)
+        call = calls.runs(
+            state=state, task=task, limit=limit, before=before, parent=parent, prefix=prefix
+        )
         return self._call(call)
+
+    def retry(self, run_id: str) -> Run:
+        """See ``AsyncClient.retry``."""
+        return self._call(calls.retry(run_id))
 
     def cancel(self, run_id: str, reason: str | None = None) -> bool:
         """See ``AsyncClient.cancel``."""

@@ -28,14 +28,8 @@ class LocalQueue:
     def __init__(self, store: Store, max_queue: int = 10_000) -> None:
         self._store = store
         self.max_queue = max_queue
-        self._owner: QueueOwner | None = None
+        self._owner: QueueOwner  # set by ``start``, before any other call
         self._reserved = 0  # runs being stored, not yet handed over
-
-    @property
-    def owner(self) -> QueueOwner:
-        if self._owner is None:
-            raise RuntimeError("the work queue is not started")
-        return self._owner
 
     async def start(self, owner: QueueOwner, *, take: bool = True) -> list[str]:
         """Resume the store's unfinished runs; returns their ids. Raises ``ValueError`` for
@@ -48,21 +42,21 @@ class LocalQueue:
         return await owner.resume(await self._store.unfinished_runs())
 
     def reserve(self, runs: Sequence[Run]) -> None:
-        if self.owner.queued_count + self._reserved + len(runs) > self.max_queue:
+        if self._owner.queued_count + self._reserved + len(runs) > self.max_queue:
             raise QueueFull(self.max_queue, retry_after=1.0)
         self._reserved += len(runs)
 
     def unreserve(self, runs: Sequence[Run]) -> None:
         self._reserved -= len(runs)
 
-    async def accept(self, run: Run) -> None:
+    def accept(self, run: Run) -> None:
         """Hand the run to this process's engine: to start, or to hold until its ``after``
         dependencies end (this store does not hold runs)."""
         self._reserved -= 1
         if run.after:
-            self.owner.hold(run)
+            self._owner.hold(run)
         else:
-            self.owner.take_over(run)
+            self._owner.take_over(run)
 
     def room_freed(self) -> None:
         """Nothing to do: every run of this process is queued in it already."""
@@ -77,10 +71,13 @@ class LocalQueue:
         """Nothing to do (see ``lend``)."""
 
     async def cancel(self, run_id: str, reason: str) -> bool:
-        return await self.owner.cancel_in_store(run_id, reason)
+        return await self._owner.cancel_in_store(run_id, reason)
 
     async def signal(self, run_id: str, name: str, data: Any) -> None:
-        await self.owner.signal_here(run_id, name, data)
+        await self._owner.signal_here(run_id, name, data)
+
+    def signal_taken(self, run_id: str, name: str) -> None:
+        """Nothing to do: the run's mailbox, in this process, keeps the count."""
 
     async def stop_taking(self) -> None:
         """Nothing to do: this queue never takes runs from elsewhere."""
@@ -89,5 +86,5 @@ class LocalQueue:
         """Nothing to do: unfinished runs stay in the store, resumed on the next start."""
 
     async def counts(self) -> QueueCounts:
-        queued, running = self.owner.counts()
+        queued, running = self._owner.counts()
         return QueueCounts(queued, running, "process")

@@ -52,6 +52,7 @@ from redis.exceptions import RedisError
 
 from .. import events
 from ..errors import StoreError
+from ..limits import MAX_PENDING_SIGNALS
 from ..models import Event, Run, compact_json
 from ..runs.ports import QueueCounts, QueueOwner
 from ..states import RunState
@@ -60,6 +61,9 @@ from ..stores.redis import Backoff, RedisStore, decode_run, private_field
 from ..supervisor import Supervisor
 
 logger = logging.getLogger("taskcast")
+
+LOG_PAGE = 1000
+"""Events read per page of a run's log (a claimed run's signals)."""
 
 CLAIM_WAIT = 1.0
 """Seconds the claim loop waits for news before it looks again (for dead workers' runs, and
@@ -186,14 +190,16 @@ class RedisQueue:
     def unreserve(self, runs: Sequence[Run]) -> None:
         """Nothing was reserved (see ``reserve``)."""
 
-    async def accept(self, run: Run) -> None:
+    def accept(self, run: Run) -> None:
         """The store queued it (or holds it for its dependencies, and queues it when they end):
         make sure the claim loop looks at its task's stream (a task registered after ``start``
         is not among those the wait in flight looks at)."""
         self._room.set()
         if self._reading is not None and run.task not in self._reading:
             self._reading = None
-            await self._nudge()
+            if not self._nudging and not self._supervisor.closed:
+                self._nudging = True
+                self._supervisor.spawn(self._nudge(), name="taskcast claim nudge")
 
     def room_freed(self) -> None:
         self._room.set()
@@ -216,9 +222,21 @@ class RedisQueue:
 
     async def signal(self, run_id: str, name: str, data: Any) -> None:
         """Log the signal; whoever holds the run (this process or another) gets it from
-        ``control``, or from the log when it adopts the run or its subscription comes back."""
+        ``control``, or from the log when it adopts the run or its subscription comes back.
+        The store counts the signals each run holds, in the same script, so the caps hold
+        whichever node sends."""
         payload = {"name": name, "data": data}
-        await self._store.append(run_id, events.SIGNAL, payload, compact_json(payload))
+        await self._store.append_signal(
+            run_id,
+            name,
+            payload,
+            compact_json(payload),
+            most_of_name=MAX_PENDING_SIGNALS,
+            most=self.owner.max_pending_signals,
+        )
+
+    def signal_taken(self, run_id: str, name: str) -> None:
+        self._store.take_signal(run_id, name)
 
     async def lend(self, run_id: str) -> None:
         """The run waits for its children: free its place under its task's deployment-wide
@@ -320,9 +338,23 @@ class RedisQueue:
                 continue
             _reraise_cancellation()
             backoff.reset()
+            # Signals may be logged from the moment of the claim, and announced before the
+            # runs are known here: listen for them now, then read what the logs hold so far
+            # (one round trip for every claimed run).
             for claim in claims:
+                self._adopting.setdefault(claim.run.id, [])
+            try:
+                logs = await self._store.read_logs([claim.run.id for claim in claims])
+            except _UNREACHABLE:
+                logs = {}
+            for claim in claims:
+                found = logs.get(claim.run.id)
+                signals = None
+                if found is not None and len(found) < LOG_PAGE:
+                    last = found[-1].seq if found else 0
+                    signals = ([e for e in found if e.type == events.SIGNAL], last)
                 try:
-                    await self._adopt(claim)
+                    await self._adopt(claim, signals)
                 except _UNREACHABLE as exc:
                     # Not heartbeated any more: it returns to the queue after the timeout.
                     logger.warning("could not take run %s (%s)", claim.run.id, exc)
@@ -404,13 +436,15 @@ class RedisQueue:
         finally:
             self._nudging = False
 
-    async def _adopt(self, claim: Claim) -> None:
+    async def _adopt(self, claim: Claim, logs: tuple[list[Event], int] | None = None) -> None:
+        """Take a claimed run over (see the module docstring). ``logs``: the signals of its log
+        and the last seq read, read before (with ``_adopting`` already open for it)."""
         owner = self.owner
         run = claim.run
         self._held[run.id] = claim.ticket
         if claim.lease is not None:
             self._leases[run.id] = claim.lease
-        self._adopting[run.id] = []
+        self._adopting.setdefault(run.id, [])
         read_up_to = run.last_seq
         try:
             if run.state in (RunState.RUNNING, RunState.INTERRUPTED):
@@ -428,9 +462,14 @@ class RedisQueue:
                 if recovered is None:
                     return
                 run = recovered
+            # Read even a run claimed with only its `queued` event: a signal logged since the
+            # claim may have been announced before this run was in `_adopting` (and dropped);
+            # it is in the log by now, and one logged later is announced into the buffer.
             logged: list[Event] = []
             read_up_to = run.last_seq
-            if run.last_seq > 1:  # anything beyond `queued` may hold signals sent meanwhile
+            if logs is not None:
+                logged, read_up_to = logs
+            else:
                 logged, read_up_to = await self._signals_after(run.id, 0)
         finally:
             seen = self._adopting.pop(run.id)
@@ -446,11 +485,11 @@ class RedisQueue:
         """The ``signal`` events of the run's log after ``after``, and the last seq read."""
         found: list[Event] = []
         while True:
-            page = await self._store.read_events(run_id, after)
+            page = await self._store.read_events(run_id, after, LOG_PAGE)
             found.extend(event for event in page if event.type == events.SIGNAL)
             if page:
                 after = page[-1].seq
-            if len(page) < 1000:
+            if len(page) < LOG_PAGE:
                 return found, after
 
     def _forget(self, run_id: str) -> None:

@@ -88,11 +88,11 @@ class Attempts:
         scope: asyncio.Timeout | None = None
         outcomes = self._outcomes
         try:
-            started = await outcomes.started(active, attempt, time.time())
-            if started is None:  # finished by someone else meanwhile
+            moved = await outcomes.started(active, attempt, time.time())
+            if moved is None:  # finished by someone else meanwhile
                 active.phase = Phase.DONE
                 return
-            active.run = run = started
+            active.run = run = moved[0]
             cap = active.deadline_cap
             if timeout is None and cap is None:  # no scope at all: the common case stays cheap
                 result = await self._invoke(active, None)
@@ -130,20 +130,17 @@ class Attempts:
             elif scope is not None and scope.expired():
                 await outcomes.timed_out(active, timeout)
             else:
-                await self._completed(active, result)
+                try:
+                    if result is not None:
+                        encode_json(result, f"the result of task {definition.name!r}")
+                except NotSerializable as exc:
+                    await outcomes.failed(active, exc)
+                else:
+                    await outcomes.completed(active, result)
 
     def _body_over(self, active: ActiveRun) -> None:
         active.phase = Phase.FINISHING
         self._slots.release(active)
-
-    async def _completed(self, active: ActiveRun, result: Any) -> None:
-        try:
-            if result is not None:
-                encode_json(result, f"the result of task {active.definition.name!r}")
-        except NotSerializable as exc:
-            await self._outcomes.failed(active, exc)
-        else:
-            await self._outcomes.completed(active, result)
 
     async def _invoke(self, active: ActiveRun, deadline: float | None) -> Any:
         """Run the body; whichever way it exits, its unfinished children end before it does."""

@@ -9,14 +9,14 @@ from typing import Any
 
 import httpx
 
-from ..errors import InvalidRequest
 from ..events import RESERVED_EVENT_TYPES
 from ..models import Event, encode_json
+from ..names import check_event_type, check_signal_name
 from .active import ActiveRun
 from .family import ChildRun, map_children, spawn
 from .ports import RunServices
 
-MAX_EVENT_TYPE_LENGTH = 64
+__all__ = ["RESERVED_EVENT_TYPES", "Context"]  # the vocabulary lives in events.py
 
 
 class Context:
@@ -52,19 +52,12 @@ class Context:
     async def emit(self, type: str, data: Any = None) -> Event:
         """Append an event of your own ``type`` with JSON ``data`` to the run's log.
 
-        Raises ``InvalidRequest`` for an empty, too long or reserved type (``started``,
-        ``completed``...; see ``RESERVED_EVENT_TYPES``) and ``NotSerializable`` for data that is
-        not JSON. Nothing is written then.
+        Raises ``InvalidRequest`` for a type that is not 1 to 64 characters from letters, digits
+        and ``._:-`` (see ``taskcast.names``) or that the engine writes (``started``,
+        ``completed``...; see ``events.RESERVED_EVENT_TYPES``), and ``NotSerializable`` for data
+        that is not JSON. Nothing is written then.
         """
-        if not isinstance(type, str) or not type or len(type) > MAX_EVENT_TYPE_LENGTH:
-            raise InvalidRequest(
-                f"event type must be a non-empty string of at most {MAX_EVENT_TYPE_LENGTH}"
-                f" characters, got {type!r}"
-            )
-        if type in RESERVED_EVENT_TYPES:
-            raise InvalidRequest(
-                f"event type {type!r} is reserved for the engine; choose another name"
-            )
+        check_event_type(type)
         data_json = encode_json(data, f"the data of event {type!r}")
         # Not durable: the event is ordered now and committed with the next batch (before the
         # run's terminal write), so a chatty task does not wait for each one.
@@ -90,9 +83,13 @@ class Context:
         and ``App(max_pending_signals=...)`` in all) and returned first, oldest first. Raises
         ``TimeoutError`` after ``timeout`` seconds (finite, at most 30 days: else
         ``InvalidRequest``). If cancelled while waiting, a signal that arrived at that moment is
-        kept for the next call.
+        kept for the next call. Raises ``InvalidRequest`` for a name no one could send (see
+        ``taskcast.names``).
         """
-        return await self._active.mailbox.receive(name, timeout)
+        check_signal_name(name)
+        data = await self._active.mailbox.receive(name, timeout)
+        self._services.signal_taken(self.run_id, name)
+        return data
 
     # -- workflows ---------------------------------------------------------------------------
 

@@ -46,6 +46,7 @@ from ..ids import is_run_id, new_run_id
 from ..limits import MAX_PENDING_SIGNALS_PER_RUN, MAX_REASON, check_timeout
 from ..log import EventLog
 from ..models import Event, Run, encode_json, lone_surrogate
+from ..names import check_signal_name
 from ..resources import Resources
 from ..states import RunState
 from ..stores.base import Store
@@ -234,8 +235,10 @@ class Coordinator:
         max_attempts: int | None = None,
         after: Sequence[str] | None = None,
         after_policy: str = "fail",
+        retry_of: str | None = None,
     ) -> Run:
-        """Validate, store and queue a run; see ``App.submit_with`` for the contract."""
+        """Validate, store and queue a run; see ``App.submit_with`` for the contract.
+        ``retry_of``: the id of the run this one retries (``App.retry``)."""
         run, _, _ = await self._submit(
             definition,
             args,
@@ -244,6 +247,7 @@ class Coordinator:
             max_attempts=max_attempts,
             after=after,
             after_policy=after_policy,
+            retry_of=retry_of,
         )
         return run
 
@@ -318,6 +322,7 @@ class Coordinator:
         after_policy: str = "fail",
         parent: ActiveRun | None = None,
         fresh_id: bool | None = None,
+        retry_of: str | None = None,
     ) -> tuple[Run, bool, asyncio.Future[Event] | None]:
         """Store and queue a run; returns it, whether it was created now (False: the id
         existed), and for a child the future of its end."""
@@ -349,6 +354,7 @@ class Coordinator:
             run.after = dependencies
         if after_policy != run.after_policy:
             run.after_policy = after_policy
+        run.retry_of = retry_of
         try:
             self._queue.reserve((run,))  # the place is taken before waiting for the store
         except BaseException:
@@ -384,7 +390,9 @@ class Coordinator:
             if expected:
                 self.endings.forget(run.id)
             return stored, False, None
-        await self._accepted(stored, parent, ending)
+        self._queue.accept(stored)
+        if parent is not None or stored.after:
+            await self._place(stored, parent, ending)
         return stored, True, ending
 
     async def _accepted(
@@ -394,7 +402,18 @@ class Coordinator:
         ending: asyncio.Future[Event] | None = None,
     ) -> None:
         """A run just stored goes to the work queue (and, for a child, to its parent)."""
-        await self._queue.accept(stored)
+        self._queue.accept(stored)
+        await self._place(stored, parent, ending)
+
+    async def _place(
+        self,
+        stored: Run,
+        parent: ActiveRun | None,
+        ending: asyncio.Future[Event] | None = None,
+    ) -> None:
+        """A run just accepted by the work queue joins its parent's children (``ending``: the
+        future of its end, made before it was stored) and, held for its dependencies, learns
+        which of them ended already."""
         if parent is not None:
             self.adopt(parent, stored.id, ending)
         active = self._active.get(stored.id)
@@ -432,7 +451,7 @@ class Coordinator:
             self._queue.unreserve(runs)
             raise
         for run in stored:
-            await self._queue.accept(run)
+            self._queue.accept(run)
         return stored
 
     def _check_submit_options(
@@ -534,7 +553,7 @@ class Coordinator:
 
         It runs inside the store's commit path, which must never fail: a bug here is logged.
         """
-        if not self.endings and not self.dependencies:
+        if not self.endings.awaited and not self.dependencies.blocked:
             return
         try:
             self.dependencies.note(events)
@@ -544,7 +563,7 @@ class Coordinator:
 
     def _announcements_missed(self) -> None:
         """The store's subscription was broken: ends of awaited runs may have been missed."""
-        if self.endings and not self._supervisor.closed:
+        if self.endings.awaited and not self._supervisor.closed:
             self._supervisor.spawn(self._recheck_endings(), name="taskcast endings re-check")
 
     async def _recheck_endings(self) -> None:
@@ -653,7 +672,7 @@ class Coordinator:
             if self._in_grace:
                 self._dispatch_children()
             return
-        while not slots.full:
+        while slots.used < slots.limit:
             chosen: deque[ActiveRun] | None = None
             for name, queue in self._ready.items():
                 while queue and queue[0].phase is not Phase.WAITING:
@@ -740,11 +759,12 @@ class Coordinator:
 
     async def signal(self, run_id: str, name: str, data: Any) -> None:
         """See ``App.signal``."""
-        if not isinstance(name, str) or not name or len(name) > 64:
-            raise InvalidRequest(
-                f"signal name must be a string of 1 to 64 characters, got {name!r}"
-            )
+        check_signal_name(name)
         await self._queue.signal(run_id, name, data)
+
+    def signal_taken(self, run_id: str, name: str) -> None:
+        """See ``RunServices.signal_taken``: the queue counts it, if it counts signals."""
+        self._queue.signal_taken(run_id, name)
 
     async def signal_here(self, run_id: str, name: str, data: Any) -> None:
         """Log a signal for a run this process owns and hand it to its mailbox; raise

@@ -16,6 +16,7 @@ holds before it closes.
 from __future__ import annotations
 
 import time
+from collections.abc import Coroutine
 from typing import Any
 
 from .. import events
@@ -41,17 +42,25 @@ def error_in(event: Event) -> dict[str, Any] | None:
     return error if isinstance(error, dict) else None
 
 
+Write = Coroutine[Any, Any, tuple[Run, Event] | None]
+"""A store's write, handed over and to be awaited (see ``Store.transition``)."""
+
+
 class Outcomes:
-    """Writes runs' lifecycle events to ``store`` (see the module docstring)."""
+    """Writes runs' lifecycle events to ``store`` (see the module docstring).
+
+    The methods that make one write return it to await, rather than awaiting it themselves:
+    a run's lifecycle costs no coroutine of its own between the engine and the store.
+    """
 
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    async def started(self, active: ActiveRun, attempt: int, started_at: float) -> Run | None:
-        """Record the start of ``attempt``; the run as stored, or None if someone else finished
-        it meanwhile (it must not run)."""
+    def started(self, active: ActiveRun, attempt: int, started_at: float) -> Write:
+        """Record the start of ``attempt``. The write gives the run as stored, or None if
+        someone else finished it meanwhile (it must not run)."""
         run = active.run
-        moved = await self.store.transition(
+        return self.store.transition(
             run.id,
             RunState.RUNNING,
             events.STARTED,
@@ -64,9 +73,8 @@ class Outcomes:
             not_before=None,
             durable=False,  # a crash before its commit leaves the run queued: it reruns
         )
-        return None if moved is None else moved[0]
 
-    async def finish(
+    def finish(
         self,
         active: ActiveRun,
         state: RunState,
@@ -74,56 +82,55 @@ class Outcomes:
         *,
         durable: bool = False,
         **fields: Any,
-    ) -> None:
+    ) -> Write:
         """Write the run's terminal state and event (once; see the module docstring)."""
         active.phase = Phase.DONE
         now = time.time()
         if active.run.started_at is not None:
             data["duration"] = round(now - active.run.started_at, 6)
-        await self.store.transition(
+        return self.store.transition(
             active.run.id, state, state.value, data, finished_at=now, durable=durable, **fields
         )
 
-    async def completed(self, active: ActiveRun, result: Any) -> None:
-        await self.finish(active, RunState.COMPLETED, {"result": result}, result=result)
+    def completed(self, active: ActiveRun, result: Any) -> Write:
+        return self.finish(active, RunState.COMPLETED, {"result": result}, result=result)
 
-    async def failed(self, active: ActiveRun, exc: BaseException, *, durable: bool = False) -> None:
+    def failed(self, active: ActiveRun, exc: BaseException, *, durable: bool = False) -> Write:
         error = error_of(exc)
-        await self.finish(active, RunState.FAILED, {"error": error}, error=error, durable=durable)
+        return self.finish(active, RunState.FAILED, {"error": error}, error=error, durable=durable)
 
-    async def timed_out(self, active: ActiveRun, timeout: float | None) -> None:
+    def timed_out(self, active: ActiveRun, timeout: float | None) -> Write:
         error = {"type": "TimedOut", "message": f"the run did not finish within {timeout:g} s"}
-        await self.finish(
+        return self.finish(
             active, RunState.TIMED_OUT, {"timeout": timeout, "error": error}, error=error
         )
 
-    async def dependency_failed(
+    def dependency_failed(
         self, active: ActiveRun, dependency_id: str, error: dict[str, Any]
-    ) -> None:
-        await self.finish(
+    ) -> Write:
+        return self.finish(
             active, RunState.FAILED, {"error": error, "dependency": dependency_id}, error=error
         )
 
-    async def stopped(self, active: ActiveRun, cleanup_error: BaseException | None) -> None:
+    def stopped(self, active: ActiveRun, cleanup_error: BaseException | None) -> Write:
         """Record a run that was stopped on purpose: cancelled, or interrupted by shutdown."""
         data: dict[str, Any] = {"reason": active.stop_reason or "cancelled"}
         if cleanup_error is not None:
             data["cleanup_error"] = error_of(cleanup_error)
         if active.stop is StopKind.CANCEL:
             error = {"type": "Cancelled", "message": data["reason"]}
-            await self.finish(active, RunState.CANCELLED, data, error=error)
-            return
+            return self.finish(active, RunState.CANCELLED, data, error=error)
         # Shutdown, or a cancellation from outside taskcast (the loop is being torn down).
         active.phase = Phase.DONE
         data.update(reason=active.stop_reason or "shutdown", state=RunState.INTERRUPTED.value)
-        await self.store.transition(active.run.id, RunState.INTERRUPTED, events.SHUTDOWN, data)
+        return self.store.transition(active.run.id, RunState.INTERRUPTED, events.SHUTDOWN, data)
 
-    async def abandoned(self, active: ActiveRun) -> None:
+    def abandoned(self, active: ActiveRun) -> Write:
         """Record ``cancelled`` for a body that ignored its cancellation for too long."""
         reason = active.stop_reason
         data = {"reason": reason, "abandoned": True}
         error = {"type": "Cancelled", "message": reason}
-        await self.finish(active, RunState.CANCELLED, data, error=error)
+        return self.finish(active, RunState.CANCELLED, data, error=error)
 
     async def stuck_at_shutdown(self, active: ActiveRun) -> None:
         """Persist as ``interrupted`` a run whose body ignored the shutdown's cancellation."""

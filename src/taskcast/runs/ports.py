@@ -66,6 +66,10 @@ class RunServices(Protocol):
         """See ``App.cancel``."""
         ...
 
+    def signal_taken(self, run_id: str, name: str) -> None:
+        """The run's task took a signal of ``name`` (``ctx.signal`` returned it)."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class ChildSubmission:
@@ -154,6 +158,9 @@ class QueueOwner(Protocol):
         """See ``App.cancel``."""
         ...
 
+    #: The most signals a run may hold (sent, not yet taken), of all names (``App``'s).
+    max_pending_signals: int
+
     async def signal_here(self, run_id: str, name: str, data: Any) -> None:
         """Log a signal for a run this process owns and hand it over (or raise
         ``RunNotFound``/``RunFinished`` for a run it does not own)."""
@@ -215,7 +222,7 @@ class WorkQueue(Leases, Protocol):
         """Give back room reserved for runs that were not stored."""
         ...
 
-    async def accept(self, run: Run) -> None:
+    def accept(self, run: Run) -> None:
         """``run`` was just stored (queued) by this process, in room reserved for it."""
         ...
 
@@ -230,7 +237,13 @@ class WorkQueue(Leases, Protocol):
         ...
 
     async def signal(self, run_id: str, name: str, data: Any) -> None:
-        """Send a signal to a run, wherever it is held."""
+        """Send a signal to a run, wherever it is held; ``TooManySignals`` when the run holds
+        as many as it may."""
+        ...
+
+    def signal_taken(self, run_id: str, name: str) -> None:
+        """A run this process holds took a signal of ``name``: it holds one fewer (a queue
+        that counts signals across processes counts it; not awaited)."""
         ...
 
     async def stop_taking(self) -> None:

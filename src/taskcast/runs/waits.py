@@ -30,13 +30,11 @@ class Endings:
 
     def __init__(self, store: Store) -> None:
         self._store = store
-        self._futures: dict[str, asyncio.Future[Event]] = {}
+        #: Run id -> the future of its end, for the runs somebody awaits.
+        self.awaited: dict[str, asyncio.Future[Event]] = {}
         #: This process is shutting down: a ``shutdown`` event ends a wait (before, it is another
         #: process's shutdown, and the run will be taken up again elsewhere).
         self.stopping = False
-
-    def __bool__(self) -> bool:
-        return bool(self._futures)
 
     async def follow(self) -> None:
         """Make sure the store announces the ends other processes write (before the first run
@@ -48,19 +46,19 @@ class Endings:
         created, which another process may finish at once: keep this future, the map entry
         goes once it is resolved), and whether it was made now (for ``forget``, if the run is
         not created after all)."""
-        made = run_id not in self._futures
+        made = run_id not in self.awaited
         return self.future(run_id), made
 
     def forget(self, run_id: str) -> None:
         """Drop the unresolved future ``expect`` made."""
-        ending = self._futures.pop(run_id, None)
+        ending = self.awaited.pop(run_id, None)
         if ending is not None and not ending.done():
             ending.cancel()
 
     async def recheck(self) -> None:
         """Resolve the futures of runs whose end the store holds (announcements may have been
         missed while a shared store's subscription was broken)."""
-        for run_id, ending in list(self._futures.items()):
+        for run_id, ending in list(self.awaited.items()):
             if ending.done():
                 continue
             run = await self._store.get_run(run_id)
@@ -68,20 +66,20 @@ class Endings:
                 last = await self._store.read_events(run_id, after=run.last_seq - 1)
                 if last and not ending.done():
                     ending.set_result(last[-1])
-                    if self._futures.get(run_id) is ending:
-                        del self._futures[run_id]
+                    if self.awaited.get(run_id) is ending:
+                        del self.awaited[run_id]
 
     def future(self, run_id: str) -> asyncio.Future[Event]:
         """The future of ``run_id``'s end, made if nobody awaited it yet (it does not look at
         the store: ``watch`` does)."""
-        ending = self._futures.get(run_id)
+        ending = self.awaited.get(run_id)
         if ending is None:
-            ending = self._futures[run_id] = asyncio.get_running_loop().create_future()
+            ending = self.awaited[run_id] = asyncio.get_running_loop().create_future()
         return ending
 
     def pending(self, run_id: str) -> asyncio.Future[Event] | None:
         """The future of ``run_id``'s end if somebody awaits it, else None."""
-        return self._futures.get(run_id)
+        return self.awaited.get(run_id)
 
     async def watch(self, run_id: str) -> asyncio.Future[Event]:
         """A future resolved with the run's terminal (or ``shutdown``) event; already resolved
@@ -91,15 +89,15 @@ class Endings:
         if not ending.done():
             run = await self._store.get_run(run_id)
             if run is None:
-                if self._futures.get(run_id) is ending and not ending.done():
-                    del self._futures[run_id]
+                if self.awaited.get(run_id) is ending and not ending.done():
+                    del self.awaited[run_id]
                 raise RunNotFound(run_id)
             if run.is_finished and not ending.done():
                 last = await self._store.read_events(run_id, after=run.last_seq - 1)
                 if not ending.done():
                     ending.set_result(last[-1])
-                    if self._futures.get(run_id) is ending:
-                        del self._futures[run_id]
+                    if self.awaited.get(run_id) is ending:
+                        del self.awaited[run_id]
         return ending
 
     async def wait(self, run_id: str) -> Event:
@@ -114,7 +112,7 @@ class Endings:
             if event.type in events.TERMINAL_EVENT_TYPES or (
                 event.type == events.SHUTDOWN and self.stopping
             ):
-                ending = self._futures.pop(event.run_id, None)
+                ending = self.awaited.pop(event.run_id, None)
                 if ending is not None and not ending.done():
                     ending.set_result(event)
 
@@ -129,10 +127,8 @@ class DependencyHolds:
     def __init__(self, store: Store, released: Callable[[ActiveRun], None]) -> None:
         self._store = store
         self._released = released
-        self._blocked: dict[str, list[ActiveRun]] = {}  # dependency id -> the runs it holds
-
-    def __bool__(self) -> bool:
-        return bool(self._blocked)
+        #: Dependency id -> the runs it holds.
+        self.blocked: dict[str, list[ActiveRun]] = {}
 
     def watch(self, active: ActiveRun) -> None:
         """Start listening for the ends of the run's dependencies (before reading them, so an
@@ -141,17 +137,17 @@ class DependencyHolds:
             return
         active.waiting_for = set(active.run.after)
         for dependency in active.waiting_for:
-            self._blocked.setdefault(dependency, []).append(active)
+            self.blocked.setdefault(dependency, []).append(active)
 
     def unwatch(self, active: ActiveRun) -> None:
         if not active.waiting_for:
             return
         for dependency in active.waiting_for:
-            waiting = self._blocked.get(dependency)
+            waiting = self.blocked.get(dependency)
             if waiting is not None and active in waiting:
                 waiting.remove(active)
                 if not waiting:
-                    del self._blocked[dependency]
+                    del self.blocked[dependency]
         active.waiting_for = None
 
     def hold(self, active: ActiveRun) -> None:
@@ -194,7 +190,7 @@ class DependencyHolds:
         """Release the runs held by the runs whose end is among ``committed``."""
         for event in committed:
             if event.type in events.TERMINAL_EVENT_TYPES:
-                waiting = self._blocked.pop(event.run_id, None)
+                waiting = self.blocked.pop(event.run_id, None)
                 if waiting is not None:
                     state = RunState(event.type)
                     ended = Run(event.run_id, "", {}, state, error=error_in(event))

@@ -79,6 +79,9 @@ class RunBody(BaseModel):
     )
     after: list[str] = Field(default_factory=list, description="Runs it waited for.")
     after_policy: Literal["fail", "always"] = "fail"
+    retry_of: str | None = Field(
+        default=None, description="The run this one retries (POST /runs/{id}/retry), if any."
+    )
 
 
 class RunList(BaseModel):
@@ -142,3 +145,36 @@ class ErrorBody(BaseModel):
 
     error: str = Field(description="A stable code, e.g. unknown_task, run_not_found, queue_full.")
     message: str = Field(description="What went wrong and what to do about it.")
+
+
+class TaskDurationsBody(BaseModel):
+    """How long the runs of a task that finished in the window ran, in seconds."""
+
+    runs: int = Field(description="Runs that finished in the window after starting.")
+    p50: float = Field(description="The median duration (nearest rank).")
+    p95: float = Field(description="The 95th percentile (nearest rank).")
+    max: float = Field(description="The longest.")
+
+
+class StatsBody(BaseModel):
+    """GET /stats: what happened in the window, per bucket (each list has one value a bucket),
+    with the whole store's counts."""
+
+    window: float = Field(description="Seconds asked for.")
+    start: float = Field(description="Unix time the first bucket starts.")
+    end: float = Field(description="Unix time the last bucket ends (it holds the present).")
+    step: float = Field(description="Seconds per bucket.")
+    times: list[float] = Field(description="Unix time each bucket starts.")
+    created: list[int] = Field(description="Runs submitted in each bucket.")
+    started: list[int] = Field(description="Runs that started (their latest attempt) in it.")
+    finished: dict[str, list[int]] = Field(
+        description="Runs that ended in each bucket, by end state (completed, failed, ...)."
+    )
+    queued: list[int] = Field(description="Runs waiting to start at the end of each bucket.")
+    running: list[int] = Field(description="Runs running at the end of each bucket.")
+    durations: dict[str, TaskDurationsBody] = Field(
+        description="Per task, the durations of its runs that finished in the window."
+    )
+    counts: dict[str, dict[str, int]] = Field(
+        description="Every run in the store by task, then state (the whole store, not the window)."
+    )

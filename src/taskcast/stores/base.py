@@ -26,7 +26,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..models import Event, Run, encode_json
-from ..states import RunState, can_transition
+from ..states import ALLOWED_TRANSITIONS, RunState
+from ..stats import Activity, Window
 
 EventListener = Callable[[Sequence[Event]], None]
 
@@ -57,7 +58,7 @@ def apply_transition(
     changed) when ``run`` may not move to ``target``; else ``run`` moved, with ``fields`` set,
     and the event's data as JSON is returned. Raises ``NotSerializable`` before changing
     anything (see ``encode_transition``)."""
-    if not can_transition(run.state, target):
+    if target not in ALLOWED_TRANSITIONS[run.state]:  # states.can_transition, without a call
         return None
     data_json, _ = encode_transition(event_type, data, fields)
     run.state = target
@@ -182,11 +183,13 @@ class Store(abc.ABC):
         limit: int = 100,
         before: str | None = None,
         parent: str | None = None,
+        prefix: str | None = None,
     ) -> list[Run]:
         """Runs newest first, optionally filtered, with ids below ``before`` (for paging).
 
         ``parent``: only the children of that run (``Run.parent_id``), which a store should
         answer from an index: the coordinator uses it to find a parent's children on recovery.
+        ``prefix``: only runs whose id starts with it (one range of ids: a store reads no other).
         """
 
     @abc.abstractmethod
@@ -218,3 +221,14 @@ class Store(abc.ABC):
         """Make sure this store announces events that other processes write (a shared store
         opened with ``follow_events_at_open = False`` subscribes now). Local stores: nothing."""
         return None
+
+    # -- activity over time ------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def activity(self, window: Window) -> Activity:
+        """Runs created, started and finished per bucket of ``window``, queued and running at
+        the end of each, and durations per task (the definitions are ``taskcast.stats``'s).
+
+        Reads only the runs that finished at or after ``window.start`` (by finish time, from an
+        index) and the unfinished ones: its cost follows the window's runs, not the store's.
+        """

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import bisect
 import time
 from typing import Any
 
 from ..errors import RunFinished, RunNotFound
 from ..models import Event, Run
 from ..states import RunState
+from ..stats import Activity, RunTimes, Window, tally
 from .base import Store, apply_transition
 
 
@@ -19,6 +21,10 @@ class MemoryStore(Store):
         self.url = url
         self._runs: dict[str, Run] = {}
         self._logs: dict[str, list[Event]] = {}
+        # For ``activity``: the unfinished runs, and the finished ones by finish time.
+        self._unfinished: dict[str, Run] = {}
+        self._by_finish: list[tuple[float, str]] = []
+        self._counts: dict[tuple[str, RunState], int] = {}  # by (task, state): count_runs
 
     async def open(self) -> None:
         pass
@@ -41,6 +47,8 @@ class MemoryStore(Store):
         stored = run
         self._runs[run.id] = stored
         self._logs[run.id] = []
+        self._unfinished[run.id] = stored
+        self._count(run.task, run.state, 1)
         event = self._new_event(stored, "queued", data, None)
         self._announce((event,))
         return stored.copy(), event
@@ -70,9 +78,16 @@ class MemoryStore(Store):
         run = self._runs.get(run_id)
         if run is None:
             raise RunNotFound(run_id)
+        before = run.state
         data_json = apply_transition(run, target, event_type, data, fields)
         if data_json is None:
             return None
+        self._count(run.task, before, -1)
+        self._count(run.task, target, 1)
+        if target.is_terminal:
+            self._unfinished.pop(run_id, None)
+            if run.finished_at is not None:  # usually the newest: insort appends
+                bisect.insort(self._by_finish, (run.finished_at, run_id))
         event = self._new_event(run, event_type, data, data_json)
         self._announce((event,))
         return (run if target.is_terminal else run.copy()), event
@@ -89,10 +104,15 @@ class MemoryStore(Store):
         limit: int = 100,
         before: str | None = None,
         parent: str | None = None,
+        prefix: str | None = None,
     ) -> list[Run]:
         found: list[Run] = []
         for run_id in sorted(self._runs, reverse=True):
             if before is not None and run_id >= before:
+                continue
+            if prefix is not None and not run_id.startswith(prefix):
+                if run_id < prefix:
+                    break  # newest first: every id from here on is below the prefix's range
                 continue
             run = self._runs[run_id]
             if (
@@ -105,12 +125,16 @@ class MemoryStore(Store):
                     break
         return found
 
+    def _count(self, task: str, state: RunState, change: int) -> None:
+        key = (task, state)
+        left = self._counts.get(key, 0) + change
+        if left:
+            self._counts[key] = left
+        else:
+            del self._counts[key]
+
     async def count_runs(self) -> dict[tuple[str, RunState], int]:
-        counts: dict[tuple[str, RunState], int] = {}
-        for run in self._runs.values():
-            key = (run.task, run.state)
-            counts[key] = counts.get(key, 0) + 1
-        return counts
+        return dict(self._counts)
 
     async def read_events(self, run_id: str, after: int = 0, limit: int = 1000) -> list[Event]:
         log = self._logs.get(run_id)
@@ -133,6 +157,19 @@ class MemoryStore(Store):
             and run.finished_at < finished_before
         ]
         for run_id in doomed:
-            del self._runs[run_id]
+            run = self._runs.pop(run_id)
             del self._logs[run_id]
+            self._count(run.task, run.state, -1)
+        if doomed:
+            self._by_finish = [entry for entry in self._by_finish if entry[1] in self._runs]
         return len(doomed)
+
+    async def activity(self, window: Window) -> Activity:
+        first = bisect.bisect_left(self._by_finish, (window.start, ""))
+        runs = self._runs
+        recent = (runs[run_id] for _, run_id in self._by_finish[first:])
+        return tally(window, (_times(run) for run in (*recent, *self._unfinished.values())))
+
+
+def _times(run: Run) -> RunTimes:
+    return RunTimes(run.task, run.state.value, run.created_at, run.started_at, run.finished_at)

@@ -38,6 +38,7 @@ import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from itertools import chain
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -48,9 +49,18 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from ..errors import QueueFull, RunFinished, RunNotFound, StoreError, StoreUnavailable
+from ..errors import (
+    QueueFull,
+    RunFinished,
+    RunNotFound,
+    StoreError,
+    StoreUnavailable,
+    TooManySignals,
+)
+from ..ids import ids_with_prefix_below
 from ..models import Event, Run, compact_json, encode_json
 from ..states import ALLOWED_TRANSITIONS, RunState
+from ..stats import Activity, RunTimes, Tally, Window
 from . import redis_scripts as scripts
 from .base import Store, encode_transition
 
@@ -73,6 +83,7 @@ HEALTH_TIMEOUT = 1.0
 MAX_CONNECTIONS = 50
 """Connections per store (one stays with the subscriber, one with a waiting claim)."""
 _LIST_PAGE = 200
+_ACTIVITY_PAGE = 1000
 
 
 def _encode_run(run: Run) -> list[str]:
@@ -191,8 +202,10 @@ class RedisStore(Store):
         self._create: AsyncScript
         self._create_runs: AsyncScript
         self._append: AsyncScript
+        self._take_signal: AsyncScript
         self._transition: AsyncScript
         self._prune: AsyncScript
+        self._times: AsyncScript
         self._events_channel = (self.prefix + "events").encode()
         self._control_channel = (self.prefix + "control").encode()
 
@@ -213,8 +226,10 @@ class RedisStore(Store):
         self._create = client.register_script(scripts.CREATE_RUN)
         self._create_runs = client.register_script(scripts.CREATE_RUNS)
         self._append = client.register_script(scripts.APPEND)
+        self._take_signal = client.register_script(scripts.TAKE_SIGNAL)
         self._transition = client.register_script(scripts.TRANSITION)
         self._prune = client.register_script(scripts.PRUNE)
+        self._times = client.register_script(scripts.TIMES)
         self._following_wanted = self.follow_events_at_open
         self._following = asyncio.Event()
         if self._following_wanted:
@@ -528,6 +543,47 @@ class RedisStore(Store):
             raise RunFinished(run_id, RunState(reply[1].decode()))
         return Event(run_id, int(reply[1]), type, data, at, data_json)
 
+    async def append_signal(
+        self,
+        run_id: str,
+        name: str,
+        payload: Any,
+        payload_json: str,
+        *,
+        most_of_name: int,
+        most: int,
+    ) -> Event:
+        """Append the ``signal`` event ``payload`` (``{"name", "data"}``), counting it as held
+        by the run until its task takes it (``take_signal``); raise ``TooManySignals``, writing
+        nothing, when the run holds ``most_of_name`` of ``name`` or ``most`` in all.
+
+        Counted in the run's hash, in the same script as the append: every node sees one count,
+        so the caps are exact whichever node the signals come through."""
+        at = time.time()
+        args = [self.prefix, run_id, "signal", repr(at), payload_json, self._token()]
+        args += [name, str(most_of_name), str(most)]
+        reply = await self.write(self._append, args)
+        if reply[0] == -1:
+            raise RunNotFound(run_id)
+        if reply[0] == 0:
+            raise RunFinished(run_id, RunState(reply[1].decode()))
+        if reply[0] == -2:
+            raise TooManySignals(run_id, int(reply[1]), name if reply[2] == 1 else None)
+        return Event(run_id, int(reply[1]), "signal", payload, at, payload_json)
+
+    def take_signal(self, run_id: str, name: str) -> None:
+        """The run's task took a signal of ``name``: it holds one fewer (``append_signal``).
+
+        Handed to the writer now, not awaited: it is sent before any later write of the task
+        (its next event sees the count down); a failure leaves the count one too high (the cap
+        errs on the safe side)."""
+        if self._writer is None or self._closing:
+            return
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        future.add_done_callback(_retrieve)
+        self._pending.append((self._take_signal, [self.prefix, run_id, name], future))
+        self._wake.set()
+
     async def transition(
         self,
         run_id: str,
@@ -591,6 +647,7 @@ class RedisStore(Store):
         limit: int = 100,
         before: str | None = None,
         parent: str | None = None,
+        prefix: str | None = None,
     ) -> list[Run]:
         if parent is not None:  # a parent's children have an index of their own
             key = self.prefix + "children:" + parent
@@ -598,10 +655,16 @@ class RedisStore(Store):
             key = self.prefix + ("runs" if state is None else f"state:{state.value}")
         filtered = task is not None or state is not None
         upper = "+" if before is None else "(" + before
+        lower = "-"
+        if prefix is not None:
+            lower = "[" + prefix
+            end = ids_with_prefix_below(prefix)
+            if before is None or end < before:
+                upper = "(" + end
         found: list[Run] = []
         while len(found) < limit:
             page = max(limit, _LIST_PAGE) if filtered else limit
-            command = ("ZREVRANGEBYLEX", key, upper, "-", "LIMIT", 0, page)
+            command = ("ZREVRANGEBYLEX", key, upper, lower, "LIMIT", 0, page)
             ids = await self._read(lambda command=command: self.command(*command))  # type: ignore[misc]
             if not ids:
                 break
@@ -632,20 +695,25 @@ class RedisStore(Store):
         entries = await self._read(
             lambda: self.command("XRANGE", key, f"{max(after, 0) + 1}-0", "+", "COUNT", limit)
         )
-        events = []
-        for entry_id, fields in entries:
-            text = fields[b"d"].decode()
-            events.append(
-                Event(
-                    run_id,
-                    int(entry_id.split(b"-", 1)[0]),
-                    fields[b"t"].decode(),
-                    json.loads(text),
-                    float(fields[b"a"]),
-                    text,
-                )
-            )
-        return events
+        return _events(run_id, entries)
+
+    async def read_logs(self, run_ids: Sequence[str], limit: int = 1000) -> dict[str, list[Event]]:
+        """The first ``limit`` events of each run's log, read in one round trip."""
+        if not run_ids:
+            return {}
+
+        async def fetch() -> list[Any]:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for run_id in run_ids:
+                    pipe.execute_command("XRANGE", self.prefix + "log:" + run_id, "-", "+",
+                                         "COUNT", limit)  # fmt: skip
+                return await pipe.execute()
+
+        replies = await self._read(fetch)
+        return {
+            run_id: _events(run_id, entries)
+            for run_id, entries in zip(run_ids, replies, strict=True)
+        }
 
     async def unfinished_runs(self) -> list[Run]:
         ids: set[str] = set()
@@ -663,6 +731,59 @@ class RedisStore(Store):
             total += deleted
             if deleted < _PRUNE_BATCH:
                 return total
+
+    async def activity(self, window: Window) -> Activity:
+        """From the ``finished`` index (scored by finish time) and the unfinished states' sets;
+        the runs' times are read a page of runs per script call (so Redis serves other clients
+        between pages) and added up here."""
+        counter = Tally(window)
+        finished = await self._read(
+            lambda: self.command(
+                "ZRANGEBYSCORE", self.prefix + "finished", repr(window.start), "+inf"
+            )
+        )
+        unfinished: list[bytes] = []
+        for state in (RunState.QUEUED, RunState.RUNNING, RunState.INTERRUPTED):
+            key = self.prefix + f"state:{state.value}"
+            unfinished.extend(
+                await self._read(lambda key=key: self.command("ZRANGE", key, 0, -1))  # type: ignore[misc]
+            )
+        ids = [raw.decode() for raw in (*finished, *unfinished)]
+        for start in range(0, len(ids), _ACTIVITY_PAGE):
+            for times in await self._read_times(ids[start : start + _ACTIVITY_PAGE]):
+                counter.add(times)
+        return counter.activity()
+
+    async def _read_times(self, run_ids: Sequence[str]) -> list[RunTimes]:
+        values = await self._read(lambda: self._times(args=[self.prefix, *run_ids]))
+        width = len(RunTimes._fields)
+        present = [
+            values[index : index + width]
+            for index in range(0, len(values), width)
+            if values[index] is not None  # pruned meanwhile
+        ]
+        # The values are JSON already: the page's as one JSON array, one json.loads (a loads
+        # per value cost three times as much as the rest of the read).
+        flat = json.loads(b"[" + b",".join(chain.from_iterable(present)) + b"]")
+        return [RunTimes(*flat[index : index + width]) for index in range(0, len(flat), width)]
+
+
+def _events(run_id: str, entries: Sequence[Any]) -> list[Event]:
+    """The events of an ``XRANGE`` reply of a run's log."""
+    found = []
+    for entry_id, fields in entries or ():
+        text = fields[b"d"].decode()
+        found.append(
+            Event(
+                run_id,
+                int(entry_id.split(b"-", 1)[0]),
+                fields[b"t"].decode(),
+                json.loads(text),
+                float(fields[b"a"]),
+                text,
+            )
+        )
+    return found
 
 
 def _retrieve(future: asyncio.Future[Any]) -> None:

@@ -27,25 +27,30 @@ import logging
 import os
 import sqlite3
 import time
-from collections import deque
-from collections.abc import Callable, Sequence
+from collections import Counter, deque
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from itertools import chain
 from operator import itemgetter
 from typing import Any, TypeVar
 
 from ..errors import RunFinished, RunNotFound, SchemaError, StoreError, StoreUnavailable
+from ..ids import ids_with_prefix_below
 from ..models import Event, Run, compact_json, encode_json
 from ..states import TERMINAL_STATES, RunState
+from ..stats import Activity, RunTimes, Tally, TaskDurations, Window, durations_of
 from .base import Store, apply_transition
 
 logger = logging.getLogger("taskcast")
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 """1: the engine's runs and events. 2: adds the workflow columns ``parent_id``, ``after_ids`` and
 ``after_policy``. 3: the index by state keeps only the rarely listed end states (see
-``_RARE_STATES``). 4: adds ``not_after`` (a child's cap: its parent's deadline). ``_MIGRATIONS``
-moves an older file up."""
+``_RARE_STATES``). 4: adds ``retry_of``, ``runs_by_finished`` for ``activity`` (see
+``_FINISHED_INDEX``) and ``ended_runs``, the count of finished runs by task and state, kept with
+each commit (``count_runs`` reads it and the unfinished runs in memory, never the whole table).
+5: adds ``not_after`` (a child's cap: its parent's deadline). ``_MIGRATIONS`` moves an older file
+up."""
 
 _RARE_STATES = ("failed", "cancelled", "timed_out")
 """The states the ``runs_by_state`` index covers. Unfinished runs are listed from memory (every
@@ -53,6 +58,16 @@ one is there), and most finished runs are ``completed``, so the newest of them a
 walking the table from its newest id; indexing those would cost every run three index writes
 for queries that do not need them."""
 _RARE_STATES_SQL = ", ".join(f"'{state}'" for state in _RARE_STATES)
+_TERMINAL_STATES_SQL = ", ".join(f"'{state.value}'" for state in RunState if state.is_terminal)
+
+_FINISHED_INDEX = (
+    "CREATE INDEX IF NOT EXISTS runs_by_finished"
+    " ON runs (finished_at, state, task, started_at, created_at) WHERE finished_at IS NOT NULL"
+)
+"""Finished runs by finish time, with what ``activity`` counts: the runs of a time window are one
+range of it, read without touching the table (a covering index), however many runs the file
+holds. Written once per run, when it finishes (an update that leaves these columns alone does
+not touch it)."""
 
 MAX_UNCOMMITTED_EVENTS = 10_000
 """Non-durable writes wait for the commit once this many events are pending."""
@@ -76,11 +91,18 @@ CREATE TABLE IF NOT EXISTS runs (
     parent_id TEXT,
     after_ids TEXT NOT NULL DEFAULT '[]',
     after_policy TEXT NOT NULL DEFAULT 'fail',
+    retry_of TEXT,
     not_after REAL
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS runs_by_state ON runs (state, id) WHERE state IN ({rare});
 CREATE INDEX IF NOT EXISTS runs_by_task ON runs (task, id);
 CREATE INDEX IF NOT EXISTS runs_by_parent ON runs (parent_id, id) WHERE parent_id IS NOT NULL;
+CREATE TABLE IF NOT EXISTS ended_runs (
+    task TEXT NOT NULL,
+    state TEXT NOT NULL,
+    runs INTEGER NOT NULL,
+    PRIMARY KEY (task, state)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS events (
     run_id TEXT NOT NULL,
     seq INTEGER NOT NULL,
@@ -91,7 +113,7 @@ CREATE TABLE IF NOT EXISTS events (
 ) WITHOUT ROWID;
 """
 
-_SCHEMA = _SCHEMA_TEMPLATE.format(rare=_RARE_STATES_SQL)
+_SCHEMA = _SCHEMA_TEMPLATE.format(rare=_RARE_STATES_SQL) + _FINISHED_INDEX + ";\n"
 
 _MIGRATIONS: dict[int, tuple[str, ...]] = {
     # From version 1 to 2: a file written by the engine before workflows existed.
@@ -107,15 +129,25 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
         "DROP INDEX IF EXISTS runs_by_state",
         f"CREATE INDEX runs_by_state ON runs (state, id) WHERE state IN ({_RARE_STATES_SQL})",
     ),
-    # From version 3 to 4: a child run keeps its parent's deadline.
-    3: ("ALTER TABLE runs ADD COLUMN not_after REAL",),
+    # From version 3 to 4: runs link to the run they retry; finished runs indexed by time and
+    # counted by task and state.
+    3: (
+        "ALTER TABLE runs ADD COLUMN retry_of TEXT",
+        _FINISHED_INDEX,
+        "CREATE TABLE IF NOT EXISTS ended_runs (task TEXT NOT NULL, state TEXT NOT NULL,"
+        " runs INTEGER NOT NULL, PRIMARY KEY (task, state)) WITHOUT ROWID",
+        "INSERT INTO ended_runs (task, state, runs) SELECT task, state, count(*) FROM runs"
+        f" WHERE state IN ({_TERMINAL_STATES_SQL}) GROUP BY task, state",
+    ),
+    # From version 4 to 5: a child run keeps its parent's deadline.
+    4: ("ALTER TABLE runs ADD COLUMN not_after REAL",),
 }
 """Statements that move a file from version ``key`` to ``key + 1``."""
 
 _RUN_COLUMNS = (
     "id, task, args, state, attempt, max_attempts, timeout, result, error,"
     " created_at, started_at, finished_at, not_before, last_seq,"
-    " parent_id, after_ids, after_policy, not_after"
+    " parent_id, after_ids, after_policy, retry_of, not_after"
 )
 _RUN_COLUMN_NAMES = [column.strip() for column in _RUN_COLUMNS.split(",")]
 _REAL_RUN_COLUMNS = frozenset(
@@ -128,13 +160,17 @@ _PACKED_RUN = "json_array({})".format(
 where SQLite's JSON rendering keeps only 15 digits); see ``SQLiteStore._query_packed``."""
 _REAL_RUN_INDEXES = tuple(i for i, c in enumerate(_RUN_COLUMN_NAMES) if c in _REAL_RUN_COLUMNS)
 _UPSERT_RUN = (
-    f"INSERT INTO runs ({_RUN_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+    f"INSERT INTO runs ({_RUN_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
     " ON CONFLICT (id) DO UPDATE SET state=excluded.state, attempt=excluded.attempt,"
     " max_attempts=excluded.max_attempts, timeout=excluded.timeout, result=excluded.result,"
     " error=excluded.error, started_at=excluded.started_at, finished_at=excluded.finished_at,"
     " not_before=excluded.not_before, last_seq=excluded.last_seq"
 )
 _INSERT_EVENT = "INSERT INTO events (run_id, seq, type, data, at) VALUES (?,?,?,?,?)"
+_COUNT_ENDED = (
+    "INSERT INTO ended_runs (task, state, runs) VALUES (?,?,?)"
+    " ON CONFLICT (task, state) DO UPDATE SET runs = runs + excluded.runs"
+)
 MAX_ROWS_PER_STATEMENT = 256
 """A batch's rows go in multi-row ``INSERT``s of up to this many rows (fewer where the SQLite
 library allows fewer bound variables): far fewer statements than one per row, and each
@@ -197,6 +233,7 @@ def _run_row(run: Run, args_json: str) -> RunRow:
         run.parent_id,
         compact_json(run.after) if run.after else "[]",
         run.after_policy,
+        run.retry_of,
         run.not_after,
     )
 
@@ -220,7 +257,8 @@ def _run_from_row(row: Sequence[Any]) -> Run:
         parent_id=row[14],
         after=json.loads(row[15]),
         after_policy=row[16],
-        not_after=row[17],
+        retry_of=row[17],
+        not_after=row[18],
     )
 
 
@@ -503,7 +541,13 @@ class SQLiteStore(Store):
             commit: asyncio.Future[None] = loop.create_future()
             commit.set_exception(StoreError(f"a run's row could not be built: {exc!r}"))
         else:
-            commit = loop.run_in_executor(self._writer, self._commit, rows, events)
+            # A run reaches its end state once (no transition leaves it): count it as it does.
+            ended = Counter(
+                (snapshot.task, snapshot.state.value)
+                for snapshot in runs.values()
+                if snapshot.state.is_terminal
+            )
+            commit = loop.run_in_executor(self._writer, self._commit, rows, events, ended)
         commit.add_done_callback(self._wake_flusher)
         return _Batch(runs, announce, done, commit)
 
@@ -569,13 +613,20 @@ class SQLiteStore(Store):
             conn.execute(statement, list(chain.from_iterable(rows[start : start + size])))
             start += size
 
-    def _commit(self, runs: list[RunRow], events: list[EventRow]) -> None:
+    def _commit(
+        self,
+        runs: list[RunRow],
+        events: list[EventRow],
+        ended: Counter[tuple[str, str]] | None = None,
+    ) -> None:
         conn = self._write_conn
         assert conn is not None
         conn.execute("BEGIN")
         try:
             self._insert_rows(conn, _UPSERT_RUN, runs)
             self._insert_rows(conn, _INSERT_EVENT, events)
+            if ended:
+                self._insert_rows(conn, _COUNT_ENDED, [(*key, n) for key, n in ended.items()])
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:  # SQLite may have rolled back by itself (a full disk)
@@ -654,7 +705,7 @@ class SQLiteStore(Store):
 
     # -- reads ---------------------------------------------------------------------------------
 
-    def _query(self, sql: str, params: list[Any]) -> list[Any]:
+    def _query(self, sql: str, params: Sequence[Any] | Mapping[str, Any]) -> list[Any]:
         conn = self._read_conn
         try:
             if conn is None:
@@ -728,6 +779,7 @@ class SQLiteStore(Store):
         limit: int = 100,
         before: str | None = None,
         parent: str | None = None,
+        prefix: str | None = None,
     ) -> list[Run]:
         if state is not None and not state.is_terminal:  # every unfinished run is in memory
             unfinished = [
@@ -737,6 +789,7 @@ class SQLiteStore(Store):
                 and (task is None or run.task == task)
                 and (parent is None or run.parent_id == parent)
                 and (before is None or run_id < before)
+                and (prefix is None or run_id.startswith(prefix))
             ]
             unfinished.sort(key=lambda run: run.id, reverse=True)
             return [run.copy() for run in unfinished[:limit]]
@@ -754,6 +807,9 @@ class SQLiteStore(Store):
         if before is not None:
             where.append("id < ?")
             params.append(before)
+        if prefix is not None:
+            where.append("id >= ? AND id < ?")
+            params.extend((prefix, ids_with_prefix_below(prefix)))
         clause = f"WHERE {' AND '.join(where)}" if where else ""
         stored = await self._read_runs(
             f"SELECT {_RUN_COLUMNS} FROM runs {clause} ORDER BY id DESC LIMIT ?", [*params, limit]
@@ -766,8 +822,12 @@ class SQLiteStore(Store):
         return [r for r in runs if state is None or r.state == state]
 
     async def count_runs(self) -> dict[tuple[str, RunState], int]:
-        rows = await self._read("SELECT task, state, count(*) FROM runs GROUP BY task, state", [])
-        return {(task, RunState(state)): n for task, state, n in rows}
+        rows = await self._read("SELECT task, state, runs FROM ended_runs WHERE runs > 0", [])
+        counts = {(task, RunState(state)): n for task, state, n in rows}
+        for run in self._committed.values():  # every unfinished run, as committed
+            key = (run.task, run.state)
+            counts[key] = counts.get(key, 0) + 1
+        return counts
 
     async def read_events(self, run_id: str, after: int = 0, limit: int = 1000) -> list[Event]:
         rows = await self._read_packed(
@@ -799,6 +859,12 @@ class SQLiteStore(Store):
                 f" WHERE state IN ({marks}) AND finished_at < ?)",
                 [*terminal, finished_before],
             )
+            conn.execute(
+                "UPDATE ended_runs SET runs = runs - (SELECT count(*) FROM runs AS r"
+                f" WHERE r.task = ended_runs.task AND r.state = ended_runs.state AND r.state IN"
+                f" ({marks}) AND r.finished_at < ?)",
+                [*terminal, finished_before],
+            )
             deleted = conn.execute(
                 f"DELETE FROM runs WHERE state IN ({marks}) AND finished_at < ?",
                 [*terminal, finished_before],
@@ -808,3 +874,51 @@ class SQLiteStore(Store):
             raise
         conn.execute("COMMIT")
         return int(deleted)
+
+    async def activity(self, window: Window) -> Activity:
+        ended, durations = await self._in_reader(self._query_activity, window)
+        counter = Tally(window)
+        for state, ended_in, created_in, started_in, runs in ended:
+            counter.add_ended(state, ended_in, created_in, started_in, runs)
+        counter.set_durations(durations)
+        # Every unfinished run is in memory (as committed: what the query could see).
+        for run in self._committed.values():
+            counter.add(RunTimes(run.task, run.state.value, run.created_at, run.started_at, None))
+        return counter.activity()
+
+    def _query_activity(self, window: Window) -> tuple[list[Any], dict[str, TaskDurations]]:
+        params = {"start": window.start, "end": window.end, "step": window.step}
+        ended = self._query(_ACTIVITY_ENDED, params)
+        durations = {
+            task: durations_of([float(value) for value in values.split(",")])
+            for task, values in self._query(_ACTIVITY_DURATIONS, params)
+        }
+        return ended, durations
+
+
+def _bucket(column: str) -> str:
+    """The bucket of ``column``'s time, as ``Window.bucket`` computes it; -1 for any time before
+    the window (``NULL`` stays ``NULL``)."""
+    return (
+        f"CASE WHEN {column} < :start THEN -1 ELSE CAST(({column} - :start) / :step AS INTEGER) END"
+    )
+
+
+_ACTIVITY_ENDED = f"""
+SELECT state, {_bucket("finished_at")}, {_bucket("created_at")}, {_bucket("started_at")}, count(*)
+FROM runs INDEXED BY runs_by_finished
+WHERE finished_at IS NOT NULL AND finished_at >= :start
+GROUP BY 1, 2, 3, 4
+"""
+"""The runs that ended since the window's start, counted by end state and by the buckets of
+their end, creation and start (what ``Tally.add_ended`` takes): one range of
+``runs_by_finished``, and few groups, since most runs start and end soon after their creation."""
+
+_ACTIVITY_DURATIONS = """
+SELECT task, group_concat(quote(finished_at - started_at)) FROM runs INDEXED BY runs_by_finished
+WHERE finished_at IS NOT NULL AND finished_at >= :start AND finished_at < :end
+  AND started_at IS NOT NULL
+GROUP BY task
+"""
+"""Per task, how long each run that ended in the window ran (``quote`` writes a REAL exactly);
+``stats.durations_of`` sorts them and takes the percentiles."""

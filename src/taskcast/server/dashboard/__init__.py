@@ -4,8 +4,13 @@ Static HTML, CSS and plain JavaScript shipped inside the package (``static/``), 
 served from memory; no build step, nothing loaded from elsewhere (the Content-Security-Policy
 says so to the browser). The page holds no data: it is served without a token, and its script
 asks for the token when the API answers 401 (see ``auth.py``). The data comes from the public
-API: ``GET /runs``, ``GET /tasks``, ``GET /changes``, ``GET /runs/{id}/events``, ``POST /runs``
-and ``POST /runs/{id}/cancel``.
+API: ``GET /runs``, ``GET /tasks``, ``GET /stats``, ``GET /changes``, ``GET /runs/{id}/events``,
+``POST /runs``, ``POST /runs/{id}/cancel`` and ``POST /runs/{id}/retry``.
+
+The charts are drawn with uPlot (``UPLOT_VERSION``, MIT licence in ``uPlot.LICENSE.txt``): its
+minified script and stylesheet as the npm registry ships them (``npm pack uplot``), unchanged.
+It draws on canvases and styles elements through the DOM, never with inline ``<style>`` or
+``style`` attributes, so it runs under the strict policy below.
 """
 
 from __future__ import annotations
@@ -19,13 +24,23 @@ from starlette.exceptions import HTTPException
 PREFIX = "/dashboard/"
 """Where the page's static files are served (open without a token, like ``/``)."""
 
+UPLOT_VERSION = "1.6.32"
+"""The uPlot release in ``static/`` (its script's first line names it)."""
+
 _TYPES = {
     "index.html": "text/html; charset=utf-8",
     "dashboard.css": "text/css; charset=utf-8",
     "dashboard.js": "text/javascript; charset=utf-8",
+    "charts.js": "text/javascript; charset=utf-8",
+    "bulk.js": "text/javascript; charset=utf-8",
+    "timeline.js": "text/javascript; charset=utf-8",
+    "uPlot.iife.min.js": "text/javascript; charset=utf-8",
+    "uPlot.min.css": "text/css; charset=utf-8",
+    "uPlot.LICENSE.txt": "text/plain; charset=utf-8",
 }
 
-_HEADERS = {
+PAGE_HEADERS = {
+    # The headers of every page and page file (the API docs' too).
     # Everything comes from this server; nothing may be framed, inlined or fetched elsewhere.
     "content-security-policy": (
         "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self';"
@@ -49,7 +64,7 @@ def dashboard_router() -> APIRouter:
     router = APIRouter(include_in_schema=False)
 
     def serve(name: str) -> Response:
-        return Response(contents[name], media_type=_TYPES[name], headers=_HEADERS)
+        return Response(contents[name], media_type=_TYPES[name], headers=PAGE_HEADERS)
 
     @router.get("/")
     async def home() -> Response:

@@ -9,12 +9,11 @@
 // a header (not in URLs that end up in logs) and it sees every event type a task may invent.
 "use strict";
 
-const LIST_LIMIT = 1000; // runs listed at most (the API's page limit)
 const LOG_LIMIT = 1000; // log lines kept on a run's page; older ones are dropped from view
 const TERMINAL = new Set(["completed", "failed", "cancelled", "timed_out"]);
 const STATES = ["queued", "running", "completed", "failed", "cancelled", "timed_out", "interrupted"];
 const CANCELLABLE = new Set(["queued", "running"]);
-const CHILDREN_FETCHED = 200; // children named by `child` events whose state is read at once
+const RETRYABLE = new Set(["failed", "cancelled", "timed_out", "interrupted"]);
 const STATE_AFTER = { queued: "queued", started: "running", retrying: "queued", interrupted: "interrupted" };
 const TOKEN_KEY = "taskcast.token";
 
@@ -152,6 +151,7 @@ class EventReader {
     let kind = "";
     let data = [];
     let id = null;
+    let at = null;
     try {
       for (;;) {
         const { value, done } = await reader.read();
@@ -164,10 +164,11 @@ class EventReader {
           start = end + 1;
           if (line.endsWith("\r")) line = line.slice(0, -1);
           if (line === "") {
-            if (data.length) batch.push({ type: kind || "message", data: data.join("\n"), id });
+            if (data.length) batch.push({ type: kind || "message", data: data.join("\n"), id, at });
             kind = "";
             data = [];
             id = null;
+            at = null;
           } else if (line[0] !== ":") {
             const colon = line.indexOf(":");
             const field = colon < 0 ? line : line.slice(0, colon);
@@ -176,6 +177,7 @@ class EventReader {
             if (field === "event") kind = text;
             else if (field === "data") data.push(text);
             else if (field === "id") id = text;
+            else if (field === "at") at = Number(text);
           }
         }
         buffer = buffer.slice(start);
@@ -190,7 +192,7 @@ class EventReader {
   deliver(batch) {
     const events = [];
     for (const raw of batch) {
-      const event = { type: raw.type, data: JSON.parse(raw.data), seq: null };
+      const event = { type: raw.type, data: JSON.parse(raw.data), seq: null, at: raw.at };
       if (raw.id !== null) {
         event.seq = Number(raw.id);
         if (this.resume && event.seq <= this.after) continue; // never twice
@@ -282,30 +284,57 @@ function renderCounts() {
 }
 
 // -- the list of runs ---------------------------------------------------------------------------
+//
+// One page of the whole store at a time: `GET /runs` with the filters and `limit`, and `before`
+// (the last id of the previous page) for older pages. The newest page is live: new runs are
+// inserted at its top and push its oldest row to the next page. Every page keeps its rows'
+// states live; a run that stops matching the filter leaves it, one that starts to match and
+// falls within the page's ids joins it.
 
 const list = {
   runs: new Map(), // id -> run, as listed (matching the filter)
   rows: new Map(), // id -> <tr>
-  filter: { state: "", task: "" },
+  filter: { state: "", task: "", prefix: "" },
+  limit: 100, // rows per page
+  before: null, // the page's cursor: only runs older than this id (null: the newest page, live)
+  newer: [], // cursors of the pages before this one, for "Newer"
+  nextBefore: null, // the cursor of the next (older) page, or null on the last page
   loading: false,
   generation: 0,
   buffered: [], // changes that arrived while the list was being fetched
   fetching: new Set(), // ids of runs fetched because a change named a run the page did not hold
   taskOf: new Map(), // id -> task of runs seen but not listed (bounded), to filter their changes
-  truncated: false,
+  selected: new Set(), // ids ticked for a bulk action (bulk.js)
 };
 
 function matches(run) {
   return (!list.filter.state || run.state === list.filter.state) &&
-    (!list.filter.task || run.task === list.filter.task);
+    (!list.filter.task || run.task === list.filter.task) &&
+    (!list.filter.prefix || run.id.startsWith(list.filter.prefix));
+}
+
+/** Whether a run's id falls within this page: below its cursor and, on a full page, above its
+ * oldest row (an older one belongs to a later page). */
+function withinPage(id) {
+  if (list.before !== null && id >= list.before) return false;
+  if (list.runs.size < list.limit) return true;
+  const oldest = $("runs-body").lastElementChild; // rows are in id order, newest first
+  return !oldest || id > oldest.dataset.runId;
+}
+
+/** The list's query string (for `GET /runs`), without `before` and `limit`. */
+function filterQuery() {
+  const query = new URLSearchParams();
+  for (const name of ["state", "task", "prefix"]) if (list.filter[name]) query.set(name, list.filter[name]);
+  return query;
 }
 
 async function loadList() {
   const generation = ++list.generation;
   list.loading = true;
-  const query = new URLSearchParams({ limit: String(LIST_LIMIT) });
-  if (list.filter.state) query.set("state", list.filter.state);
-  if (list.filter.task) query.set("task", list.filter.task);
+  const query = filterQuery();
+  query.set("limit", String(list.limit));
+  if (list.before !== null) query.set("before", list.before);
   let body;
   try {
     body = await api(`/runs?${query}`);
@@ -316,7 +345,7 @@ async function loadList() {
   }
   if (generation !== list.generation) return; // a newer load (other filter) is under way
   list.loading = false;
-  list.truncated = body.next_before !== null;
+  list.nextBefore = body.next_before;
   const started = performance.now();
   list.runs = new Map(body.runs.map((run) => [run.id, run]));
   renderAllRows();
@@ -326,35 +355,55 @@ async function loadList() {
   applyChanges(buffered);
 }
 
-function makeRow(run) {
+/** An empty row, cloned for each run: one clone costs less than building its nine elements. */
+const ROW_TEMPLATE = (() => {
   const row = document.createElement("tr");
-  row.dataset.runId = run.id;
   const cells = [];
-  for (let i = 0; i < 6; i++) cells.push(document.createElement("td"));
-  cells[0].append(runLink(run.id));
-  cells[1].textContent = run.task;
-  cells[2].append(stateBadge(run.state));
-  cells[3].className = "num col-attempt";
-  cells[4].className = "num";
+  for (let i = 0; i < 7; i++) cells.push(document.createElement("td"));
+  const box = document.createElement("input");
+  box.type = "checkbox";
+  box.className = "select-run";
+  cells[0].className = "col-select";
+  cells[0].append(box);
+  const link = document.createElement("a");
+  link.className = "mono";
+  cells[1].append(link);
+  cells[3].append(stateBadge("queued"));
+  cells[4].className = "num col-attempt";
   cells[5].className = "num";
+  cells[6].className = "num";
   row.append(...cells);
+  return row;
+})();
+
+function makeRow(run) {
+  const row = ROW_TEMPLATE.cloneNode(true);
+  row.dataset.runId = run.id;
+  const cells = row.cells;
+  const box = cells[0].firstChild;
+  box.setAttribute("aria-label", `Select run ${run.id}`);
+  if (list.selected.has(run.id)) box.checked = true;
+  const link = cells[1].firstChild;
+  link.href = `#/runs/${encodeURIComponent(run.id)}`;
+  link.textContent = run.id;
+  cells[2].textContent = run.task;
   fillRow(row, run, nowSeconds());
   return row;
 }
 
 function fillRow(row, run, now) {
   const cells = row.cells;
-  setBadge(cells[2].firstChild, run.state);
+  setBadge(cells[3].firstChild, run.state);
   const attempt = String(run.attempt);
-  if (cells[3].textContent !== attempt) cells[3].textContent = attempt;
+  if (cells[4].textContent !== attempt) cells[4].textContent = attempt;
   fillTimes(cells, run, now);
 }
 
 function fillTimes(cells, run, now) {
   const shownAge = age(run, now);
-  if (cells[4].textContent !== shownAge) cells[4].textContent = shownAge;
+  if (cells[5].textContent !== shownAge) cells[5].textContent = shownAge;
   const shownDuration = duration(run, now);
-  if (cells[5].textContent !== shownDuration) cells[5].textContent = shownDuration;
+  if (cells[6].textContent !== shownDuration) cells[6].textContent = shownDuration;
 }
 
 function renderAllRows() {
@@ -370,13 +419,44 @@ function renderAllRows() {
   renderSummary();
 }
 
+/** How many runs match the filter in the whole store, from the counts by task and state
+ * (`/stats`, refreshed with the charts) or by state (the live counter); null when unknown (an
+ * id prefix: no count says how many ids start with it). */
+function matchingTotal() {
+  if (list.filter.prefix) return null;
+  const { state, task } = list.filter;
+  if (!task && counts) {
+    return state ? counts[state] || 0 : STATES.reduce((sum, name) => sum + (counts[name] || 0), 0);
+  }
+  const byTask = activity.counts; // charts.js
+  if (!byTask) return null;
+  let total = 0;
+  for (const [name, states] of Object.entries(byTask)) {
+    if (task && name !== task) continue;
+    for (const [stateName, n] of Object.entries(states)) if (!state || stateName === state) total += n;
+  }
+  return total;
+}
+
+const number = new Intl.NumberFormat("en");
+
 function renderSummary() {
   const count = list.runs.size;
-  const what = [list.filter.state, list.filter.task].filter(Boolean).join(", ");
-  let text = count === 0 ? "No runs" : `${count} run${count === 1 ? "" : "s"}`;
-  if (what) text += ` (${what})`;
-  if (list.truncated || count >= LIST_LIMIT) text += `, the newest ${LIST_LIMIT} shown`;
+  const what = [list.filter.state, list.filter.task].filter(Boolean);
+  if (list.filter.prefix) what.push(`id starting with ${list.filter.prefix}`);
+  const total = matchingTotal();
+  let text;
+  if (count === 0) text = list.before === null ? "No runs" : "No older runs";
+  else if (list.before === null && list.nextBefore === null) text = `${number.format(count)} run${count === 1 ? "" : "s"}`;
+  else text = `${number.format(count)} run${count === 1 ? "" : "s"} shown`;
+  if (what.length) text += ` (${what.join(", ")})`;
+  if (total !== null && (list.before !== null || list.nextBefore !== null)) text += ` of ${number.format(total)} in all`;
   $("list-summary").textContent = text;
+  $("page-newest").disabled = list.before === null;
+  $("page-newer").disabled = list.before === null;
+  $("page-older").disabled = list.nextBefore === null;
+  $("page-position").textContent = list.before === null ? "newest runs" : `older than ${list.before}`;
+  if (typeof renderSelection === "function") renderSelection(); // bulk.js
 }
 
 function insertRow(run) {
@@ -435,7 +515,7 @@ function applyChanges(changes) {
         id: change.id, task: change.task, args: null, state: change.state, attempt: 0,
         created_at: change.at, started_at: null, finished_at: null, last_seq: change.seq,
       };
-      if (matches(fresh)) {
+      if (list.before === null && matches(fresh)) {
         list.runs.set(fresh.id, fresh);
         insertRow(fresh);
         added = true;
@@ -448,10 +528,12 @@ function applyChanges(changes) {
     delete counts.moved;
     renderCounts();
   }
-  if (added && list.runs.size > LIST_LIMIT) {
+  if (added && list.runs.size > list.limit) {
+    // The newest page is full: its oldest rows move to the next page.
     const ids = [...list.runs.keys()].sort();
-    for (const id of ids.slice(0, list.runs.size - LIST_LIMIT)) removeRun(id);
-    list.truncated = true;
+    const excess = list.runs.size - list.limit;
+    for (const id of ids.slice(0, excess)) removeRun(id);
+    list.nextBefore = ids[excess];
   }
   renderSummary();
 }
@@ -459,11 +541,10 @@ function applyChanges(changes) {
 /** Whether a change to a run the page does not list could bring it into the list. */
 function mayBelong(change) {
   if (list.filter.state && list.filter.state !== change.state) return false;
+  if (list.filter.prefix && !change.id.startsWith(list.filter.prefix)) return false;
   const task = list.taskOf.get(change.id);
   if (list.filter.task && task !== undefined && task !== list.filter.task) return false;
-  if (list.runs.size < LIST_LIMIT) return true;
-  const oldest = $("runs-body").lastElementChild; // rows are in id order, newest first
-  return !oldest || change.id > oldest.dataset.runId; // an older run than all listed stays out
+  return withinPage(change.id);
 }
 
 function rememberTask(id, task) {
@@ -480,9 +561,7 @@ async function fetchMissing(id) {
     const held = list.runs.get(id);
     if (held && held.last_seq >= run.last_seq) return;
     if (held) removeRun(id);
-    if (!matches(run)) return;
-    const oldest = [...list.runs.keys()].sort()[0];
-    if (list.runs.size >= LIST_LIMIT && oldest > id) return; // older than anything listed
+    if (!matches(run) || !withinPage(id)) return;
     list.runs.set(id, run);
     insertRow(run);
     renderSummary();
@@ -501,13 +580,15 @@ function onChanges(events) {
     else if (event.type === "counts") {
       counts = event.data;
       renderCounts();
+      renderSummary();
     }
     else if (event.type === "reset") loadList();
     else if (event.type === "shutdown") setConnection("down", "server stopping; reconnecting…");
   }
   if (list.loading) list.buffered.push(...changes);
   else applyChanges(changes);
-  if (run.id) updateChildren(changes);
+  if (run.id) workflow.onChanges(changes); // timeline.js
+  if (changes.length) activity.changed(); // charts.js
   window.taskcastMetrics.changes.add(started, changes.length);
 }
 
@@ -518,7 +599,32 @@ function refreshTimes() {
     for (const [id, row] of list.rows) fillTimes(row.cells, list.runs.get(id), now);
     window.taskcastMetrics.clock.add(started, list.rows.size);
   }
-  if (run.id && run.data) $("run-duration").textContent = duration(run.data, now);
+  if (run.id && run.data) {
+    $("run-duration").textContent = duration(run.data, now);
+    workflow.tick(now); // timeline.js: bars of runs still going grow
+  }
+}
+
+/** Go to a page of the list: the hash holds the filter and the cursor, so a page can be linked. */
+function goToPage(before, newer) {
+  const query = filterQuery();
+  if (list.limit !== 100) query.set("limit", String(list.limit));
+  if (before) query.set("before", before);
+  list.newer = newer;
+  const text = query.toString();
+  location.hash = text ? `#/?${text}` : "#/";
+}
+
+function setUpPages() {
+  $("page-older").addEventListener("click", () => {
+    if (list.nextBefore !== null) goToPage(list.nextBefore, [...list.newer, list.before]);
+  });
+  $("page-newer").addEventListener("click", () => {
+    const newer = list.newer.slice();
+    const cursor = newer.length ? newer.pop() : null; // from a link: back to the newest page
+    goToPage(cursor, newer);
+  });
+  $("page-newest").addEventListener("click", () => goToPage(null, []));
 }
 
 // -- a run's page -------------------------------------------------------------------------------
@@ -531,28 +637,26 @@ const run = {
   shown: 0, // log lines on the page
   follow: true, // keep the log scrolled to its end
   scrollPending: false,
-  children: new Map(), // id -> {badge, seq}
 };
 
 function closeRun() {
   if (run.reader) run.reader.stop();
   Object.assign(run, { id: null, data: null, reader: null, lastSeq: 0, shown: 0, follow: true });
-  run.children = new Map();
+  workflow.close(); // timeline.js
 }
 
 async function openRun(id) {
   closeRun();
   run.id = id;
   $("run-id").textContent = id;
-  for (const section of ["run-progress", "run-outcome", "run-parent", "run-after", "run-children"]) {
+  for (const section of ["run-progress", "run-outcome", "run-parent", "run-workflow"]) {
     $(section).hidden = true;
   }
-  $("cancel-button").hidden = true;
+  for (const item of ["cancel-button", "retry-button", "run-retry-of-term", "run-retry-of-value"]) $(item).hidden = true;
   $("cancel-status").textContent = "";
   $("log").replaceChildren();
   $("log-note").textContent = "";
   $("log-status").textContent = "";
-  $("run-children-list").replaceChildren();
   let data;
   try {
     data = await api(`/runs/${encodeURIComponent(id)}`);
@@ -588,7 +692,15 @@ function renderRun() {
   $("run-duration").textContent = duration(data, nowSeconds());
   if (data.args !== null) $("run-args").textContent = JSON.stringify(data.args);
   $("cancel-button").hidden = !CANCELLABLE.has(data.state);
+  $("retry-button").hidden = !RETRYABLE.has(data.state);
+  if (data.retry_of) {
+    const link = $("run-retry-of");
+    link.href = `#/runs/${encodeURIComponent(data.retry_of)}`;
+    link.textContent = data.retry_of;
+  }
+  $("run-retry-of-term").hidden = $("run-retry-of-value").hidden = !data.retry_of;
   renderOutcome(data);
+  workflow.runChanged(data); // timeline.js: this run's own bar
 }
 
 function renderOutcome(data) {
@@ -613,65 +725,7 @@ function renderRelations(data) {
     link.textContent = data.parent_id;
     $("run-parent").hidden = false;
   }
-  if (Array.isArray(data.after) && data.after.length) {
-    $("run-after-list").replaceChildren(...data.after.map((id) => {
-      const item = document.createElement("li");
-      item.append(runLink(id));
-      return item;
-    }));
-    $("run-after").hidden = false;
-  }
-  if ("parent_id" in data) loadChildren(data.id); // the server knows about child runs
-}
-
-async function loadChildren(id) {
-  let body;
-  try {
-    body = await api(`/runs?parent=${encodeURIComponent(id)}&limit=${LIST_LIMIT}`);
-  } catch (error) {
-    return;
-  }
-  if (run.id !== id) return;
-  for (const child of body.runs.slice().reverse()) addChild(child.id, child.task, child.state, child.last_seq);
-}
-
-function addChild(id, task, state, seq) {
-  const known = run.children.get(id);
-  if (known) {
-    if (state && seq > known.seq) {
-      setBadge(known.badge, state);
-      known.seq = seq;
-    }
-    return;
-  }
-  const item = document.createElement("li");
-  const badge = stateBadge(state || "…");
-  item.append(runLink(id), ` ${task || ""} `, badge);
-  $("run-children-list").append(item);
-  $("run-children").hidden = false;
-  run.children.set(id, { badge, seq: seq || 0 });
-  // Named by a `child` event: read its state once (the first ones only, to bound requests);
-  // the changes stream keeps it current from there.
-  if (!state && run.children.size <= CHILDREN_FETCHED) fetchChild(run.id, id);
-}
-
-async function fetchChild(parentId, id) {
-  try {
-    const child = await api(`/runs/${encodeURIComponent(id)}`);
-    if (run.id === parentId) addChild(id, child.task, child.state, child.last_seq);
-  } catch (error) {
-    // Not found (pruned) or unreachable: the badge stays unknown.
-  }
-}
-
-function updateChildren(changes) {
-  for (const change of changes) {
-    const child = run.children.get(change.id);
-    if (child && change.seq > child.seq) {
-      setBadge(child.badge, change.state);
-      child.seq = change.seq;
-    }
-  }
+  workflow.open(data); // timeline.js: its dependencies and children
 }
 
 function logLine(event) {
@@ -717,7 +771,7 @@ function onRunEvents(events) {
       }
     }
     if (event.type === "progress") progress = event.data;
-    if (event.type === "child" && event.data && event.data.run_id) addChild(event.data.run_id, event.data.task, null, 0);
+    if (event.type === "child" && event.data && event.data.run_id) workflow.addChild(event.data.run_id, event.data.task, event.at);
   }
   if (!count) return;
   const log = $("log");
@@ -785,6 +839,21 @@ function setUpCancel() {
       if (run.id === id) $("cancel-status").textContent = "Cancel requested.";
     } catch (error) {
       if (run.id === id) $("cancel-status").textContent = `Not cancelled: ${error.message}`;
+    }
+  });
+}
+
+function setUpRetry() {
+  $("retry-button").addEventListener("click", async () => {
+    if (!run.id) return;
+    const id = run.id;
+    const status = $("cancel-status");
+    status.textContent = "Retrying…";
+    try {
+      const created = await api(`/runs/${encodeURIComponent(id)}/retry`, { method: "POST" });
+      if (run.id === id) status.replaceChildren("Retried as ", runLink(created.id), ".");
+    } catch (error) {
+      if (run.id === id && !(error instanceof AuthRequired)) status.textContent = `Not retried: ${error.message}`;
     }
   });
 }
@@ -1015,10 +1084,23 @@ function parseRoute() {
   return { runId: runMatch ? decodeURIComponent(runMatch[1]) : null, query: new URLSearchParams(queryText || "") };
 }
 
+const PAGE_SIZES = [50, 100, 500, 1000];
+
+/** The list's filter, page size and cursor, as the hash says (unknown values fall back). */
+function listState(query) {
+  const limit = Number(query.get("limit"));
+  return {
+    filter: { state: query.get("state") || "", task: query.get("task") || "", prefix: (query.get("prefix") || "").trim() },
+    limit: PAGE_SIZES.includes(limit) ? limit : 100,
+    before: query.get("before") || null,
+  };
+}
+
 function route() {
   if (!booted) return;
   const { runId, query } = parseRoute();
   if (runId) {
+    activity.hide(); // charts.js
     showView("run-view");
     if (run.id !== runId) openRun(runId);
     document.title = `Run ${runId} — taskcast`;
@@ -1026,12 +1108,22 @@ function route() {
   }
   closeRun();
   showView("list-view");
+  activity.show();
   document.title = "Runs — taskcast";
-  const filter = { state: query.get("state") || "", task: query.get("task") || "" };
-  $("filter-state").value = filter.state;
-  $("filter-task").value = filter.task;
-  if (filter.state !== list.filter.state || filter.task !== list.filter.task) {
-    list.filter = filter;
+  const wanted = listState(query);
+  $("filter-state").value = wanted.filter.state;
+  $("filter-task").value = wanted.filter.task;
+  if (document.activeElement !== $("filter-prefix")) $("filter-prefix").value = wanted.filter.prefix;
+  $("page-size").value = String(wanted.limit);
+  const same = JSON.stringify([wanted.filter, wanted.limit, wanted.before]) ===
+    JSON.stringify([list.filter, list.limit, list.before]);
+  if (!same) {
+    const filterChanged = JSON.stringify(wanted.filter) !== JSON.stringify(list.filter);
+    if (filterChanged) {
+      list.newer = [];
+      list.selected = new Set(); // a selection is of the runs of one filter
+    }
+    Object.assign(list, wanted, { nextBefore: null });
     list.runs = new Map();
     renderAllRows();
     if (changes) loadList();
@@ -1043,14 +1135,28 @@ function setUpFilters() {
     const query = new URLSearchParams();
     const state = $("filter-state").value;
     const task = $("filter-task").value;
+    const prefix = $("filter-prefix").value.trim();
+    if (prefix) query.set("prefix", prefix);
     if (state) query.set("state", state);
     if (task) query.set("task", task);
+    const limit = $("page-size").value;
+    if (limit !== "100") query.set("limit", limit);
     const text = query.toString();
     location.hash = text ? `#/?${text}` : "#/";
   };
+  let typing = null;
+  $("filter-prefix").addEventListener("input", () => {
+    clearTimeout(typing);
+    typing = setTimeout(apply, 300); // once the typing pauses
+  });
   $("filter-state").addEventListener("change", apply);
   $("filter-task").addEventListener("change", apply);
-  $("filters").addEventListener("submit", (event) => event.preventDefault());
+  $("page-size").addEventListener("change", apply);
+  $("filters").addEventListener("submit", (event) => {
+    event.preventDefault();
+    clearTimeout(typing);
+    apply();
+  });
 }
 
 async function boot() {
@@ -1065,7 +1171,7 @@ async function boot() {
   }
   booted = true;
   const { query } = parseRoute();
-  list.filter = { state: query.get("state") || "", task: query.get("task") || "" };
+  Object.assign(list, listState(query));
   route();
   startChanges();
 }
@@ -1074,7 +1180,12 @@ document.addEventListener("DOMContentLoaded", () => {
   setUpLogin();
   setUpSubmit();
   setUpCancel();
+  setUpRetry();
   setUpFilters();
+  setUpPages();
+  setUpBulk(); // bulk.js
+  setUpActivity(); // charts.js
+  setUpWorkflow(); // timeline.js
   $("log").addEventListener("scroll", (event) => {
     const log = event.target;
     run.follow = log.scrollTop + log.clientHeight >= log.scrollHeight - 8;
