@@ -23,6 +23,10 @@ GALLERY_LEAKS = [
     ("open_file", "- file: unclosed file", "report.txt"),
     ("sse_reader", "async generator 'EventSource.aiter_sse' was dropped", "without aclose()"),
     ("anyio_task", "running beat() was still pending", ""),
+    ("subprocess_left_running", "- subprocess: process", "is still running at the end"),
+    ("executor_job_left_running", "- executor job: executor job Queue.get()", "it is now at"),
+    ("worker_thread_file", "- file: unclosed file", "report.txt"),
+    ("thread_loop_task", "running flush() was still pending", ""),
 ]
 
 
@@ -363,3 +367,39 @@ def test_what_a_session_factory_or_server_owns_is_not_blamed_on_a_test(
         """
     )
     pytester.runpytest("-W", "error::RuntimeWarning").assert_outcomes(passed=1)
+
+
+def test_a_leaked_process_and_its_pipes_are_reported_once_on_the_test_that_started_it(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        """
+        import subprocess
+        import sys
+
+        workers = []
+
+        def test_starts_a_worker():
+            worker = subprocess.Popen(
+                [sys.executable, "-c", "import sys; sys.stdin.read()"],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            )
+            workers.append(worker)  # left running
+
+        def test_stops_it_later():
+            worker = workers.pop()
+            worker.kill()
+            worker.wait()
+            del worker  # its unclosed pipes warn now, and belong to the first test
+        """
+    )
+    result = pytester.runpytest("-rN", "-W", "error::RuntimeWarning")
+    result.assert_outcomes(passed=2, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*ERROR at teardown of test_starts_a_worker*",
+            "*- subprocess: process * is still running at the end of the test*",
+            "*_that_started_it.py:7 in test_starts_a_worker*",
+        ]
+    )
+    assert "test_stops_it_later" not in result.stdout.str().split("ERRORS")[1]
