@@ -236,8 +236,33 @@ class LeakWindow:
             # by a fixture); its owner stops it, and its tasks, later.
             if task.get_loop().is_running():
                 continue
+            if self._serves_someone_elses_server(task):
+                continue
             found.append((task, _task_leak(task, "still pending at the end of the test")))
         return found
+
+    def _serves_someone_elses_server(self, task: asyncio.Task[Any]) -> bool:
+        """True if *task* handles a connection accepted by a server this test did not make.
+
+        ``asyncio.start_server`` starts one handler task per connection, from the
+        loop, with no user frame on the stack. A pooled connection to a session
+        fixture's server keeps its handler waiting after the test: the fixture's.
+        """
+        origin = getattr(task.get_coro(), "cr_origin", None) or ()
+        if sites.first_user_frame(tuple(origin)) is not None:
+            return False  # user code started it: the general rule applies
+        for holder in gc.get_referrers(task):
+            if not isinstance(holder, asyncio.StreamReaderProtocol):
+                continue
+            server = getattr(getattr(holder, "_transport", None), "_server", None)
+            listeners = getattr(server, "_sockets", None) or ()
+            return bool(listeners) and not any(
+                (entry := _sockets.get(id(listener))) is not None
+                and entry.ref() is listener
+                and any(window is self for window in entry.windows)
+                for listener in listeners
+            )
+        return False
 
     def _open_sockets(self) -> list[tuple[object, Leak]]:
         found: list[tuple[object, Leak]] = []
@@ -515,16 +540,21 @@ def _accepted_by_someone_else(windows: list[LeakWindow]) -> bool:
 def _audit(event: str, args: tuple[Any, ...]) -> None:
     if not _windows:
         return
+    # A resource counts only when user code made it (a user frame in its site):
+    # what a library or a plugin makes on its own (looptime's loop in a pytest
+    # hook) is theirs, as their own tasks are.
     if event == "socket.__new__":
         windows = _owners_here()
         if windows and not _accepted_by_someone_else(windows):
-            _register(_sockets, args[0], windows, type(args[0]))
+            site = _site_here(skip=1)
+            if sites.first_user_frame(site) is not None:
+                _register(_sockets, args[0], windows, type(args[0]), site=site)
     elif event == "open":
         path = args[0]
         if isinstance(path, str | bytes | os.PathLike):
             windows = _owners_here()
-            if windows:
-                site = _site_here(skip=1)
+            site = _site_here(skip=1) if windows else ()
+            if sites.first_user_frame(site) is not None:
                 key = os.fsdecode(path)
                 for window in windows:
                     window.file_sites[key] = site
@@ -532,7 +562,9 @@ def _audit(event: str, args: tuple[Any, ...]) -> None:
         windows = _owners_here()
         proc = sys._getframe(1).f_locals.get("self")  # Popen._execute_child's
         if windows and isinstance(proc, subprocess.Popen):
-            _register(_processes, proc, windows, subprocess.Popen)
+            site = _site_here(skip=1)
+            if sites.first_user_frame(site) is not None:
+                _register(_processes, proc, windows, subprocess.Popen, site=site)
 
 
 def _on_job_result(job: jobs.Job, result: object) -> None:

@@ -54,7 +54,7 @@ depth = DEFAULT_DEPTH
 #: How far :func:`capture` walks past *depth* to find user frames.
 _USER_FRAME_REACH = 64
 
-#: User frames a site collects beyond *depth*: as many as a report shows.
+#: User frames a site keeps: the innermost ones and the outermost (the test's line).
 USER_FRAMES = 4
 
 #: The frame that runs one step of the event loop: what is above it on the
@@ -69,29 +69,33 @@ def capture(skip: int = 1, depth: int | None = None) -> Site:
     *skip* frames above this function are dropped (1 drops the caller of
     ``capture`` itself). Keeps *depth* frames (default: the module's ``depth``,
     set from ``taskcast_origin_depth``), then walks on (up to 64 frames, never
-    past the event loop's step) adding only user frames, until the site holds
-    ``USER_FRAMES`` of them: an object a library made deep inside a call still
-    names the user's lines. When the stack has no user frame (it starts in the
-    event loop), the user frames of the running task's coroutine origin stand
-    in (``asyncio.ensure_future(asyncio.to_thread(...))``). Costs one attribute
-    walk per frame; no I/O.
+    past the event loop's step) keeping only user frames: the innermost ones, up
+    to ``USER_FRAMES - 1``, and the outermost, which is the test's own line when
+    the object was made deep inside the code under test. When the stack has no
+    user frame (it starts in the event loop), the user frames of the running
+    task's coroutine origin stand in (``asyncio.ensure_future(asyncio.to_thread(...))``).
+    Costs one attribute walk per frame; no I/O.
     """
     keep = globals()["depth"] if depth is None else depth
     frame: FrameType | None = sys._getframe(skip + 1)
     frames: list[Frame] = []
     users = 0
+    outermost: Frame | None = None
     for walked in range(keep + _USER_FRAME_REACH):
         if frame is None or frame.f_code is _LOOP_STEP:
             break
         code = frame.f_code
         user = not is_library_file(code.co_filename)
-        if walked < keep or user:
-            frames.append((code.co_filename, frame.f_lineno, code.co_name))
+        here = (code.co_filename, frame.f_lineno, code.co_name)
+        if walked < keep or (user and users < USER_FRAMES - 1):
+            frames.append(here)
             users += user
-        if walked >= keep and users >= USER_FRAMES:
-            break
+        elif user:
+            outermost = here
         frame = frame.f_back
-    if not users:
+    if outermost is not None:
+        frames.append(outermost)
+    elif not users:
         frames.extend(f for f in _running_task_origin() if not is_library_file(f[0]))
     return tuple(frames)
 
@@ -122,17 +126,21 @@ def format_frame(frame: Frame) -> str:
 
 
 def format_site(site: Iterable[Frame], limit: int = 4) -> str:
-    """Format a site for a failure report: user frames first, at most *limit*.
+    """Format a site for a failure report: user frames only, at most *limit*.
 
     Library frames are shown only when the site has no user frame at all, so
-    the report points at the line the reader can change.
+    the report points at the line the reader can change. With more user frames
+    than *limit*, the innermost ``limit - 1`` and the outermost are shown.
     """
     frames = list(site)
     user = [frame for frame in frames if not is_library_file(frame[0])]
-    chosen = (user or frames)[:limit]
+    chosen = user or frames
     if not chosen:
         return "    (creation site unknown)"
-    return "\n".join(f"    {format_frame(frame)}" for frame in chosen)
+    lines = [f"    {format_frame(frame)}" for frame in chosen]
+    if len(lines) > limit >= 2:
+        lines = [*lines[: limit - 1], "    ...", lines[-1]]
+    return "\n".join(lines[: limit + 1])
 
 
 def _short(filename: str) -> str:

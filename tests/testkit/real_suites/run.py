@@ -1,10 +1,11 @@
 """Run the test kit over real projects' own test suites, and write the table to docs/testing.md.
 
 Not part of ``make test``: it downloads sdists from PyPI (``pip download``). Run it
-with ``make realsuites``. For each project it runs the project's own suite twice in a
-venv of its own dependencies plus taskcast (``--no-deps``): once with ``-p no:taskcast``,
-once with the leak guard on (``--taskcast-leaks``) and a hang budget. It writes the
-outcome of each run, the time ratio and every report, each with its verdict
+with ``make realsuites``. For each project it runs the project's own suite in a venv
+of its own dependencies plus taskcast (``--no-deps``), ``--runs`` times (2) each way,
+interleaved: with ``-p no:taskcast``, and with the leak guard on (``--taskcast-leaks``)
+and a hang budget. It writes the outcome of each configuration, the ratio of the
+fastest runs and every report (a report seen in some runs only says so), each with its verdict
 (``VERDICTS`` below, judged by reading the flagged test: a true leak, or a false
 positive to fix in the kit). A report nobody judged yet is written as NOT JUDGED and
 makes the script exit with status 1.
@@ -65,28 +66,37 @@ VERDICTS: list[tuple[str, str, str, str]] = [
         "aiolimiter",
         "test_multiple_loops",
         "AsyncLimiter.acquire()",
-        "true leak, on purpose: "
-        "each asyncio.run leaves four acquire() tasks waiting (the test needs a waiting task), "
-        "and asyncio.run cancels them silently",
+        "true leak, on purpose: each asyncio.run leaves four acquire() tasks waiting (the test "
+        "needs a waiting task), and asyncio.run cancels them silently",
     ),
     (
         "asgiref",
         "test_server",
         "application_checker()",
-        "true leak: StatelessServer.arun() "
-        "leaves its application_checker() task running when the test cancels it",
+        "true leak, in asgiref: StatelessServer.arun() gathers application_checker() with "
+        "handle() and leaves the checker running when handle() ends (gather does not cancel "
+        "the others)",
     ),
     (
         "asgiref",
         "test_server",
         "running StatelessServer.arun()",
-        "true leak: the test starts server.arun() and never awaits or cancels it",
+        "true leak: the test gathers server.arun() with its client and leaves arun() running "
+        "when the client raises Done",
     ),
     (
         "asgiref",
         "test_server",
         "socket",
         "true leak: the test's UDP client sockets are never closed",
+    ),
+    (
+        "asgiref",
+        "test_wsgi",
+        "SyncToAsync.thread_handler()",
+        "true leak, a race: the test takes the application's last message and ends without "
+        "waiting for the application (ApplicationCommunicator.wait()); its WSGI thread is "
+        "still running and then sends through a new event loop",
     ),
     (
         "aiofiles",
@@ -96,9 +106,16 @@ VERDICTS: list[tuple[str, str, str, str]] = [
     ),
     (
         "aiofiles",
-        "test_simple.py",
+        "test_simple::",
         "StreamWriter",
-        "true leak: the test's client never closes its connection",
+        "true leak: the test drops its client's writer (reader, _ = await "
+        "asyncio.open_connection(...)) and never closes the connection",
+    ),
+    (
+        "aiofiles",
+        "test_simple_detach",
+        "unclosed file",
+        "true leak: the test detaches the raw file and never closes it",
     ),
     ("aiofiles", "", "unclosed file", _NEVER_CLOSED),
 ]
@@ -207,24 +224,31 @@ def run_suite(name: str, source: Path, python: Path, *plugin_args: str) -> Run:
 
 
 def report_entries(text: str) -> list[tuple[str, str]]:
-    """The entries of one kit report: (``kind: summary``, first user frame or a note)."""
+    """The entries of one kit report: (``kind: summary``, where it was created).
+
+    Where: the first frame of the entry's "created at" that is in the project's tests,
+    else its first frame outside site-packages and the stdlib.
+    """
     lines = text.splitlines()
     entries = []
     for index, line in enumerate(lines):
-        match = _REPORT_LINE.match(line)
-        if not match and line.startswith("taskcast hang:"):
+        if line.startswith("taskcast hang:"):
             entries.append((line[:160], "(hang report)"))
             continue
+        match = _REPORT_LINE.match(line)
         if not match:
             continue
-        site = "(no user frame)"
-        for following in lines[index + 1 : index + 14]:
-            if following.startswith("- "):
+        frames: list[str] = []
+        in_site = False
+        for following in lines[index + 1 :]:
+            if following.startswith(("- ", "Fix the leak")):
                 break
+            in_site = in_site or following.strip() == "created at:"
             frame = _FRAME.match(following)
-            if frame and "site-packages" not in frame[1] and "/lib/python3" not in frame[1]:
-                site = f"{Path(frame[1]).name}:{frame[2]} in {frame[3]}"
-                break
+            if in_site and frame and not re.search(r"site-packages|/lib/python3", frame[1]):
+                frames.append(f"{frame[1]}:{frame[2]} in {frame[3]}")
+        tests = [frame for frame in frames if frame.startswith("tests/")]
+        site = (tests or frames or ["(no user frame)"])[0]
         summary = re.sub(r" at 0x[0-9a-f]+|fd=\d+|\d{2,}", "N", match[2])[:150]
         entries.append((f"{match[1]}: {summary}", site))
     return entries
@@ -240,6 +264,9 @@ def verdict_for(project: str, test: str, entry: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--work", type=Path, default=ROOT / "build" / "real_suites")
+    parser.add_argument(
+        "--runs", type=int, default=2, help="runs of each suite per configuration (min time)"
+    )
     parser.add_argument("projects", nargs="*", default=list(PROJECTS))
     args = parser.parse_args()
     rows: list[str] = []
@@ -247,28 +274,42 @@ def main() -> None:
     unjudged = 0
     for name in args.projects:
         source, python = prepare(args.work, name)
-        without = run_suite(name, source, python, "-p", "no:taskcast")
-        kit = run_suite(name, source, python, "--taskcast-leaks", "-o", "taskcast_hang_timeout=60")
-        ratio = kit.seconds / without.seconds if without.seconds else float("nan")
-        tests = sum(without.outcome.values())
-        flagged = len({test for test, _ in kit.reports})
+        plain: list[Run] = []
+        kit: list[Run] = []
+        for _ in range(args.runs):  # interleaved, so load on the machine hits both alike
+            plain.append(run_suite(name, source, python, "-p", "no:taskcast"))
+            kit.append(
+                run_suite(
+                    name, source, python, "--taskcast-leaks", "-o", "taskcast_hang_timeout=60"
+                )
+            )
+        ratio = min(run.seconds for run in kit) / min(run.seconds for run in plain)
+        flagged = {test for run in kit for test, _ in run.reports}
         rows.append(
-            f"| {source.name} | {tests} | {without.summary()} | {kit.summary()} "
-            f"| {flagged} | {ratio:.2f}x |"
+            f"| {source.name} | {sum(plain[0].outcome.values())} | {_outcomes(plain)} "
+            f"| {_outcomes(kit)} | {len(flagged)} | {ratio:.2f}x |"
         )
         for test, reason in DESELECT.get(name, {}).items():
             details.append(f"- {source.name} `{test}`: left out of both runs: {reason}.")
-        for test, text in kit.reports:
-            counted: dict[tuple[str, str], int] = {}
-            for entry in report_entries(text):
-                counted[entry] = counted.get(entry, 0) + 1
-            for (entry, site), count in counted.items():
-                verdict = verdict_for(name, test, entry)
-                unjudged += verdict == "NOT JUDGED"
-                times = f" (x{count})" if count > 1 else ""
-                details.append(
-                    f"- {source.name} `{test}`: {entry}{times}, created at {site}. **{verdict}**"
-                )
+        # Each distinct entry once, with how many times one run reported it and in how many runs.
+        seen: dict[tuple[str, str, str], tuple[int, int]] = {}
+        for run in kit:
+            in_this_run: dict[tuple[str, str, str], int] = {}
+            for test, text in run.reports:
+                for entry, site in report_entries(text):
+                    key = (test, entry, site)
+                    in_this_run[key] = in_this_run.get(key, 0) + 1
+            for key, count in in_this_run.items():
+                most, runs = seen.get(key, (0, 0))
+                seen[key] = (max(most, count), runs + 1)
+        for (test, entry, site), (count, runs) in seen.items():
+            verdict = verdict_for(name, test, entry)
+            unjudged += verdict == "NOT JUDGED"
+            times = f" (x{count})" if count > 1 else ""
+            some = f" In {runs} of {args.runs} runs." if runs < args.runs else ""
+            details.append(
+                f"- {source.name} `{test}`: {entry}{times}, created at {site}.{some} **{verdict}**"
+            )
         print(rows[-1], flush=True)
     table = "\n".join(
         [
@@ -291,6 +332,12 @@ def main() -> None:
     if unjudged:
         print(f"{unjudged} report(s) NOT JUDGED: read the tests and add them to VERDICTS")
         sys.exit(1)
+
+
+def _outcomes(runs: list[Run]) -> str:
+    """The outcome of the runs: one summary, or each run's when they differ."""
+    summaries = [run.summary() for run in runs]
+    return summaries[0] if len(set(summaries)) == 1 else " / ".join(summaries)
 
 
 if __name__ == "__main__":
