@@ -39,6 +39,7 @@ import asyncio.tasks
 import gc
 import io
 import os
+import select
 import socket
 import subprocess
 import sys
@@ -298,13 +299,12 @@ class LeakWindow:
             return found
         for proc, entry in mine:
             _register_pipes(proc, entry)
-        # A process the test has just killed takes a moment to die: a few
-        # milliseconds, here, only when some process is still running.
-        deadline = time.monotonic() + _DYING_GRACE
-        while (alive := [pair for pair in mine if _still_running(pair[0])]) and (
-            time.monotonic() < deadline
-        ):
-            time.sleep(0.005)
+        # A process the test has just killed takes a moment to die: wait for
+        # that, a few milliseconds at most, only when one is still running.
+        alive = [pair for pair in mine if _still_running(pair[0])]
+        if alive:
+            _wait_for_exits([proc for proc, _ in alive], _DYING_GRACE)
+            alive = [pair for pair in alive if _still_running(pair[0])]
         for proc, entry in alive:
             summary = (
                 f"process {proc.pid} {_short_repr(proc.args, 80)} is still running at the end "
@@ -580,6 +580,23 @@ def _on_job_result(job: jobs.Job, result: object) -> None:
     for layer in layers:
         if layer is not None:
             _register(_returned, layer, windows, type(layer), site=job.site, by_id=True)
+
+
+def _wait_for_exits(procs: list[subprocess.Popen[Any]], timeout: float) -> None:
+    """Wait up to *timeout* seconds for *procs* to exit, without reaping them."""
+    deadline = time.monotonic() + timeout
+    for proc in procs:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return
+        try:
+            pidfd = os.pidfd_open(proc.pid)
+        except (AttributeError, OSError):  # not Linux 5.3+, or already gone
+            continue
+        try:
+            select.select([pidfd], [], [], remaining)  # readable once the process exits
+        finally:
+            os.close(pidfd)
 
 
 def _still_running(proc: subprocess.Popen[Any]) -> bool:
