@@ -27,7 +27,12 @@ GALLERY_LEAKS = [
     ("executor_job_left_running", "- executor job: executor job Queue.get()", "it is now at"),
     ("worker_thread_file", "- file: unclosed file", "report.txt"),
     ("thread_loop_task", "running flush() was still pending", ""),
+    ("session_pool", "- socket: <socket.socket", "is still open at the end of the test"),
 ]
+
+#: Snippets whose bug outlives their session (the server side of a connection nobody
+#: closed goes with the session's loop): they run in their own process.
+IN_A_PROCESS = {"session_pool"}
 
 
 @pytest.mark.parametrize(("name", "what", "why"), GALLERY_LEAKS)
@@ -37,7 +42,8 @@ def test_gallery_bug_fails_with_its_creation_site_and_the_fix_passes(
     example = snippet(name)
     if name.startswith("anyio"):
         example.pytester.makeini(ANYIO_INI)  # anyio's plugin runs the async tests
-    result = example.run("-W", "error::RuntimeWarning")
+    run = example.run_in_a_process if name in IN_A_PROCESS else example.run
+    result = run("-W", "error::RuntimeWarning")
     result.assert_outcomes(passed=2, errors=1)
     result.stdout.fnmatch_lines(
         [
