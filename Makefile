@@ -21,6 +21,8 @@ lint: setup
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy src
+	$(BIN)/lint-imports --no-cache
+	$(BIN)/python scripts/architecture-diagram --check
 
 test: system-deps lint
 	$(BIN)/python -m pytest -W error::RuntimeWarning $(PYTEST_ARGS)

@@ -146,7 +146,8 @@ class Stream(asyncio.BufferedProtocol):
 
     def __init__(self, path: str, *, ticks: bool = False, target: int = 0) -> None:
         self.request = (
-            f"GET {path} HTTP/1.1\r\nHost: x\r\nLast-Event-ID: 0\r\nConnection: close\r\n\r\n"
+            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nLast-Event-ID: 0\r\n"
+            "Connection: close\r\n\r\n"
         ).encode()
         self.view = memoryview(bytearray(65536))
         self.tail = b""
@@ -384,7 +385,7 @@ async def stuck(server: Server, clients: int, options: argparse.Namespace) -> di
         sockets = []
         for _ in range(clients):
             sock = socket.create_connection(("127.0.0.1", server.port))
-            sock.sendall(f"GET /runs/{run_id}/events HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            sock.sendall(f"GET /runs/{run_id}/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
             sockets.append(sock)  # and never read from it
         peers = {sock.getsockname()[1] for sock in sockets}
         began = time.monotonic()

@@ -35,7 +35,7 @@ class Stream(asyncio.Protocol):
 
     def connection_made(self, transport) -> None:
         self.transport = transport
-        transport.write(f"GET {self.path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        transport.write(f"GET {self.path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
 
     def data_received(self, data: bytes) -> None:
         self.data += data

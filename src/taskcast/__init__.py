@@ -11,10 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .app import App
-    from .children import ChildRun
     from .client import AsyncClient, Client
-    from .context import Context
-    from .coordinator import ShutdownReport
     from .errors import (
         BatchTimedOut,
         ConnectionFailed,
@@ -38,6 +35,9 @@ if TYPE_CHECKING:
     )
     from .models import Event, Run
     from .resources import Pool, ResourceError, ResourceTimeout
+    from .runs.context import Context
+    from .runs.family import ChildRun
+    from .runs.shutdown import ShutdownReport
     from .states import RunState
     from .tasks import ThreadContext
 
@@ -48,10 +48,10 @@ _LAZY = {
     "App": "app",
     "AsyncClient": "client",
     "BatchTimedOut": "errors",
-    "ChildRun": "children",
+    "ChildRun": "runs.family",
     "Client": "client",
     "ConnectionFailed": "errors",
-    "Context": "context",
+    "Context": "runs.context",
     "Event": "models",
     "InvalidArguments": "errors",
     "InvalidRequest": "errors",
@@ -66,7 +66,7 @@ _LAZY = {
     "RunState": "states",
     "SchemaError": "errors",
     "ServerError": "errors",
-    "ShutdownReport": "coordinator",
+    "ShutdownReport": "runs.shutdown",
     "ShuttingDown": "errors",
     "StoreError": "errors",
     "StoreUnavailable": "errors",

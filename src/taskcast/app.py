@@ -12,12 +12,16 @@ from typing import Any, TypeVar, overload
 
 import httpx
 
-from .coordinator import Coordinator, ShutdownReport
+from .cursors import check_cursor
 from .errors import InvalidRequest, RunNotFound, ShuttingDown, UnknownTask
 from .limits import MAX_PENDING_SIGNALS_PER_RUN, check_timeout
 from .log import EventLog
 from .models import Event, Run
+from .queues import is_shared, queue_for
 from .resources import Pool, Resources
+from .runs.coordinator import Coordinator
+from .runs.ports import QueueCounts
+from .runs.shutdown import ShutdownReport
 from .states import RunState
 from .stores import Store, store_from_url
 from .tasks import RetryPolicy, TaskDefinition
@@ -205,25 +209,25 @@ class App:
         """
         if self.started:
             raise RuntimeError("this App was already started; an App runs once")
-        if not self.worker and not self.store.shared:
+        if not self.worker and not self.shared:
             raise ValueError(
                 f"worker=False needs a store that workers share (redis://), not {self.store.url!r}"
             )
         self.started = True
+        queue = queue_for(self.store, max_queue=self.max_queue)
         await self.store.open()
         self._log = EventLog(self.store)
         self._coordinator = Coordinator(
             self.store,
             self._log,
             self.tasks,
+            queue,
             max_concurrency=self.max_concurrency,
-            max_queue=self.max_queue,
             cancel_timeout=self.cancel_timeout,
             max_pending_signals=self.max_pending_signals,
             resources=self.resources,
-            consume=self.worker,
         )
-        resumed = await self._coordinator.start()
+        resumed = await self._coordinator.start(take=self.worker)
         if resumed:
             logger.info("resumed %d unfinished runs", len(resumed))
 
@@ -301,8 +305,19 @@ class App:
         return await self._running().store.count_runs()
 
     def stats(self) -> dict[str, int]:
-        """Counts at a glance: ``queued``, ``running``, ``watchers``, ``tasks``."""
+        """Counts of this process at a glance: ``queued``, ``running``, ``watchers``, ``tasks``."""
         return self._running().stats()
+
+    async def queue_counts(self) -> QueueCounts:
+        """Runs queued and running, counted for whoever shares the work queue: this process
+        (``memory://``, ``sqlite://``) or the whole deployment (Redis); ``scope`` says which."""
+        return await self._running().queue_counts()
+
+    @property
+    def shared(self) -> bool:
+        """True when several processes share this app's store and work queue (Redis): its
+        counts and queue bound are the deployment's, and ``worker=False`` is possible."""
+        return is_shared(self.store)
 
     # -- runs --------------------------------------------------------------------------------
 
@@ -403,19 +418,18 @@ class App:
 
     def event_batches(self, run_id: str, after: int = 0) -> AsyncGenerator[list[Event], None]:
         """Like ``events`` but yields lists of events (what is available at once)."""
-        return self._running().log.batches(run_id, after)
+        return self._running().log.batches(run_id, check_cursor(after))
 
-    async def events(self, run_id: str, after: int = 0) -> AsyncGenerator[Event, None]:
+    def events(self, run_id: str, after: int = 0) -> AsyncGenerator[Event, None]:
         """The run's events with ``seq > after``: the stored log, then live ones as they come.
 
         Ends after the terminal event, or after ``shutdown`` when the app shuts down. Raises
-        ``RunNotFound``. Reading never slows the run: a slow reader falls behind and catches up
-        from the store.
+        ``RunNotFound`` (on the first iteration), and ``InvalidRequest`` (at once) for an
+        ``after`` that is not an integer from 0 to ``cursors.MAX_SEQ``. Reading never slows the
+        run: a slow reader falls behind and catches up from the store. Close it
+        (``contextlib.aclosing``) if you stop reading early.
         """
-        async with contextlib.aclosing(self.event_batches(run_id, after)) as batches:
-            async for batch in batches:
-                for event in batch:
-                    yield event
+        return self._running().log.events(run_id, check_cursor(after))
 
     async def cancel(self, run_id: str, reason: str = "cancelled") -> bool:
         """Cancel a queued or running run. True if the run will end ``cancelled``.

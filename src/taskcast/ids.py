@@ -10,9 +10,11 @@ import os
 import re
 import time
 
-RUN_ID_PATTERN = r"^[A-Za-z0-9._~:-]{1,128}$"
+RUN_ID_PATTERN = r"^(?:[A-Za-z0-9._~:-]{3,128}|[A-Za-z0-9_~:-][A-Za-z0-9._~:-]?|\.[A-Za-z0-9_~:-])$"
 """What a run id may be: generated ones are ULIDs; a chosen one (an idempotency key) is 1 to
-128 characters that need no escaping in a URL path, a header or a log line."""
+128 characters that need no escaping in a URL path, a header or a log line, and not ``.`` or
+``..``, which URLs drop as path segments (``/runs/..`` is ``/``). Written without look-ahead,
+which pydantic's regular expressions do not have."""
 
 _RUN_ID = re.compile(RUN_ID_PATTERN.replace("$", r"\Z"))
 

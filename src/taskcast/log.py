@@ -67,6 +67,12 @@ class _Channel:
             return list(tail)
         return [tail[i] for i in range(start, len(tail))]
 
+    def ended_by(self, cursor: int) -> bool:
+        """True if the tail ends with the run's terminal event, at or before ``cursor``: a
+        watcher whose cursor is past the end of the log has nothing more to wait for."""
+        tail = self.tail
+        return bool(tail) and tail[-1].is_terminal and tail[-1].seq <= cursor
+
     def notify(self) -> None:
         if not self.wake_scheduled and self.waiters:
             self.wake_scheduled = True
@@ -215,6 +221,8 @@ class EventLog:
                     if batch is None:  # fell behind the tail: back to the store
                         caught_up = False
                         continue
+                    if not batch and channel.ended_by(cursor):
+                        return  # a cursor past the end of a run that has just ended
                 else:
                     try:
                         batch = await channel.page(self._store, run_id, cursor)

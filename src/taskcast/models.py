@@ -11,7 +11,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from .states import TERMINAL_EVENT_TYPES, RunState
+from .errors import NotSerializable
+from .events import TERMINAL_EVENT_TYPES
+from .states import RunState
 
 
 def _refuse(value: Any) -> Any:
@@ -43,6 +45,16 @@ def compact_json(value: Any) -> str:
     if "\\ud" in encoded and (place := lone_surrogate(value)) is not None:
         raise ValueError(f"{place} holds a lone surrogate, which is not Unicode text")
     return encoded
+
+
+def encode_json(value: Any, what: str) -> str:
+    """``value`` as compact JSON, or ``NotSerializable`` naming ``what`` could not be stored."""
+    try:
+        return compact_json(value)
+    except RecursionError:
+        raise NotSerializable(f"{what} is not JSON-serialisable: it contains itself") from None
+    except (TypeError, ValueError) as exc:
+        raise NotSerializable(f"{what} is not JSON-serialisable: {exc}") from None
 
 
 def _name(key: Any) -> str:
@@ -226,6 +238,10 @@ class Run:
         }
 
 
+_ONE_LINE = str.maketrans({"\r": "\\r", "\n": "\\n", "\0": "\\0"})
+"""What an SSE field must not hold (CR and LF end a line; NUL voids an ``id``), escaped."""
+
+
 @dataclass(slots=True)
 class Event:
     """One entry of a run's log: ``seq`` is 1, 2, 3 ... per run, without gaps."""
@@ -255,11 +271,14 @@ class Event:
         Encoded once per event, however many streams send it (a reconnect storm replays the
         same pages to every client). ``data`` is the JSON above: it holds no newline, so it is
         always one line. ``at`` is the event's time as ``repr`` writes it, so a client reads back
-        the very same float.
+        the very same float. The type is written with any CR, LF or NUL escaped (``\\n``):
+        the doors refuse such types (``taskcast.names``), but whatever wrote this event, no
+        value may end its line early and forge fields or whole events after it.
         """
         if self._frame is None:
+            kind = self.type.translate(_ONE_LINE)
             self._frame = (
-                f"id: {self.seq}\nevent: {self.type}\nat: {self.at!r}\ndata: {self.data_json()}\n\n"
+                f"id: {self.seq}\nevent: {kind}\nat: {self.at!r}\ndata: {self.data_json()}\n\n"
             ).encode()
         return self._frame
 

@@ -51,9 +51,6 @@ ALLOWED_TRANSITIONS: dict[RunState, frozenset[RunState]] = {
     RunState.TIMED_OUT: frozenset(),
 }
 
-# The event type the coordinator writes when a run enters each terminal state.
-TERMINAL_EVENT_TYPES = frozenset(s.value for s in TERMINAL_STATES)
-
 
 def can_transition(current: RunState, target: RunState) -> bool:
     """True when ``current -> target`` is allowed by the table above."""

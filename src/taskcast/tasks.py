@@ -23,15 +23,28 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal, Protocol
 
 import pydantic
 
 from .errors import InvalidArguments
 from .limits import timeout_error
+from .models import Event
 
-if TYPE_CHECKING:
-    from .context import Context
+
+class Context(Protocol):
+    """What invoking a body needs of the run's context (``taskcast.runs.context.Context``)."""
+
+    run_id: str
+    attempt: int
+
+    async def emit(self, type: str, data: Any = None) -> Event: ...
+
+    async def progress(
+        self, current: float, total: float | None = None, message: str | None = None
+    ) -> Event: ...
+
+    async def log(self, message: str, level: str = "info") -> Event: ...
 
 
 class BodyKind(Enum):

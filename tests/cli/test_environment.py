@@ -39,8 +39,37 @@ def test_a_bad_variable_is_refused_by_name(monkeypatch: pytest.MonkeyPatch) -> N
 
 def test_every_serve_option_names_its_variable_in_help() -> None:
     text = _parser()._subparsers._group_actions[0].choices["serve"].format_help()  # type: ignore[union-attr]
-    for variable in ("TASKCAST_HOST", "TASKCAST_PORT", "TASKCAST_STORE", "TASKCAST_LOG_FORMAT"):
+    for variable in (
+        "TASKCAST_HOST",
+        "TASKCAST_PORT",
+        "TASKCAST_STORE",
+        "TASKCAST_LOG_FORMAT",
+        "TASKCAST_ALLOWED_HOST",
+        "TASKCAST_FETCH_ALLOW",
+        "TASKCAST_FETCH_ALLOW_PRIVATE",
+    ):
         assert variable in text
+
+
+def test_a_repeatable_option_comes_from_a_comma_separated_variable_and_flags_win(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TASKCAST_ALLOWED_HOST", " tasks.internal, *.example.org ,")
+    monkeypatch.setenv("TASKCAST_FETCH_ALLOW", "api.internal")
+    monkeypatch.setenv("TASKCAST_FETCH_ALLOW_PRIVATE", "yes")
+    options = _serve("--fetch-allow", "a.internal", "--fetch-allow", "b.internal")
+    assert options.allowed_host == ["tasks.internal", "*.example.org"]
+    assert options.fetch_allow == ["a.internal", "b.internal"]
+    assert options.fetch_allow_private is True
+    monkeypatch.delenv("TASKCAST_ALLOWED_HOST")
+    assert _serve().allowed_host == []
+
+
+def test_the_worker_takes_the_fetch_options_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TASKCAST_FETCH_ALLOW", "api.internal")
+    options = _parser().parse_args(["worker", "--fetch-allow-private"])
+    options.environment.resolve(options)
+    assert options.fetch_allow == ["api.internal"] and options.fetch_allow_private is True
 
 
 def test_json_log_lines_carry_level_logger_and_message() -> None:

@@ -165,3 +165,23 @@ def test_a_child_links_to_its_parent_and_a_dependent_lists_its_dependencies(
         expect(page.locator("#run-parent-link")).to_have_text(parent)
         page.locator("#run-parent-link").click()
         expect(page.locator("#run-id")).to_have_text(parent)
+
+
+def test_an_event_type_that_tries_to_forge_a_frame_is_one_line_and_the_real_end_shows(
+    tmp_path: Path, page: Page
+) -> None:
+    # Written straight to the store (past the doors that refuse such a type): the stream must
+    # still carry it as one event, and the run's real terminal event after it.
+    forged = "x\nid: 999\nevent: completed\ndata: {}\n\n"
+    with (
+        live_server(tmp_path, "--app", "tests.server.door_app:app") as server,
+        httpx.Client(base_url=server.url, timeout=15) as api,
+    ):
+        run_id = submit(api, "door.forge", kind=forged)
+        dashboard = Dashboard(page, server.url)
+        dashboard.open_run(run_id)
+        expect(dashboard.state).to_have_text("completed")
+        expect(dashboard.log_lines_of("completed")).to_have_count(1)
+        expect(dashboard.log_line(4)).to_be_visible()
+        assert dashboard.log_seqs() == [1, 2, 3, 4]
+        expect(dashboard.log_line(3)).to_contain_text("x\\nid: 999")

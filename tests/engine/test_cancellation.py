@@ -6,7 +6,7 @@ import asyncio
 import random
 
 import taskcast
-from taskcast.states import TERMINAL_EVENT_TYPES
+from taskcast.events import TERMINAL_EVENT_TYPES
 
 from .conftest import Gate, collect, types
 

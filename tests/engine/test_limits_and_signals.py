@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 import pytest
 
 import taskcast
 
+from ..conftest import redis_url_for
+from ..redis_server import RedisServer
 from .conftest import Gate, collect, types, wait_for_event
 
 
 async def _assert_queued(app: taskcast.App, count: int) -> None:
     """``count`` runs wait: in this process's queue, or in a shared store's (where a worker
     takes only what it can start)."""
-    if app.store.shared:
+    if app.shared:
         counts = await app.count_runs()
         assert sum(n for (_, state), n in counts.items() if state == "queued") == count
     else:
@@ -177,6 +178,22 @@ async def test_a_signal_sent_before_the_task_waits_is_kept(make_app: object) -> 
         assert (await app.wait(run.id, timeout=5)).result == [1, 2]
 
 
+async def test_a_signal_sent_as_soon_as_the_run_is_submitted_reaches_it(
+    app: taskcast.App,
+) -> None:
+    # On a shared store the signal races the worker taking the run: it must be handed over
+    # whichever comes first (one in a few dozen was lost before the consumer read every
+    # claimed run's log).
+    @app.task(name="listen")
+    async def listen(ctx: taskcast.Context) -> object:
+        return await ctx.signal("go", timeout=10)
+
+    for index in range(100):
+        run = await app.submit("listen")
+        await app.signal(run.id, "go", index)
+        assert (await app.wait(run.id, timeout=20)).result == index
+
+
 async def test_signal_errors_name_the_problem(app: taskcast.App) -> None:
     @app.task(name="noop")
     async def noop() -> None: ...
@@ -200,12 +217,11 @@ async def test_waiting_for_a_signal_times_out(app: taskcast.App) -> None:
     assert (await app.wait((await app.submit("impatient")).id, timeout=5)).result == "gave up"
 
 
-@pytest.fixture(params=["memory", "sqlite"])
-def local_app(request: pytest.FixtureRequest, tmp_path: Path) -> taskcast.App:
-    """An App whose process holds its runs' signals (memory and SQLite stores; on Redis they
-    go through the shared log, where the caps do not apply yet)."""
-    url = "memory://" if request.param == "memory" else f"sqlite:///{tmp_path / 'runs.db'}"
-    return taskcast.App(url, grace=0.0, shutdown_timeout=2.0, max_pending_signals=150)
+@pytest.fixture
+def local_app(store_url: str) -> taskcast.App:
+    """An App holding at most 150 pending signals per run: counted by its process (memory,
+    SQLite), or by the shared store, whichever node sends them (Redis)."""
+    return taskcast.App(store_url, grace=0.0, shutdown_timeout=2.0, max_pending_signals=150)
 
 
 def _gated_signal_taker(app: taskcast.App, gate: Gate) -> None:
@@ -307,3 +323,32 @@ async def test_a_signal_wait_takes_only_a_finite_positive_timeout(
 
     run = await app.wait((await app.submit("waits")).id, timeout=5)
     assert run.result.startswith("timeout must be a")
+
+
+async def test_the_signal_caps_hold_whichever_node_the_signals_come_through(
+    redis_server: RedisServer,
+) -> None:
+    # Two processes' Apps on one Redis: the one that runs the task, and an API node that only
+    # sends. The count is the store's, so the caps are the same through either.
+    url = redis_url_for(redis_server)
+    worker = taskcast.App(url, grace=0.0, shutdown_timeout=2.0, max_pending_signals=150)
+    api = taskcast.App(url, worker=False, max_pending_signals=150)
+    gate = Gate()
+    for app in (worker, api):
+        _gated_signal_taker(app, gate)
+    async with worker, api:
+        run = await api.submit("takes_later", names=["a", "b"])
+        await gate.reached.wait()
+        sent = [
+            *await asyncio.gather(
+                *(api.signal(run.id, "a", i) for i in range(110)), return_exceptions=True
+            ),
+            *await asyncio.gather(
+                *(worker.signal(run.id, "b", i) for i in range(60)), return_exceptions=True
+            ),
+        ]
+        assert sent.count(None) == 150  # 100 of "a", then "b" up to 150 in all
+        refused = [r for r in sent if isinstance(r, taskcast.TooManySignals)]
+        assert {r.details["name"] for r in refused} == {"a", None}
+        gate.opened.set()
+        assert (await api.wait(run.id, timeout=10)).result == {"a": 100, "b": 50}

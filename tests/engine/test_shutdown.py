@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -195,7 +196,7 @@ async def test_queued_runs_stay_queued_and_hear_shutdown(
     await asyncio.sleep(0)
     report = await app.shutdown()
     log = await watcher
-    if app.store.shared:
+    if app.shared:
         # The queue is the store's: a worker that stops leaves the runs it never took to the
         # other workers, untouched; only the watchers of this process stop reading.
         assert report.queued == [] and types(log) == ["queued"]
@@ -361,42 +362,55 @@ async def test_queued_runs_survive_a_restart_and_then_run(tmp_path: object) -> N
         assert (await second.wait(queued.id, timeout=5)).result == "ran after restart"
 
 
-async def test_a_crash_leaves_running_runs_that_the_next_start_recovers(tmp_path: object) -> None:
-    """A process that dies without shutdown leaves `running` rows; they count as interrupted."""
-    url = f"sqlite:///{tmp_path}/crash.db"
-    crashed = taskcast.App(url)
-    inside = asyncio.Event()
+_CRASHING_PROCESS = """
+import asyncio, sys
+import taskcast
 
-    @crashed.task(name="job", retries=1)
+app = taskcast.App(sys.argv[1])
+
+@app.task(name="job", retries=1)
+async def job(ctx: taskcast.Context) -> int:
+    await asyncio.Event().wait()
+    return ctx.attempt
+
+async def main() -> None:
+    async with app:
+        run = await app.submit("job")
+        async for event in app.events(run.id):  # watchers see only what is committed
+            if event.type == "started":
+                print(run.id, flush=True)  # running in the file: the parent may kill us now
+                break
+        await asyncio.Event().wait()
+
+asyncio.run(main())
+"""
+
+
+async def test_a_crash_leaves_running_runs_that_the_next_start_recovers(tmp_path: object) -> None:
+    """A process killed mid-run (SIGKILL: no shutdown at all) leaves a `running` row; the next
+    start counts it as interrupted and runs it again as a new attempt."""
+    url = f"sqlite:///{tmp_path}/crash.db"
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _CRASHING_PROCESS, url, stdout=asyncio.subprocess.PIPE
+    )
+    try:
+        assert process.stdout is not None
+        async with asyncio.timeout(30):
+            run_id = (await process.stdout.readline()).decode().strip()
+    finally:
+        process.kill()
+        await process.wait()
+    assert run_id, "the process died before its run started"
+    assert await _reopen_state(url, run_id) is taskcast.RunState.RUNNING
+
+    recovered = taskcast.App(url)
+
+    @recovered.task(name="job", retries=1)
     async def job(ctx: taskcast.Context) -> int:
-        if ctx.attempt == 1:
-            inside.set()
-            await asyncio.Event().wait()
         return ctx.attempt
 
-    await crashed.start()
-    run = await crashed.submit("job")
-    await inside.wait()
-    await _simulate_crash(crashed)
-    recovered = taskcast.App(url)
-    recovered.task(name="job", retries=1)(job)
     async with recovered:
-        assert (await recovered.wait(run.id, timeout=5)).result == 2
-
-
-async def _simulate_crash(app: taskcast.App) -> None:
-    """Drop the app without shutdown: cancel its tasks silently, close the file."""
-    from taskcast.stores.sqlite import SQLiteStore
-
-    coordinator = app._coordinator
-    assert coordinator is not None and isinstance(app.store, SQLiteStore)
-    for active in list(coordinator._active.values()):
-        active.phase = active.phase.DONE  # so the cancellation below writes nothing
-        if active.task is not None:
-            active.task.cancel()
-    app.store._closing = True  # stop accepting writes as a dead process would
-    await coordinator._supervisor.close(timeout=1)
-    await app.store.close()
+        assert (await recovered.wait(run_id, timeout=5)).result == 2
 
 
 async def _reopen_state(url: str, run_id: str) -> taskcast.RunState:
@@ -439,7 +453,7 @@ async def test_every_queued_run_hears_shutdown_even_when_there_are_many(
     await asyncio.sleep(0)
     report = await app.shutdown()
     logs = await asyncio.gather(*watchers)
-    if app.store.shared:  # left to the other workers (see above)
+    if app.shared:  # left to the other workers (see above)
         assert report.queued == [] and all(types(log) == ["queued"] for log in logs)
         return
     assert sorted(report.queued) == sorted(r.id for r in queued)

@@ -16,6 +16,7 @@ import httpx
 from httpx_sse import aconnect_sse
 
 import taskcast
+from taskcast.events import TERMINAL_EVENT_TYPES
 
 from ..conftest import redis_url_for
 from ..redis_server import RedisServer
@@ -50,7 +51,7 @@ async def _submit(client: httpx.AsyncClient, task: str, **args: Any) -> str:
 
 def _assert_one_clean_log(log: list[Seen]) -> None:
     assert [e.seq for e in log] == list(range(1, len(log) + 1)), [e.seq for e in log]
-    terminal = [e for e in log if e.type in taskcast.states.TERMINAL_EVENT_TYPES]
+    terminal = [e for e in log if e.type in TERMINAL_EVENT_TYPES]
     assert len(terminal) == 1 and log[-1] is terminal[0], [e.type for e in log]
 
 
@@ -69,7 +70,7 @@ async def test_killing_a_worker_mid_run_loses_no_run_and_no_event(
         def note(run_id: str, event: Seen) -> None:
             if event.type == "worker" and event.data["pid"] == victim.pid:
                 on_victim.add(run_id)
-            if event.type in taskcast.states.TERMINAL_EVENT_TYPES:
+            if event.type in TERMINAL_EVENT_TYPES:
                 ended.add(run_id)
             if len(on_victim - ended) >= 3:  # three runs mid-way on the victim
                 victim_busy.set()

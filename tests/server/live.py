@@ -14,7 +14,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 STARTUP_TIMEOUT = 30.0
-READY = re.compile(r"taskcast serving on (http://127\.0\.0\.1:\d+|unix socket [^;]+)[ ;]")
+READY = re.compile(
+    r"taskcast serving on (http://(?:127\.0\.0\.1|0\.0\.0\.0):\d+|unix socket [^;]+)[ ;]"
+)
 
 
 class LiveServer:

@@ -88,3 +88,58 @@ def test_a_cancel_reason_with_a_lone_surrogate_is_refused(api: httpx.Client) -> 
     assert found["param"] == "body" and "reason" in found["problem"]
     assert api.get(f"/runs/{run['id']}").json()["state"] in ("queued", "running")
     assert api.post(f"/runs/{run['id']}/cancel").status_code == 202
+
+
+NOT_CURSORS = [
+    pytest.param("\u00b2", id="superscript-two"),  # str.isdigit() says yes; int() says no
+    pytest.param("\u0661", id="arabic-indic-one"),  # int() reads it: still not ASCII
+    pytest.param("-1", id="negative"),
+    pytest.param("1.0", id="not-an-integer"),
+    pytest.param("1" * 4301, id="4301-digits"),
+    pytest.param(str(2**63), id="2-to-the-63"),
+    pytest.param("0x10", id="hexadecimal"),
+]
+
+
+@pytest.mark.parametrize("cursor", NOT_CURSORS)
+def test_a_cursor_that_is_not_ascii_digits_below_2_63_is_refused_naming_it(
+    api: httpx.Client, cursor: str
+) -> None:
+    run = api.post("/runs", content=b'{"task": "demo.wait"}').json()
+    path = f"/runs/{run['id']}/events"
+    (found,) = problems(api.get(path, params={"after": cursor}))
+    assert found["param"] == "query.after" and "ASCII digits" in found["problem"]
+    if cursor.isascii():  # a header value is bytes: send the others as UTF-8
+        headers = {"Last-Event-ID": cursor}
+    else:
+        headers = {"Last-Event-ID": cursor.encode()}  # type: ignore[dict-item]
+    (found,) = problems(api.get(path, headers=headers))
+    assert found["param"] == "header.Last-Event-ID" and "ASCII digits" in found["problem"]
+    api.post(f"/runs/{run['id']}/cancel")
+
+
+def test_the_largest_cursor_on_a_running_run_streams_nothing_and_ends_with_the_run(
+    api: httpx.Client,
+) -> None:
+    run = api.post("/runs", content=b'{"task": "demo.wait"}').json()
+    largest = str(2**63 - 1)
+    with api.stream("GET", f"/runs/{run['id']}/events", params={"after": largest}) as stream:
+        assert stream.status_code == 200
+        api.post(f"/runs/{run['id']}/signals/continue", content=b'"go"')
+        body = stream.read().decode()
+    assert "id:" not in body  # nothing after the cursor; the stream ended with the run
+    assert api.get(f"/runs/{run['id']}").json()["result"] == "go"
+
+
+@pytest.mark.parametrize(
+    "name", ["a%0Ab", "x" * 65, "caf%C3%A9", "%2E%2E", "a%20b", "%C2%B2"], ids=str
+)
+def test_a_signal_name_that_is_not_a_name_is_refused_and_not_logged(
+    api: httpx.Client, name: str
+) -> None:
+    run = api.post("/runs", content=b'{"task": "demo.wait"}').json()
+    (found,) = problems(api.post(f"/runs/{run['id']}/signals/{name}", content=b"1"))
+    assert found["param"] == "path.name"
+    api.post(f"/runs/{run['id']}/cancel")
+    with api.stream("GET", f"/runs/{run['id']}/events") as stream:
+        assert "event: signal" not in stream.read().decode()

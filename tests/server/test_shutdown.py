@@ -173,7 +173,9 @@ def test_a_stream_still_replaying_is_cut_short_when_shutdown_begins_and_resumes_
             host, port = server.url.removeprefix("http://").split(":")
             with socket.create_connection((host, int(port))) as reader:
                 reader.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
-                reader.sendall(f"GET /runs/{run_id}/events HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+                reader.sendall(
+                    f"GET /runs/{run_id}/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
+                )
                 reader.settimeout(20)
                 received = b""
                 while b"id: 1\n" not in received:  # the replay began; then the client stops reading

@@ -21,7 +21,9 @@ def test_a_client_that_stops_reading_is_cut_and_counted(tmp_path: Path) -> None:
         with socket.create_connection((host, int(port))) as stalled:
             # Read nothing: the kernel buffers fill, then the server's writes block.
             stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-            stalled.sendall(f"GET /runs/{run_id}/events HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            stalled.sendall(
+                f"GET /runs/{run_id}/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
+            )
             deadline = time.monotonic() + 30
             while "taskcast_watchers_dropped_total 1.0" not in api.get("/metrics").text:
                 assert time.monotonic() < deadline, "the stalled client was never cut"
@@ -42,7 +44,7 @@ def test_a_slow_reader_falls_behind_and_catches_up_with_no_gap(tmp_path: Path) -
         host, port = server.url.removeprefix("http://").split(":")
         received = bytearray()
         with socket.create_connection((host, int(port))) as slow:
-            slow.sendall(f"GET /runs/{run_id}/events HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            slow.sendall(f"GET /runs/{run_id}/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
             slow.settimeout(20)
             while not received.endswith(b"0\r\n\r\n"):
                 data = slow.recv(16384)

@@ -29,6 +29,8 @@ class SlowServer:
         self.client_closed = asyncio.Event()
         self.stalled = asyncio.Event()
         self.requests: list[str] = []
+        self.hosts: list[str] = []
+        """The Host header of each request, in order."""
         self._handlers: set[asyncio.Task[None]] = set()
         self.url = ""
 
@@ -38,7 +40,11 @@ class SlowServer:
         self._handlers.add(task)
         try:
             head = await reader.readuntil(b"\r\n\r\n")
-            self.requests.append(head.decode("latin-1").split("\r\n")[0])
+            lines = head.decode("latin-1").split("\r\n")
+            self.requests.append(lines[0])
+            self.hosts += [
+                line.split(":", 1)[1].strip() for line in lines if line.lower().startswith("host:")
+            ]
             reply = self.reply
             length = reply.length if reply.length is not None else len(reply.body)
             lines = [f"HTTP/1.1 {reply.status} Whatever", f"Content-Length: {length}"]

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 import taskcast
-from taskcast.builtin import register_http_fetch
+from taskcast.builtin import FetchPolicy, register_http_fetch
 from tests.engine.conftest import collect, wait_for_event
 
 from .slow_server import Reply, SlowServer, slow_server
@@ -23,7 +23,9 @@ async def server() -> AsyncIterator[SlowServer]:
 
 @pytest.fixture
 def fetch_app(app: taskcast.App) -> taskcast.App:
-    register_http_fetch(app)
+    """``http.fetch`` allowed to reach the test servers, which listen on 127.0.0.1 (refused by
+    default: see test_fetch_guard.py)."""
+    register_http_fetch(app, FetchPolicy.allowing(["127.0.0.1"]))
     return app
 
 

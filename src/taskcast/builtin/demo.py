@@ -1,4 +1,4 @@
-"""The ``demo.*`` tasks: what a newcomer submits to watch taskcast work (SPEC section 7).
+"""The ``demo.*`` tasks: what a newcomer submits to watch taskcast work (README).
 
 * ``demo.count(n=10, delay=0.5)`` emits ``progress`` n times, one every ``delay`` seconds, and
   returns ``{"counted": n}``. It may be retried twice, so a run interrupted by a restart resumes.
@@ -12,7 +12,7 @@ from typing import Annotated, Any
 from pydantic import Field
 
 from ..app import App
-from ..context import Context
+from ..runs.context import Context
 
 MAX_COUNT = 100_000
 MAX_DELAY = 3600.0

@@ -24,7 +24,7 @@ from typing import Annotated, Any
 from pydantic import Field
 
 from ..app import App
-from ..context import Context
+from ..runs.context import Context
 
 TASK_NAME = "shell"
 KILL_AFTER = 2.0

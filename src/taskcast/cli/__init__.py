@@ -1,4 +1,4 @@
-"""The ``taskcast`` command line (SPEC section 7). ``main()`` is the console script.
+"""The ``taskcast`` command line. ``main()`` is the console script.
 
 Exit codes: 0 success (for 'watch' and 'submit --watch': the run completed); 1 the run
 failed, was cancelled or timed out; 2 the request was refused (bad usage, unknown run or task,

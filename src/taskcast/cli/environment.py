@@ -68,6 +68,20 @@ class EnvOptions:
         )
         self.options.append(EnvOption(dest, variable, type, default, choices))
 
+    def repeat(self, flag: str, help: str, *, metavar: str | None = None) -> None:
+        """A repeatable option (``--allowed-host a --allowed-host b``), read when not given
+        from its variable as a comma-separated list (``TASKCAST_ALLOWED_HOST=a,b``)."""
+        dest = flag.removeprefix("--").replace("-", "_")
+        variable = "TASKCAST_" + dest.upper()
+        self.parser.add_argument(
+            flag,
+            action="append",
+            metavar=metavar,
+            default=None,
+            help=f"{help} (repeat it for more); env {variable} (comma-separated)",
+        )
+        self.options.append(EnvOption(dest, variable, _comma_separated, []))
+
     def switch(self, flag: str, help: str) -> None:
         """An on/off flag (``--no-demo``) also turned on by ``TASKCAST_NO_DEMO=1``."""
         dest = flag.removeprefix("--").replace("-", "_")
@@ -85,6 +99,10 @@ class EnvOptions:
                 continue
             text = os.environ.get(option.variable)
             setattr(options, option.dest, option.default if text is None else _parse(option, text))
+
+
+def _comma_separated(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
 
 
 def _parse(option: EnvOption, text: str) -> Any:

@@ -14,13 +14,15 @@ from typing import NoReturn
 from rich.console import Console
 
 from ..app import App
-from ..builtin import register_builtin_tasks, register_demo_tasks
-from ..coordinator import ShutdownReport
+from ..builtin import FetchPolicy, register_builtin_tasks, register_demo_tasks
 from ..errors import TaskcastError
+from ..runs.shutdown import ShutdownReport
 from ..server.serve import LINGER_TIMEOUT, exit_if_not_done_in, listen_tcp, listen_unix, serve
 from ..server.sse import StreamSettings
 from ..stores import store_from_url
 from .environment import EnvOptions, configure_logging
+
+logger = logging.getLogger("taskcast.server")
 
 DEFAULT_STORE = "sqlite:///taskcast.db"
 LOG_LEVELS = ("debug", "info", "warning")
@@ -68,7 +70,7 @@ def build_app(options: argparse.Namespace) -> App:
     else:
         app = App(store=options.store or DEFAULT_STORE)
     if getattr(options, "no_worker", False):
-        if not app.store.shared:
+        if not app.shared:
             raise CannotLoadApp(
                 f"--no-worker needs a store that workers share (redis://), not {app.store.url!r}"
             )
@@ -78,7 +80,10 @@ def build_app(options: argparse.Namespace) -> App:
             register_demo_tasks(app)
         except ValueError as exc:
             raise CannotLoadApp(f"{exc}; pass --no-demo to keep your own") from None
-    register_builtin_tasks(app, shell=options.enable_shell)
+    fetch = FetchPolicy.allowing(
+        options.fetch_allow or (), private=bool(options.fetch_allow_private)
+    )
+    register_builtin_tasks(app, shell=options.enable_shell, fetch=fetch)
     return app
 
 
@@ -99,7 +104,14 @@ def add_serve_options(parser: argparse.ArgumentParser) -> None:
     env.switch(
         "--enable-shell", "register the `shell` task: anyone who can submit runs can run commands"
     )
+    add_fetch_options(env)
     env.add("--token", "require this bearer token on every route but /health")
+    env.repeat(
+        "--allowed-host",
+        "also answer requests naming this server as NAME in their Host header (on loopback"
+        " only loopback names are answered by default, against DNS rebinding); * for any",
+        metavar="NAME",
+    )
     env.add("--grace", "seconds running runs get to finish on shutdown (default 10)", type=float)
     env.add(
         "--shutdown-timeout",
@@ -116,6 +128,19 @@ def add_serve_options(parser: argparse.ArgumentParser) -> None:
     env.switch("--access-log", "log every request")
     add_log_options(env)
     parser.set_defaults(environment=env)
+
+
+def add_fetch_options(env: EnvOptions) -> None:
+    """Where the built-in ``http.fetch`` may connect beyond public addresses (SSRF guard)."""
+    env.repeat(
+        "--fetch-allow",
+        "let http.fetch reach HOST even at a loopback, private or link-local address",
+        metavar="HOST",
+    )
+    env.switch(
+        "--fetch-allow-private",
+        "let http.fetch reach any address, the cloud metadata service included",
+    )
 
 
 def add_log_options(env: EnvOptions) -> None:
@@ -149,6 +174,11 @@ def run_serve(options: argparse.Namespace, console: Console) -> int:
     configure_logging(options.log_level, options.log_format)
     settings = StreamSettings(keepalive=options.keepalive, write_timeout=options.write_timeout)
     app = build_app(options)
+    if options.enable_shell and not options.token:
+        logger.warning(
+            "--enable-shell without --token: anyone who can reach this server can run"
+            " commands as this user; set --token (or TASKCAST_TOKEN)"
+        )
     if options.uds:
         sock = listen_unix(options.uds)
         where = f"unix socket {options.uds}"
@@ -181,6 +211,7 @@ def run_serve(options: argparse.Namespace, console: Console) -> int:
             shutdown_timeout=options.shutdown_timeout,
             stream_settings=settings,
             access_log=options.access_log,
+            allowed_hosts=options.allowed_host,
             on_ready=ready,
             on_stopping=stopping,
         )

@@ -2,10 +2,10 @@
 
 Any number of workers (and of ``taskcast serve --no-worker`` API nodes) share one store. A
 worker takes runs while it has free slots (``--concurrency``), heartbeats the runs it holds, and
-on SIGTERM or SIGINT drains like ``serve`` (SPEC section 5: ``grace``, then cancel, then
-``shutdown-timeout``) and hands its unfinished runs back to the queue at once. A second signal
-exits at once (128 + the signal number); runs it held return to the queue after the store's
-visibility timeout, like those of a worker that was killed.
+on SIGTERM or SIGINT drains like ``serve`` (docs/semantics.md, "Shutdown": ``grace``, then
+cancel, then ``shutdown-timeout``) and hands its unfinished runs back to the queue at once. A
+second signal exits at once (128 + the signal number); runs it held return to the queue after
+the store's visibility timeout, like those of a worker that was killed.
 """
 
 from __future__ import annotations
@@ -20,10 +20,16 @@ import sys
 from rich.console import Console
 
 from ..app import App
-from ..coordinator import ShutdownReport
+from ..runs.shutdown import ShutdownReport
 from ..server.serve import exit_if_not_done_in
 from .environment import EnvOptions, configure_logging
-from .serve_command import STOP_MARGIN, CannotLoadApp, add_log_options, build_app
+from .serve_command import (
+    STOP_MARGIN,
+    CannotLoadApp,
+    add_fetch_options,
+    add_log_options,
+    build_app,
+)
 
 
 def add_worker_options(parser: argparse.ArgumentParser) -> None:
@@ -33,6 +39,7 @@ def add_worker_options(parser: argparse.ArgumentParser) -> None:
     env.add("--app", "run your own taskcast.App", metavar="MODULE:ATTRIBUTE")
     env.switch("--no-demo", "do not register the demo.* tasks")
     env.switch("--enable-shell", "register the built-in shell task (give it to the API nodes too)")
+    add_fetch_options(env)
     env.add("--concurrency", "runs executing at once (default: the App's, 100)", type=int)
     env.add("--grace", "seconds running runs get to finish on shutdown (default 10)", type=float)
     env.add(
@@ -51,7 +58,7 @@ def _build(options: argparse.Namespace) -> App:
             "taskcast worker needs --store (or TASKCAST_STORE): redis://HOST:PORT/DB"
         )
     app = build_app(options)
-    if not app.store.shared:
+    if not app.shared:
         raise CannotLoadApp(
             f"taskcast worker needs a store that processes share (redis://), not {app.store.url!r}"
         )

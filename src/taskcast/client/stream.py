@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
+from ..cursors import parse_seq
 from ..errors import (
     QueueFull,
     ServerError,
@@ -120,8 +121,8 @@ class SSEDecoder:
             self._block.type = value
         elif name == "at":
             self._block.at = value
-        elif name == "retry" and value.isdigit():
-            self.retry_ms = int(value)
+        elif name == "retry" and (retry_ms := parse_seq(value)) is not None:
+            self.retry_ms = retry_ms
         return None
 
 
@@ -221,7 +222,8 @@ class Follower:
         return events
 
     def _event(self, raw: SSEEvent) -> Event:
-        if raw.id is None or not raw.id.isdigit():
+        seq = None if raw.id is None else parse_seq(raw.id)
+        if seq is None:
             raise ServerError(
                 f"the stream of run {self.run_id!r} sent an event without a seq id ({raw.id!r})",
                 status=200,
@@ -234,7 +236,7 @@ class Follower:
                 f"the stream of run {self.run_id!r} sent event {raw.id} that is not JSON: {error}",
                 status=200,
             ) from None
-        return Event(self.run_id, int(raw.id), raw.type, data, at)
+        return Event(self.run_id, seq, raw.type, data, at)
 
     def reconnect_delay(self, failure: Exception | None) -> float:
         """Seconds to wait before reconnecting after the connection ended without ``done``:

@@ -1,10 +1,10 @@
-"""The HTTP API of an App (SPEC section 4): ``create_app(app)`` builds the FastAPI application.
+"""The HTTP API of an App (docs/http.md): ``create_app(app)`` builds the FastAPI application.
 
 Handlers are thin: each calls one App method and returns its result as JSON; errors are the
 engine's typed errors, turned into one JSON shape by ``errors.py``.
 """
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager, suppress
 from typing import Annotated, Any
 
@@ -15,9 +15,12 @@ from starlette.types import ASGIApp
 
 from .. import __version__
 from ..app import App
-from ..errors import InvalidRequest, RunFinished, ShuttingDown
+from ..cursors import MAX_SEQ, SEQ_PATTERN
+from ..errors import RunFinished, ShuttingDown
 from ..ids import RUN_ID_PATTERN
+from ..names import NAME_CHARACTERS, NAME_PATTERN
 from ..states import RunState
+from .api_docs import api_docs_router
 from .auth import BearerTokenAuth
 from .bodies import StrictJSONRoute
 from .body_limit import DEFAULT_MAX_BODY, BodyLimit
@@ -25,12 +28,13 @@ from .broadcast import Hub
 from .changes import RunChanges
 from .dashboard import dashboard_router
 from .errors import install_error_handlers
+from .hosts import ANY_HOST, HostCheck
 from .metrics import Metrics
+from .openapi import complete, errors
 from .replay import ReplayBudget
 from .schemas import (
     CancelAccepted,
     CancelRequest,
-    ErrorBody,
     Health,
     RunBody,
     RunList,
@@ -39,7 +43,7 @@ from .schemas import (
     TaskList,
 )
 from .sse import EventStreamResponse, StreamSettings
-from .stream_route import EventStreamRoute
+from .stream_route import EventStreamRoute, read_cursor
 
 FINISHING_WAIT = 10.0
 """Seconds a refused cancel waits for a run whose terminal write is under way, to name its end."""
@@ -48,26 +52,9 @@ DESCRIPTION = """\
 Submit runs of registered tasks, watch their events live over Server-Sent Events, cancel them.
 
 Errors are JSON: `{"error": "<code>", "message": "<what went wrong and what to do>", ...}`.
-If the server was started with a token, every route but `/health` needs
-`Authorization: Bearer <token>` (the event stream also takes `?token=`, for EventSource).
+If the server was started with a token, every route but `/health` (and these docs) needs
+`Authorization: Bearer <token>` (the event streams also take `?token=`, for EventSource).
 """
-
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"model": ErrorBody, "description": "A token is required and was missing or wrong."},
-    422: {"model": ErrorBody, "description": "The request is not valid; `problems` says why."},
-    503: {"model": ErrorBody, "description": "The server is shutting down."},
-}
-
-
-def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    described = {
-        404: {"model": ErrorBody, "description": "No such run or task."},
-        409: {"model": ErrorBody, "description": "The run already finished."},
-        413: {"model": ErrorBody, "description": "The body is too large."},
-        429: {"model": ErrorBody, "description": "The queue is full; see Retry-After."},
-    }
-    return {**_ERRORS, **{status: described[status] for status in statuses}}
-
 
 RunId = Annotated[str, Path(description="The run's id.", pattern=RUN_ID_PATTERN)]
 
@@ -76,16 +63,13 @@ def resume_point(last_event_id: str | None, after: int | None) -> int:
     """Where a stream starts: after ``Last-Event-ID`` if sent (a reconnect), else ``after``.
 
     The header wins because an EventSource reconnects to the same URL: its ``?after=`` is the
-    page's starting point, the header is how far it got since. Raises ``InvalidRequest`` for a
-    header that is not a non-negative integer (we only ever send seqs as ids).
+    page's starting point, the header is how far it got since. Raises ``InvalidRequest`` naming
+    ``Last-Event-ID`` for a header that is not a seq (``taskcast.cursors``: we only ever send
+    seqs as ids).
     """
-    if last_event_id is not None and last_event_id.strip():
-        text = last_event_id.strip()
-        if not text.isdigit():
-            raise InvalidRequest(
-                f"Last-Event-ID must be the seq of an event (an integer >= 0), got {text!r}"
-            )
-        return int(text)
+    text = None if last_event_id is None else last_event_id.strip(" \t")  # HTTP's spaces
+    if text:
+        return read_cursor(text, "header", "Last-Event-ID")
     return after or 0
 
 
@@ -95,14 +79,17 @@ def create_app(
     token: str | None = None,
     stream_settings: StreamSettings | None = None,
     max_body: int = DEFAULT_MAX_BODY,
+    allowed_hosts: Sequence[str] | None = None,
 ) -> ASGIApp:
     """The ASGI application serving ``app``: FastAPI, with the event streams taken ahead of it
-    (``stream_route.py``) and the token checked ahead of both.
+    (``stream_route.py``), the token checked ahead of both and the ``Host`` ahead of all.
 
     Its lifespan starts ``app`` if it is not started yet and shuts it down on exit (both are
     no-ops when ``serve`` already did them). ``token``: require this bearer token (see
     ``auth.py``). ``stream_settings``: keep-alive, write deadline and retry of event streams.
-    ``max_body``: largest request body in bytes (413 beyond).
+    ``max_body``: largest request body in bytes (413 beyond). ``allowed_hosts``: the ``Host``
+    names answered (see ``hosts.py``; ``serve`` derives them from where it listens); ``None``
+    answers any.
     """
     settings = stream_settings or StreamSettings()
     metrics = Metrics(app)
@@ -142,7 +129,13 @@ def create_app(
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # api_docs.py serves /docs from the package
+        redoc_url=None,
+        # A path is a route or a 404: no redirect to its twin without the trailing slash
+        # (POST /runs/X/signals/ names no signal).
+        redirect_slashes=False,
     )
+    complete(api, bearer=bool(token))
     # Routes that read the store; /health and / answer even while shutting down.
     router = APIRouter(dependencies=[Depends(require_open)], route_class=StrictJSONRoute)
     install_error_handlers(api)
@@ -152,7 +145,7 @@ def create_app(
         "/runs",
         status_code=201,
         response_model=RunBody,
-        responses=_errors(404, 413, 429),
+        responses=errors(404, 413, 429),
         summary="Submit a run",
     )
     async def submit(request: SubmitRequest, response: Response) -> dict[str, Any]:
@@ -171,7 +164,7 @@ def create_app(
         response.headers["Location"] = f"/runs/{run.id}"
         return run.to_dict()
 
-    @router.get("/runs", response_model=RunList, responses=_errors(), summary="List runs")
+    @router.get("/runs", response_model=RunList, responses=errors(), summary="List runs")
     async def list_runs(
         state: Annotated[RunState | None, Query(description="Only runs in this state.")] = None,
         task: Annotated[str | None, Query(description="Only runs of this task.")] = None,
@@ -189,7 +182,7 @@ def create_app(
         return {"runs": [run.to_dict() for run in runs], "next_before": next_before}
 
     @router.get(
-        "/runs/{run_id}", response_model=RunBody, responses=_errors(404), summary="Get a run"
+        "/runs/{run_id}", response_model=RunBody, responses=errors(404), summary="Get a run"
     )
     async def get_run(run_id: RunId) -> dict[str, Any]:
         """The run as stored: state, attempts, times, result or error."""
@@ -200,7 +193,7 @@ def create_app(
         status_code=200,
         response_class=EventStreamResponse,
         responses={
-            **_errors(404),
+            **errors(404),
             200: {
                 "content": {"text/event-stream": {"schema": {"type": "string"}}},
                 "description": "The run's events as Server-Sent Events (see docs/http.md).",
@@ -212,10 +205,17 @@ def create_app(
     async def watch(
         run_id: RunId,
         after: Annotated[
-            int | None, Query(ge=0, description="Start after this seq (0: the whole log).")
+            int | None,
+            Query(ge=0, le=MAX_SEQ, description="Start after this seq (0: the whole log)."),
         ] = None,
         last_event_id: Annotated[
-            str | None, Header(alias="Last-Event-ID", description="Resume after this seq.")
+            str | None,
+            Header(
+                alias="Last-Event-ID",
+                pattern=SEQ_PATTERN,
+                description=f"Resume after this seq (an integer from 0 to {MAX_SEQ}); wins"
+                " over `after`.",
+            ),
         ] = None,
         token: Annotated[
             str | None, Query(description="The bearer token, for clients that cannot set headers.")
@@ -229,7 +229,7 @@ def create_app(
         "/runs/{run_id}/cancel",
         status_code=202,
         response_model=CancelAccepted,
-        responses=_errors(404, 409, 413),
+        responses=errors(404, 409, 413),
         summary="Cancel a run",
     )
     async def cancel(
@@ -251,12 +251,18 @@ def create_app(
         "/runs/{run_id}/signals/{name}",
         status_code=202,
         response_model=SignalAccepted,
-        responses=_errors(404, 409, 413),
+        responses=errors(404, 409, 413, 429),
         summary="Send a signal to a run",
     )
     async def signal(
         run_id: RunId,
-        name: Annotated[str, Path(min_length=1, max_length=64, description="The signal name.")],
+        name: Annotated[
+            str,
+            Path(
+                pattern=NAME_PATTERN,
+                description=f"The signal name: 1 to 64 characters from {NAME_CHARACTERS}.",
+            ),
+        ],
         data: Annotated[Any, Body(description="Any JSON, handed to the task.")] = None,
     ) -> dict[str, Any]:
         """Deliver the signal `name` with JSON `data` to a queued or running run
@@ -264,7 +270,7 @@ def create_app(
         await app.signal(run_id, name, data)
         return {"id": run_id, "signal": name}
 
-    @router.get("/tasks", response_model=TaskList, responses=_errors(), summary="List tasks")
+    @router.get("/tasks", response_model=TaskList, responses=errors(), summary="List tasks")
     async def tasks() -> dict[str, Any]:
         """The registered tasks with their parameters (JSON Schema) and policy."""
         return {"tasks": [task.describe() for task in app.tasks.values()]}
@@ -283,15 +289,14 @@ def create_app(
         problem = await app.store.problem() if app.accepting else None
         if problem is not None:
             status, reason = "store_unavailable", problem
-        queued, running = stats["queued"], stats["running"]
-        if app.store.shared and problem is None:  # the deployment's, not this process's
-            counts = await app.count_runs()
-            queued = sum(n for (_, state), n in counts.items() if state is RunState.QUEUED)
-            running = sum(n for (_, state), n in counts.items() if state is RunState.RUNNING)
+        queued, running, scope = stats["queued"], stats["running"], "process"
+        if problem is None:  # a shared queue counts for the whole deployment
+            counts = await app.queue_counts()
+            queued, running, scope = counts.queued, counts.running, counts.scope
         body = {
             "status": status,
             "reason": reason,
-            "counts": "deployment" if app.store.shared else "process",
+            "counts": scope,
             "queued": queued,
             "running": running,
             "watchers": stats["watchers"],
@@ -302,7 +307,10 @@ def create_app(
     @router.get(
         "/metrics",
         response_class=Response,
-        responses={200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}}},
+        responses={
+            **errors(),
+            200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}},
+        },
         summary="Prometheus metrics",
     )
     async def prometheus_metrics() -> Response:
@@ -314,7 +322,7 @@ def create_app(
         status_code=200,
         response_class=Response,
         responses={
-            **_errors(),
+            **errors(),
             200: {
                 "content": {"text/event-stream": {"schema": {"type": "string"}}},
                 "description": "Run changes as Server-Sent Events (see docs/http.md).",
@@ -335,5 +343,10 @@ def create_app(
 
     api.include_router(router)
     api.include_router(dashboard_router())
+    api.include_router(api_docs_router())
     asgi: ASGIApp = EventStreamRoute(api, open_stream)
-    return BearerTokenAuth(asgi, token) if token else asgi
+    if token:
+        asgi = BearerTokenAuth(asgi, token)
+    if allowed_hosts is not None and ANY_HOST not in allowed_hosts:
+        asgi = HostCheck(asgi, allowed_hosts)
+    return asgi

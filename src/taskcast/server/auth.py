@@ -1,5 +1,5 @@
-"""Optional bearer-token auth: every route but ``/health`` and the dashboard's page and static
-files needs ``Authorization: Bearer <token>``.
+"""Optional bearer-token auth: every route but ``/health``, the dashboard's and the API docs'
+pages and files, and ``/openapi.json`` needs ``Authorization: Bearer <token>``.
 
 Browsers cannot set headers on an ``EventSource``, so the event stream routes
 (``/runs/{id}/events`` and ``/changes``) also accept the token as ``?token=``. Tokens are
@@ -15,9 +15,11 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .errors import error_body, send_error
 
-OPEN_PATHS = frozenset({"/health", "/"})
-OPEN_PREFIXES = ("/dashboard/",)
-"""The dashboard page and its static files hold no data; its script asks for the token."""
+OPEN_PATHS = frozenset({"/health", "/", "/docs", "/openapi.json"})
+OPEN_PREFIXES = ("/dashboard/", "/docs/")
+"""The pages and their static files hold no data: the dashboard's script asks for the token,
+the docs page's Authorize button takes it. The API's description (``/openapi.json``) names no
+run and no task."""
 
 
 def _is_open(path: str) -> bool:

@@ -2,7 +2,8 @@
 
 The feed reads what the store committed, like every other watcher: ``App.add_listener`` hands
 it each batch of committed events, and it keeps only the lifecycle ones (``queued``,
-``started``, ``retrying``, the terminal events, ``shutdown``), turned into a small *change*:
+``started``, ``retrying``, ``interrupted``, the terminal events, ``shutdown``; see
+``taskcast.events``), turned into a small *change*:
 ``{"id", "seq", "type", "at", "state"}`` plus ``task`` (on ``queued``) and ``attempt`` (on
 ``started``). ``seq`` lets a client that also listed the runs keep whichever it saw last.
 
@@ -26,10 +27,11 @@ from typing import Any
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from .. import events
 from ..app import App
 from ..errors import TaskcastError
 from ..models import Event
-from ..states import TERMINAL_EVENT_TYPES, RunState
+from ..states import RunState
 from .sse import EVENT_STREAM_HEADERS, KEEP_ALIVE, StreamSettings
 
 MAX_PENDING = 10_000
@@ -42,35 +44,23 @@ TICK = 0.25
 """Seconds a stream sleeps at most between looks at the server's state: how soon it notices
 that the server stopped (no event says so when no run was unfinished) and sends due counts."""
 
-_STATE_AFTER = {
-    "queued": RunState.QUEUED.value,
-    "started": RunState.RUNNING.value,
-    "retrying": RunState.QUEUED.value,  # waits for its backoff, then ``started`` again
-    **{kind: kind for kind in TERMINAL_EVENT_TYPES},
-}
-LIFECYCLE_TYPES = frozenset({*_STATE_AFTER, "shutdown"})
-
 
 def change_of(event: Event) -> dict[str, Any] | None:
     """The change ``event`` makes to its run, or ``None`` if it is not a lifecycle event."""
+    state = events.state_after(event.type, event.data)
+    if state is None:
+        return None
     data = event.data if isinstance(event.data, dict) else {}
-    if event.type == "shutdown":
-        state = data.get("state", RunState.INTERRUPTED.value)
-    else:
-        found = _STATE_AFTER.get(event.type)
-        if found is None:
-            return None
-        state = found
     change: dict[str, Any] = {
         "id": event.run_id,
         "seq": event.seq,
         "type": event.type,
         "at": event.at,
-        "state": state,
+        "state": state.value,
     }
-    if event.type == "queued" and "task" in data:
+    if event.type == events.QUEUED and "task" in data:
         change["task"] = data["task"]
-    if event.type == "started" and "attempt" in data:
+    if event.type == events.STARTED and "attempt" in data:
         change["attempt"] = data["attempt"]
     return change
 

@@ -13,7 +13,8 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Match
 from starlette.types import Send
 
 from ..errors import QueueFull, StoreUnavailable, TaskcastError, TooManySignals
@@ -84,15 +85,19 @@ async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse
     return JSONResponse(body, status_code=422)
 
 
-async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
+async def _on_http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     if exc.status_code == 404:
         body = error_body("not_found", f"no route {request.method} {request.url.path}; see /docs")
     elif exc.status_code == 405:
+        allow = ", ".join(allowed_methods(request))
+        if request.method == "OPTIONS":  # what may be done here: the methods, no body
+            return Response(status_code=204, headers={"Allow": allow})
         body = error_body(
             "method_not_allowed",
-            f"{request.url.path} does not take {request.method}; see /docs",
+            f"{request.url.path} does not take {request.method}; it takes {allow} (see /docs)",
         )
+        return JSONResponse(body, status_code=405, headers={"Allow": allow})
     elif exc.status_code == 400:
         # FastAPI's answer to a body it cannot decode: the same 422 as any other bad request.
         message = f"the request body could not be read: {exc.detail}; send JSON"
@@ -102,6 +107,20 @@ async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
     else:
         body = error_body("http_error", str(exc.detail))
     return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """The methods the request's path takes, sorted, ``OPTIONS`` included: those some route of
+    the app takes in full (Starlette's own 405 names only the first matching route's)."""
+    methods = {"OPTIONS"}
+    for method in _METHODS:
+        scope = {**request.scope, "method": method}
+        if any(route.matches(scope)[0] is Match.FULL for route in request.app.router.routes):
+            methods.add(method)
+    return sorted(methods)
 
 
 def install_error_handlers(api: FastAPI) -> None:

@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from ..app import App
+from ..events import TERMINAL_EVENT_TYPES
 from ..models import Event
-from ..states import TERMINAL_EVENT_TYPES
 
 DURATION_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600, float("inf"))
 WAIT_BUCKETS = (0.001, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 60, 300, float("inf"))
@@ -97,14 +97,11 @@ class Metrics:
         for (task, state), count in counts.items():
             self.runs.labels(task, state.value).set(count)
         stats = self._app.stats()
-        if self._app.store.shared:
-            # Many processes share the queue: this node's own counts say nothing (an API node
-            # holds no run), so the gauges come from the store, for the whole deployment.
-            self.queued.set(sum(n for (_, state), n in counts.items() if state.value == "queued"))
-            self.running.set(sum(n for (_, state), n in counts.items() if state.value == "running"))
-        else:
-            self.queued.set(stats["queued"])
-            self.running.set(stats["running"])
+        # Counted by the work queue: for this process, or for the whole deployment when many
+        # processes share the queue (an API node's own counts would say nothing).
+        queue = await self._app.queue_counts()
+        self.queued.set(queue.queued)
+        self.running.set(queue.running)
         self.watchers.set(stats["watchers"])
         self.streams.set(self.open_streams)
         return generate_latest(self.registry)

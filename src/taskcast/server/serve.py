@@ -1,4 +1,4 @@
-"""Run an App behind uvicorn, and stop it cleanly on SIGTERM/SIGINT (SPEC section 5).
+"""Run an App behind uvicorn; stop it cleanly on SIGTERM/SIGINT (docs/semantics.md, "Shutdown").
 
 Two uvicorn behaviours shape this module:
 
@@ -26,14 +26,15 @@ import socket
 import stat
 import sys
 import threading
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterator, Sequence
 
 import uvicorn
 
 from ..app import App
-from ..coordinator import ShutdownReport
 from ..errors import TaskcastError
+from ..runs.shutdown import ShutdownReport
 from .api import create_app
+from .hosts import allowed_hosts_for, listens_on_loopback
 from .sse import StreamSettings
 from .transport import ExposeTransport
 
@@ -151,6 +152,7 @@ async def serve(
     shutdown_timeout: float | None = None,
     stream_settings: StreamSettings | None = None,
     access_log: bool = False,
+    allowed_hosts: Sequence[str] = (),
     on_ready: Callable[[], None] = lambda: None,
     on_stopping: Callable[[], None] = lambda: None,
 ) -> ShutdownReport:
@@ -162,7 +164,18 @@ async def serve(
     whole stop takes at most grace + shutdown_timeout + about one second. ``on_ready`` is called
     once requests are being served, ``on_stopping`` when the first signal arrives. ``sock`` is
     closed on return.
+
+    Requests are answered for the ``Host`` names ``hosts.allowed_hosts_for(sock,
+    allowed_hosts)`` lists (on loopback: loopback names and ``allowed_hosts``). A server that
+    listens beyond loopback without a ``token`` is logged as a warning.
     """
+    hosts = allowed_hosts_for(sock, allowed_hosts)
+    if token is None and sock.family != socket.AF_UNIX and not listens_on_loopback(sock):
+        logger.warning(
+            "listening on %s without a token: anyone who can reach this address can submit,"
+            " cancel and read runs; set --token (or TASKCAST_TOKEN)",
+            sock.getsockname()[0],
+        )
     stop = asyncio.Event()
 
     def on_signal(signum: int) -> None:
@@ -172,7 +185,9 @@ async def serve(
     try:
         with _signals(on_signal):
             await app.start()
-            asgi = ExposeTransport(create_app(app, token=token, stream_settings=stream_settings))
+            asgi = ExposeTransport(
+                create_app(app, token=token, stream_settings=stream_settings, allowed_hosts=hosts)
+            )
             config = uvicorn.Config(
                 asgi,
                 lifespan="on",

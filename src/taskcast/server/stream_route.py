@@ -15,6 +15,7 @@ from urllib.parse import parse_qsl
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from ..cursors import parse_seq, seq_error
 from ..errors import InvalidRequest, TaskcastError
 from .errors import error_response
 
@@ -24,14 +25,24 @@ OpenStream = Callable[[str, int | None, str | None], Awaitable[Response]]
 """``(run_id, after, last_event_id) -> response``: the stream, a 204, or raises an error."""
 
 
+def read_cursor(text: str, location: str, name: str) -> int:
+    """``text`` as the cursor ``name`` sent in the request's ``location`` (``query``,
+    ``header``): see ``taskcast.cursors``. Raises ``InvalidRequest`` naming it, with the same
+    ``problems`` a validation error has."""
+    seq = parse_seq(text)
+    if seq is None:
+        problem = seq_error(text, name)
+        raise InvalidRequest(
+            f"the request is not valid: {location}.{name}: {problem}",
+            problems=[{"param": f"{location}.{name}", "problem": problem}],
+        )
+    return seq
+
+
 def _after(query_string: bytes) -> int | None:
-    for key, value in parse_qsl(query_string.decode("latin-1")):
+    for key, value in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True):
         if key == "after":
-            if not value.isdigit():
-                raise InvalidRequest(
-                    f"after must be the seq to start after (an integer >= 0), got {value!r}"
-                )
-            return int(value)
+            return read_cursor(value, "query", "after")
     return None
 
 

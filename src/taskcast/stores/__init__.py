@@ -1,4 +1,4 @@
-"""Stores: where runs and event logs live. ``open_store(url)`` picks one by URL scheme."""
+"""Stores: where runs and event logs live. ``store_from_url(url)`` picks one by URL scheme."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ __all__ = ["MemoryStore", "SQLiteStore", "Store", "store_from_url"]
 
 def store_from_url(url: str) -> Store:
     """The store for ``url``: ``memory://``, ``sqlite:///PATH`` (``sqlite:////abs/path``),
-    ``redis://HOST:PORT/DB`` (needs the ``redis`` extra: ``pip install 'taskcast[redis]'``).
+    ``redis://HOST:PORT/DB`` (redis-py is loaded only then).
 
     Raises ``StoreError`` naming the accepted forms for anything else. The store is not opened.
     """
@@ -21,13 +21,8 @@ def store_from_url(url: str) -> Store:
     if url.startswith("sqlite://"):
         return SQLiteStore(url)
     if url.startswith(("redis://", "rediss://")):
-        try:
-            from .redis import RedisStore
-        except ImportError as exc:
-            raise StoreError(
-                f"cannot open store {url!r}: the Redis store needs redis-py"
-                f" (pip install 'taskcast[redis]'): {exc}"
-            ) from None
+        from .redis import RedisStore
+
         return RedisStore(url)
     raise StoreError(
         f"cannot open store {url!r}: use memory://, sqlite:///relative/path.db, "

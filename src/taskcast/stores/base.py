@@ -22,48 +22,13 @@ write: stores hand it over before their first suspension.
 from __future__ import annotations
 
 import abc
-import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from collections.abc import Callable, Sequence
+from typing import Any
 
-from ..errors import NotSerializable, RunNotFound
-from ..models import Event, Run, compact_json
-from ..states import RunState
+from ..models import Event, Run, encode_json
+from ..states import ALLOWED_TRANSITIONS, RunState
 
 EventListener = Callable[[Sequence[Event]], None]
-ControlListener = Callable[[str, str, Any], None]
-"""``(kind, run_id, data)`` for the worker holding a run: ``("cancel", run_id, reason)`` when
-another process asks to cancel it; ``("signal", run_id, event)`` when a signal was logged."""
-
-
-@dataclass(frozen=True, slots=True)
-class Claim:
-    """A run a shared store delivered to this worker: ``ticket`` identifies the delivery,
-    ``cancel_reason`` is a cancel request recorded while the run's previous worker held it."""
-
-    run: Run
-    ticket: str
-    cancel_reason: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class HeartbeatReply:
-    """What a heartbeat learned: runs this worker no longer holds (finished elsewhere, or
-    re-delivered after it missed its heartbeats), and cancel requests for runs it holds."""
-
-    lost: list[str]
-    cancels: dict[str, str]
-
-
-def encode_json(value: Any, what: str) -> str:
-    """``value`` as compact JSON, or ``NotSerializable`` naming ``what`` could not be stored."""
-    try:
-        return compact_json(value)
-    except RecursionError:
-        raise NotSerializable(f"{what} is not JSON-serialisable: it contains itself") from None
-    except (TypeError, ValueError) as exc:
-        raise NotSerializable(f"{what} is not JSON-serialisable: {exc}") from None
 
 
 #: Run fields a transition may set that a store keeps as JSON.
@@ -85,32 +50,35 @@ def encode_transition(
     return data_json, encoded
 
 
+def apply_transition(
+    run: Run, target: RunState, event_type: str, data: Any, fields: dict[str, Any]
+) -> str | None:
+    """The compare-and-set of a store that keeps its runs' states in memory: ``None`` (nothing
+    changed) when ``run`` may not move to ``target``; else ``run`` moved, with ``fields`` set,
+    and the event's data as JSON is returned. Raises ``NotSerializable`` before changing
+    anything (see ``encode_transition``)."""
+    if target not in ALLOWED_TRANSITIONS[run.state]:  # states.can_transition, without a call
+        return None
+    data_json, _ = encode_transition(event_type, data, fields)
+    run.state = target
+    for name, value in fields.items():
+        setattr(run, name, value)
+    return data_json
+
+
 class Store(abc.ABC):
     """Durable home of runs and their event logs (see the module docstring for the contract)."""
 
     #: The URL this store was opened from, for messages.
     url: str
 
-    #: True for a store that many processes share (Redis): it keeps the work queue, and a
-    #: coordinator takes runs from it with ``claim`` instead of queueing them in memory. Local
-    #: stores (memory, SQLite) belong to one process, which queues and recovers every run.
-    shared: ClassVar[bool] = False
-
-    #: Shared stores only: seconds after which a run whose worker stopped heartbeating is
-    #: delivered to another worker.
-    visibility_timeout: float = 30.0
-
-    #: Shared stores only: announce other processes' events from ``open`` on (True), or only
-    #: once something reads a log (``follow_events``): a worker serving no watchers sets False.
+    #: Stores shared by several processes: announce other processes' events from ``open`` on
+    #: (True), or only once something reads a log (``follow_events``): a worker serving no
+    #: watchers sets False.
     follow_events_at_open: bool = True
-
-    #: Shared stores only: ``create_run`` raises ``QueueFull`` once this many runs are queued
-    #: (set by the coordinator from ``App.max_queue``; ``None``: unbounded).
-    max_queued: int | None = None
 
     def __init__(self) -> None:
         self._listener: EventListener | None = None
-        self._control_listener: ControlListener | None = None
         self._reconnected: list[Callable[[], None]] = []
 
     def on_reconnected(self, callback: Callable[[], None]) -> None:
@@ -240,12 +208,7 @@ class Store(abc.ABC):
         Returns how many runs were deleted. Unfinished runs are never pruned.
         """
 
-    # -- the shared work queue (shared stores only; see ``shared``) -------------------------------
-
-    def set_control_listener(self, listener: ControlListener | None) -> None:
-        """Call ``listener(kind, run_id, data)`` with cancel requests and signals (see
-        ``ControlListener``) for runs that a worker of this store may hold."""
-        self._control_listener = listener
+    # -- health and announcements ------------------------------------------------------------
 
     async def problem(self) -> str | None:
         """Why the store cannot be used right now (for ``/health``), or None when it can."""
@@ -255,49 +218,3 @@ class Store(abc.ABC):
         """Make sure this store announces events that other processes write (a shared store
         opened with ``follow_events_at_open = False`` subscribes now). Local stores: nothing."""
         return None
-
-    async def claim(self, wanted: Mapping[str, int], wait: float) -> list[Claim]:
-        """Take up to ``wanted[task]`` runs per task from the shared queue for this process.
-
-        Runs whose worker stopped heartbeating for ``visibility_timeout`` are taken too (their
-        state tells: ``running`` or ``interrupted``). Waits up to ``wait`` seconds when there is
-        nothing to take; returns an empty list then. The caller holds each claim until the run's
-        terminal write (which acknowledges it) or ``release``. Local stores do not queue.
-        """
-        raise NotImplementedError(f"{type(self).__name__} has no shared queue")
-
-    async def interrupt_claim(self) -> None:
-        """Make a ``claim`` waiting in this process return now (it looks again)."""
-        raise NotImplementedError(f"{type(self).__name__} has no shared queue")
-
-    async def heartbeat(self, held: Mapping[str, str]) -> HeartbeatReply:
-        """Tell the store this process still works on ``held`` (run id -> claim ticket), so
-        they are not delivered to another worker; returns what changed meanwhile."""
-        raise NotImplementedError(f"{type(self).__name__} has no shared queue")
-
-    async def release(self, run_ids: Sequence[str]) -> int:
-        """Hand unfinished runs this process holds back to the queue, deliverable at once.
-
-        Returns how many were handed back.
-        """
-        raise NotImplementedError(f"{type(self).__name__} has no shared queue")
-
-    async def request_cancel(self, run_id: str, reason: str) -> bool:
-        """Cancel a run that another process may hold: a queued or interrupted run is moved to
-        ``cancelled`` here; a running one is asked to stop (its worker records ``cancelled``).
-
-        Returns True if the run will end ``cancelled``; False for an unknown or finished run.
-        The default (local stores) is the compare-and-set alone.
-        """
-        try:
-            moved = await self.transition(
-                run_id,
-                RunState.CANCELLED,
-                "cancelled",
-                {"reason": reason},
-                error={"type": "Cancelled", "message": reason},
-                finished_at=time.time(),
-            )
-        except RunNotFound:
-            return False
-        return moved is not None

@@ -7,8 +7,8 @@ from typing import Any
 
 from ..errors import RunFinished, RunNotFound
 from ..models import Event, Run
-from ..states import RunState, can_transition
-from .base import Store, encode_transition
+from ..states import RunState
+from .base import Store, apply_transition
 
 
 class MemoryStore(Store):
@@ -70,12 +70,9 @@ class MemoryStore(Store):
         run = self._runs.get(run_id)
         if run is None:
             raise RunNotFound(run_id)
-        if not can_transition(run.state, target):
+        data_json = apply_transition(run, target, event_type, data, fields)
+        if data_json is None:
             return None
-        data_json, _ = encode_transition(event_type, data, fields)
-        run.state = target
-        for name, value in fields.items():
-            setattr(run, name, value)
         event = self._new_event(run, event_type, data, data_json)
         self._announce((event,))
         return (run if target.is_terminal else run.copy()), event

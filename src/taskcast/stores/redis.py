@@ -1,4 +1,4 @@
-"""``redis://HOST:PORT/DB``: runs, logs and the work queue in Redis, shared by many processes.
+"""``redis://HOST:PORT/DB``: runs and logs in Redis, shared by many processes.
 
 Layout (the keys are listed in ``redis_scripts``):
 
@@ -9,13 +9,14 @@ Layout (the keys are listed in ``redis_scripts``):
 * every write is one Lua script (atomic): the compare-and-set of a transition, its event, the
   indexes, the publication of the event on the ``events`` channel, and, for a terminal state,
   the acknowledgement of the run's queue entry;
-* the work queue is one stream per task read by the consumer group ``workers``; a worker takes
-  runs with ``XREADGROUP``, keeps them with heartbeats (``XCLAIM ... JUSTID`` resets their idle
-  time) and a dead worker's runs are taken over with ``XAUTOCLAIM`` once idle for
-  ``visibility_timeout``;
+* creating a run also adds it to the shared work queue (one stream per task), in the same
+  script, so a run is never stored without being queued; the queue itself (taking runs,
+  heartbeats, hand-back, cancel requests) is ``taskcast.queues.redis.RedisQueue``, which uses
+  this store's connection, writer and subscription;
 * every store subscribes to ``events`` and announces each event (its own too: one path, so the
   announcements of a run are in ``seq`` order whoever wrote them) to its listener, the event log;
-  and to ``control``, where cancel requests for running runs travel.
+  and to ``control``, where cancel requests and signals for running runs travel (handed to the
+  queue's ``on_control`` listener).
 
 URL options (query string): ``prefix`` (key prefix, default ``taskcast:``), ``visibility_timeout``
 (seconds, default 30), ``reconnect_timeout`` (seconds a write keeps retrying while Redis is
@@ -34,9 +35,7 @@ import dataclasses
 import itertools
 import json
 import logging
-import os
 import secrets
-import socket
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
@@ -49,11 +48,18 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from ..errors import QueueFull, RunFinished, RunNotFound, StoreError, StoreUnavailable
-from ..models import Event, Run, compact_json
+from ..errors import (
+    QueueFull,
+    RunFinished,
+    RunNotFound,
+    StoreError,
+    StoreUnavailable,
+    TooManySignals,
+)
+from ..models import Event, Run, compact_json, encode_json
 from ..states import ALLOWED_TRANSITIONS, RunState
 from . import redis_scripts as scripts
-from .base import Claim, HeartbeatReply, Store, encode_json, encode_transition
+from .base import Store, encode_transition
 
 logger = logging.getLogger("taskcast")
 
@@ -85,7 +91,7 @@ def _encode_run(run: Run) -> list[str]:
     return flat
 
 
-def _decode_run(flat: Sequence[bytes] | Mapping[bytes, bytes]) -> Run:
+def decode_run(flat: Sequence[bytes] | Mapping[bytes, bytes]) -> Run:
     """A run from its hash (``HGETALL`` as a flat list or a mapping); unknown fields are skipped
     and missing ones take the ``Run`` defaults, so records of other versions still load."""
     pairs = flat.items() if isinstance(flat, Mapping) else zip(flat[::2], flat[1::2], strict=True)
@@ -96,7 +102,7 @@ def _decode_run(flat: Sequence[bytes] | Mapping[bytes, bytes]) -> Run:
     return Run(**values)
 
 
-def _private(record: Sequence[bytes] | Mapping[bytes, bytes], name: bytes) -> str | None:
+def private_field(record: Sequence[bytes] | Mapping[bytes, bytes], name: bytes) -> str | None:
     """A private (``_``-prefixed) field of a run's hash (a mapping or a flat list)."""
     if isinstance(record, Mapping):
         value = record.get(name)
@@ -132,20 +138,50 @@ def _seconds(url: str, options: dict[str, str], name: str, default: float) -> fl
     return value
 
 
-class RedisStore(Store):
-    """Runs, logs and the shared work queue in Redis (see the module docstring)."""
+class Backoff:
+    """The waits between tries to reach Redis again: 50 ms, doubling, at most 1 s; with a
+    ``deadline`` (``time.monotonic()``), ``exhausted`` says when the next wait would pass it."""
 
-    shared = True
+    FIRST = 0.05
+    MOST = 1.0
+
+    def __init__(self, deadline: float | None = None) -> None:
+        self.delay = self.FIRST
+        self.deadline = deadline
+
+    def reset(self) -> None:
+        self.delay = self.FIRST
+
+    @property
+    def exhausted(self) -> bool:
+        return self.deadline is not None and time.monotonic() + self.delay > self.deadline
+
+    async def wait(self) -> None:
+        await asyncio.sleep(self.delay)  # reconnect backoff, not synchronisation
+        self.delay = min(self.delay * 2, self.MOST)
+
+
+ControlListener = Callable[[str, str, Any], None]
+"""``(kind, run_id, data)`` for the worker holding a run: ``("cancel", run_id, reason)`` when
+another process asks to cancel it; ``("signal", run_id, event)`` when a signal was logged."""
+
+
+class RedisStore(Store):
+    """Runs and logs in Redis (see the module docstring)."""
 
     def __init__(self, url: str) -> None:
         super().__init__()
         self.url = url
         self._redis_url, options = parse_url(url)
         self.prefix = options.get("prefix", "taskcast:")
+        #: Seconds after which a run whose worker stopped heartbeating goes to another worker
+        #: (read by the work queue; a URL option so every process of a deployment agrees).
         self.visibility_timeout = _seconds(url, options, "visibility_timeout", 30.0)
         self.reconnect_timeout = _seconds(url, options, "reconnect_timeout", 30.0)
-        #: This process's name in the consumer group (host, pid, and a random part).
-        self.consumer = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        #: ``create_run`` raises ``QueueFull`` once this many runs are queued in all (set by the
+        #: work queue from ``App.max_queue``; ``None``: unbounded).
+        self.max_queued: int | None = None
+        self._control_listener: ControlListener | None = None
         self._tokens = itertools.count(1)
         self._token_prefix = secrets.token_hex(4)
         self._client: aioredis.Redis | None = None
@@ -156,19 +192,13 @@ class RedisStore(Store):
         self._writer: asyncio.Task[None] | None = None
         self._closing = False
         self._groups: set[str] = set()
-        self._next_reclaim = 0.0
-        self._nudge_key = f"{self.prefix}nudge:{self.consumer}"
-        self._nudge_ready = False
         self._following_wanted = True
         self._following = asyncio.Event()
         self._create: AsyncScript
         self._create_runs: AsyncScript
         self._append: AsyncScript
+        self._take_signal: AsyncScript
         self._transition: AsyncScript
-        self._request_cancel: AsyncScript
-        self._heartbeat: AsyncScript
-        self._release: AsyncScript
-        self._drop_entry: AsyncScript
         self._prune: AsyncScript
         self._events_channel = (self.prefix + "events").encode()
         self._control_channel = (self.prefix + "control").encode()
@@ -190,11 +220,8 @@ class RedisStore(Store):
         self._create = client.register_script(scripts.CREATE_RUN)
         self._create_runs = client.register_script(scripts.CREATE_RUNS)
         self._append = client.register_script(scripts.APPEND)
+        self._take_signal = client.register_script(scripts.TAKE_SIGNAL)
         self._transition = client.register_script(scripts.TRANSITION)
-        self._request_cancel = client.register_script(scripts.REQUEST_CANCEL)
-        self._heartbeat = client.register_script(scripts.HEARTBEAT)
-        self._release = client.register_script(scripts.RELEASE)
-        self._drop_entry = client.register_script(scripts.DROP_ENTRY)
         self._prune = client.register_script(scripts.PRUNE)
         self._following_wanted = self.follow_events_at_open
         self._following = asyncio.Event()
@@ -255,12 +282,14 @@ class RedisStore(Store):
             await self._client.aclose()
             self._client = None
 
-    async def _command(self, *args: Any) -> Any:
+    async def command(self, *args: Any) -> Any:
         """One Redis command (redis-py's reply parsing applies)."""
         return await self.client.execute_command(*args)  # type: ignore[no-untyped-call]
 
-    async def _script(self, script: AsyncScript, args: Sequence[Any]) -> Any:
-        return await script(args=list(args))
+    def on_control(self, listener: ControlListener | None) -> None:
+        """Call ``listener(kind, run_id, data)`` with the cancel requests and signals published
+        on ``control`` (see ``ControlListener``)."""
+        self._control_listener = listener
 
     @property
     def client(self) -> aioredis.Redis:
@@ -292,22 +321,21 @@ class RedisStore(Store):
     async def _listen(self) -> None:
         """Announce published events to the listener and cancel requests to the cancel listener;
         survive Redis going away (re-subscribe with backoff)."""
-        backoff = 0.05
+        backoff = Backoff()
         while True:
             try:
                 if self._pubsub is None:
                     self._pubsub = await self._subscribe()
                     self._after_resubscribe()
                 message = await self._pubsub.get_message(timeout=None)
-                backoff = 0.05
+                backoff.reset()
             except (*_UNREACHABLE, StoreError) as exc:
                 logger.warning("redis subscription lost (%s); reconnecting", exc)
                 if self._pubsub is not None:
                     with contextlib.suppress(*_UNREACHABLE, RedisError):
                         await self._pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]
                     self._pubsub = None
-                await asyncio.sleep(backoff)  # reconnect backoff, not synchronisation
-                backoff = min(backoff * 2, 1.0)
+                await backoff.wait()
                 continue
             if message is None:
                 continue
@@ -348,7 +376,7 @@ class RedisStore(Store):
     def _token(self) -> str:
         return f"{self._token_prefix}{next(self._tokens)}"
 
-    async def _write(self, script: AsyncScript, args: list[Any]) -> Any:
+    async def write(self, script: AsyncScript, args: list[Any]) -> Any:
         """Hand the script call to the writer and wait for its reply.
 
         The hand-over is synchronous, so a caller cancelled while waiting does not undo the
@@ -376,8 +404,7 @@ class RedisStore(Store):
             await self._send(batch)
 
     async def _send(self, batch: list[tuple[AsyncScript, list[Any], asyncio.Future[Any]]]) -> None:
-        deadline = time.monotonic() + self.reconnect_timeout
-        backoff = 0.05
+        backoff = Backoff(time.monotonic() + self.reconnect_timeout)
         while batch:
             try:
                 async with self.client.pipeline(transaction=False) as pipe:
@@ -386,15 +413,14 @@ class RedisStore(Store):
                     replies = await pipe.execute(raise_on_error=False)
             except _UNREACHABLE as exc:
                 # A write whose reply was lost is sent again with its token: not applied twice.
-                if time.monotonic() + backoff > deadline:
+                if backoff.exhausted:
                     error = StoreUnavailable(f"{self.url}: Redis unreachable: {exc}")
                     for _, _, future in batch:
                         if not future.done():
                             future.set_exception(error)
                     return
                 logger.warning("redis unreachable (%s); retrying %d write(s)", exc, len(batch))
-                await asyncio.sleep(backoff)  # reconnect backoff, not synchronisation
-                backoff = min(backoff * 2, 1.0)
+                await backoff.wait()
                 continue
             unknown = []  # NOSCRIPT (Redis restarted and lost its script cache): load, resend
             for item, reply in zip(batch, replies, strict=True):
@@ -412,23 +438,23 @@ class RedisStore(Store):
                     await self.client.script_load(script.script)
             batch = unknown
 
-    async def _retrying(self, call: Callable[[], Awaitable[_T]]) -> _T:
-        deadline = time.monotonic() + self.reconnect_timeout
-        backoff = 0.05
+    async def retrying(self, call: Callable[[], Awaitable[_T]]) -> _T:
+        """``call()``, tried again while Redis is unreachable, for ``reconnect_timeout`` at most
+        (then ``StoreUnavailable``)."""
+        backoff = Backoff(time.monotonic() + self.reconnect_timeout)
         while True:
             try:
                 return await call()
             except _UNREACHABLE as exc:
-                if time.monotonic() + backoff > deadline:
+                if backoff.exhausted:
                     raise StoreUnavailable(f"{self.url}: Redis unreachable: {exc}") from None
                 logger.warning("redis unreachable (%s); retrying the write", exc)
-                await asyncio.sleep(backoff)  # reconnect backoff, not synchronisation
-                backoff = min(backoff * 2, 1.0)
+                await backoff.wait()
 
     async def _read(self, call: Callable[[], Awaitable[_T]]) -> _T:
-        return await self._retrying(call)
+        return await self.retrying(call)
 
-    async def _ensure_group(self, task: str) -> None:
+    async def ensure_group(self, task: str) -> None:
         """Create the consumer group of ``task``'s queue (reading from its start) once."""
         if task in self._groups:
             return
@@ -444,7 +470,7 @@ class RedisStore(Store):
     async def create_run(
         self, run: Run, data: dict[str, Any], *, fresh_id: bool = False
     ) -> tuple[Run, Event | None]:
-        await self._retrying(lambda: self._ensure_group(run.task))
+        await self.retrying(lambda: self.ensure_group(run.task))
         at = time.time()
         data_json = encode_json(data, "the queued event")
         args = [
@@ -457,11 +483,11 @@ class RedisStore(Store):
             self._token(),
             *_encode_run(run),
         ]
-        reply = await self._write(self._create, args)
+        reply = await self.write(self._create, args)
         if reply[0] == -1:
             raise QueueFull(self.max_queued or 0, retry_after=1.0)
         if reply[0] == 0:
-            return _decode_run(reply[1]), None
+            return decode_run(reply[1]), None
         stored = run.copy()
         stored.last_seq = int(reply[1])
         return stored, Event(run.id, stored.last_seq, "queued", data, at, data_json)
@@ -471,12 +497,12 @@ class RedisStore(Store):
         if not runs:
             return []
         for task in {run.task for run in runs}:
-            await self._retrying(lambda task=task: self._ensure_group(task))  # type: ignore[misc]
+            await self.retrying(lambda task=task: self.ensure_group(task))  # type: ignore[misc]
         at = time.time()
         data_json = encode_json(data, "the queued event")
         args: list[Any] = [self.prefix, repr(at), data_json, self.max_queued or 0]
         args.extend(compact_json([run.id, *_encode_run(run)]) for run in runs)
-        reply = await self._write(self._create_runs, args)
+        reply = await self.write(self._create_runs, args)
         if reply[0] == -1:
             raise QueueFull(self.max_queued or 0, retry_after=1.0)
         stored = []
@@ -491,12 +517,53 @@ class RedisStore(Store):
     ) -> Event:
         at = time.time()
         args = [self.prefix, run_id, type, repr(at), data_json, self._token()]
-        reply = await self._write(self._append, args)
+        reply = await self.write(self._append, args)
         if reply[0] == -1:
             raise RunNotFound(run_id)
         if reply[0] == 0:
             raise RunFinished(run_id, RunState(reply[1].decode()))
         return Event(run_id, int(reply[1]), type, data, at, data_json)
+
+    async def append_signal(
+        self,
+        run_id: str,
+        name: str,
+        payload: Any,
+        payload_json: str,
+        *,
+        most_of_name: int,
+        most: int,
+    ) -> Event:
+        """Append the ``signal`` event ``payload`` (``{"name", "data"}``), counting it as held
+        by the run until its task takes it (``take_signal``); raise ``TooManySignals``, writing
+        nothing, when the run holds ``most_of_name`` of ``name`` or ``most`` in all.
+
+        Counted in the run's hash, in the same script as the append: every node sees one count,
+        so the caps are exact whichever node the signals come through."""
+        at = time.time()
+        args = [self.prefix, run_id, "signal", repr(at), payload_json, self._token()]
+        args += [name, str(most_of_name), str(most)]
+        reply = await self.write(self._append, args)
+        if reply[0] == -1:
+            raise RunNotFound(run_id)
+        if reply[0] == 0:
+            raise RunFinished(run_id, RunState(reply[1].decode()))
+        if reply[0] == -2:
+            raise TooManySignals(run_id, int(reply[1]), name if reply[2] == 1 else None)
+        return Event(run_id, int(reply[1]), "signal", payload, at, payload_json)
+
+    def take_signal(self, run_id: str, name: str) -> None:
+        """The run's task took a signal of ``name``: it holds one fewer (``append_signal``).
+
+        Handed to the writer now, not awaited: it is sent before any later write of the task
+        (its next event sees the count down); a failure leaves the count one too high (the cap
+        errs on the safe side)."""
+        if self._writer is None or self._closing:
+            return
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        future.add_done_callback(_retrieve)
+        self._pending.append((self._take_signal, [self.prefix, run_id, name], future))
+        self._wake.set()
 
     async def transition(
         self,
@@ -524,35 +591,21 @@ class RedisStore(Store):
         for name, value in fields.items():
             args.append(name)
             args.append(encoded[name] if name in encoded else compact_json(value))
-        reply = await self._write(self._transition, args)
+        reply = await self.write(self._transition, args)
         if reply[0] == -1:
             raise RunNotFound(run_id)
         if reply[0] in (0, 2):  # not allowed, or a pending cancel request finished it
             return None
-        run = _decode_run(reply[1])
+        run = decode_run(reply[1])
         return run, Event(run_id, run.last_seq, event_type, data, at, data_json)
-
-    async def request_cancel(self, run_id: str, reason: str) -> bool:
-        now = time.time()
-        args = [
-            self.prefix,
-            run_id,
-            reason,
-            repr(now),
-            compact_json({"reason": reason}),
-            compact_json({"type": "Cancelled", "message": reason}),
-            compact_json(now),
-        ]
-        reply = await self._write(self._request_cancel, args)
-        return int(reply[0]) > 0
 
     # -- reading ------------------------------------------------------------------------------
 
     async def get_run(self, run_id: str) -> Run | None:
-        flat = await self._read(lambda: self._command("HGETALL", self._run_key(run_id)))
-        return _decode_run(flat) if flat else None
+        flat = await self._read(lambda: self.command("HGETALL", self.run_key(run_id)))
+        return decode_run(flat) if flat else None
 
-    def _run_key(self, run_id: str) -> str:
+    def run_key(self, run_id: str) -> str:
         return self.prefix + "run:" + run_id
 
     async def _get_runs(self, run_ids: Sequence[str]) -> list[Run]:
@@ -562,10 +615,10 @@ class RedisStore(Store):
         async def fetch() -> list[Any]:
             async with self.client.pipeline(transaction=False) as pipe:
                 for run_id in run_ids:
-                    pipe.execute_command("HGETALL", self._run_key(run_id))
+                    pipe.execute_command("HGETALL", self.run_key(run_id))
                 return await pipe.execute()
 
-        return [_decode_run(flat) for flat in await self._read(fetch) if flat]
+        return [decode_run(flat) for flat in await self._read(fetch) if flat]
 
     async def list_runs(
         self,
@@ -583,7 +636,7 @@ class RedisStore(Store):
         while len(found) < limit:
             page = max(limit, _LIST_PAGE) if filtered else limit
             command = ("ZREVRANGEBYLEX", key, upper, "-", "LIMIT", 0, page)
-            ids = await self._read(lambda command=command: self._command(*command))  # type: ignore[misc]
+            ids = await self._read(lambda command=command: self.command(*command))  # type: ignore[misc]
             if not ids:
                 break
             decoded = [raw.decode() for raw in ids]
@@ -600,7 +653,7 @@ class RedisStore(Store):
         return found[:limit]
 
     async def count_runs(self) -> dict[tuple[str, RunState], int]:
-        raw = await self._read(lambda: self._command("HGETALL", self.prefix + "counts"))
+        raw = await self._read(lambda: self.command("HGETALL", self.prefix + "counts"))
         counts: dict[tuple[str, RunState], int] = {}
         for field, value in raw.items():
             state, task_json = field.decode().split("\t", 1)
@@ -611,7 +664,7 @@ class RedisStore(Store):
     async def read_events(self, run_id: str, after: int = 0, limit: int = 1000) -> list[Event]:
         key = self.prefix + "log:" + run_id
         entries = await self._read(
-            lambda: self._command("XRANGE", key, f"{max(after, 0) + 1}-0", "+", "COUNT", limit)
+            lambda: self.command("XRANGE", key, f"{max(after, 0) + 1}-0", "+", "COUNT", limit)
         )
         events = []
         for entry_id, fields in entries:
@@ -632,7 +685,7 @@ class RedisStore(Store):
         ids: set[str] = set()
         for state in (RunState.QUEUED, RunState.RUNNING, RunState.INTERRUPTED):
             key = self.prefix + f"state:{state.value}"
-            members = await self._read(lambda key=key: self._command("ZRANGE", key, 0, -1))  # type: ignore[misc]
+            members = await self._read(lambda key=key: self.command("ZRANGE", key, 0, -1))  # type: ignore[misc]
             ids.update(raw.decode() for raw in members)
         return await self._get_runs(sorted(ids))
 
@@ -640,115 +693,13 @@ class RedisStore(Store):
         total = 0
         while True:
             args = [self.prefix, repr(finished_before), _PRUNE_BATCH]
-            deleted = int(await self._write(self._prune, args))
+            deleted = int(await self.write(self._prune, args))
             total += deleted
             if deleted < _PRUNE_BATCH:
                 return total
-
-    # -- the shared work queue ----------------------------------------------------------------
-
-    async def claim(self, wanted: Mapping[str, int], wait: float) -> list[Claim]:
-        tasks = [task for task, count in wanted.items() if count > 0]
-        if not tasks:
-            return []
-        for task in tasks:
-            await self._ensure_group(task)
-        if not self._nudge_ready:
-            # A stream of this consumer's own that interrupt_claim writes to, so a claim
-            # waiting in XREADGROUP returns (kept at one entry; gone a day after its last use).
-            with contextlib.suppress(ResponseError):  # BUSYGROUP
-                await self._command(
-                    "XGROUP", "CREATE", self._nudge_key, scripts.GROUP, "$", "MKSTREAM"
-                )
-            await self._command("EXPIRE", self._nudge_key, 86400)
-            self._nudge_ready = True
-        count = max(1, -(-max(wanted.values()) // len(tasks)))
-        entries: list[tuple[str, str, str]] = []  # (task, entry id, run id)
-        now = time.monotonic()
-        if now >= self._next_reclaim:
-            self._next_reclaim = now + self.visibility_timeout / 4
-            for task in tasks:
-                reply = await self._command(
-                    "XAUTOCLAIM",
-                    self.prefix + "queue:" + task,
-                    scripts.GROUP,
-                    self.consumer,
-                    int(self.visibility_timeout * 1000),
-                    "0-0",
-                    "COUNT",
-                    wanted[task],
-                )
-                entries.extend(_entries(task, reply[1]))
-        if not entries:
-            keys = [self.prefix + "queue:" + task for task in tasks]
-            keys.append(self._nudge_key)
-            block = ["BLOCK", max(int(wait * 1000), 1)] if wait > 0 else []
-            reply = await self._command(
-                "XREADGROUP", "GROUP", scripts.GROUP, self.consumer, "COUNT", count, *block,
-                "STREAMS", *keys, *([">"] * len(keys)),
-            )  # fmt: skip
-            for stream, stream_entries in reply or []:
-                if stream.decode() == self._nudge_key:  # interrupt_claim: look again
-                    nudges = [entry_id for entry_id, _ in stream_entries]
-                    await self._command("XACK", self._nudge_key, scripts.GROUP, *nudges)
-                    continue
-                task = stream.decode().removeprefix(self.prefix + "queue:")
-                entries.extend(_entries(task, stream_entries))
-        return await self._resolve(entries)
-
-    async def _resolve(self, entries: list[tuple[str, str, str]]) -> list[Claim]:
-        """Turn queue entries into claims; drop entries with nothing left to run."""
-        if not entries:
-            return []
-        async with self.client.pipeline(transaction=False) as pipe:
-            for _, _, run_id in entries:
-                pipe.execute_command("HGETALL", self._run_key(run_id))
-            records = await pipe.execute()
-        claims = []
-        for (task, entry_id, _), flat in zip(entries, records, strict=True):
-            run = _decode_run(flat) if flat else None
-            if run is None or run.is_finished or _private(flat, b"_qid") != entry_id:
-                # Pruned, finished (its ack was lost with a worker) or a stale delivery.
-                queue = self.prefix + "queue:" + task
-                await self._script(self._drop_entry, [self.prefix, queue, entry_id])
-                continue
-            claims.append(Claim(run, entry_id, _private(flat, b"_cancel")))
-        return claims
-
-    async def interrupt_claim(self) -> None:
-        if self._nudge_ready:
-            await self._command("XADD", self._nudge_key, "MAXLEN", "1", "*", "nudge", "1")
-
-    async def heartbeat(self, held: Mapping[str, str]) -> HeartbeatReply:
-        if not held:
-            return HeartbeatReply([], {})
-        args: list[str] = [self.prefix, self.consumer]
-        for run_id, ticket in held.items():
-            args.append(run_id)
-            args.append(ticket)
-        lost, cancels = await self._script(self._heartbeat, args)
-        return HeartbeatReply(
-            [raw.decode() for raw in lost],
-            {pair[0].decode(): pair[1].decode() for pair in cancels},
-        )
-
-    async def release(self, run_ids: Sequence[str]) -> int:
-        if not run_ids:
-            return 0
-        args = [self.prefix, self.consumer, *run_ids]
-        return int(await self._write(self._release, args))
 
 
 def _retrieve(future: asyncio.Future[Any]) -> None:
     """Mark a write's outcome as seen: a caller cancelled meanwhile will not look at it."""
     if not future.cancelled():
         future.exception()
-
-
-def _entries(task: str, raw: Any) -> list[tuple[str, str, str]]:
-    """``(task, entry id, run id)`` for each ``(id, {b"run": id})`` of a stream reply."""
-    found = []
-    for entry_id, fields in raw or []:
-        if fields and b"run" in fields:
-            found.append((task, entry_id.decode(), fields[b"run"].decode()))
-    return found

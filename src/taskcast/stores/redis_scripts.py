@@ -4,8 +4,9 @@ Keys (``P`` is the store's key prefix, ``taskcast:`` by default):
 
 * ``P run:ID``: the run record, a hash of ``Run`` fields, each JSON-encoded; plus private fields
   ``_qid`` (the run's entry in its task's queue stream, while it has one), ``_cancel`` (a cancel
-  request for the worker holding the run) and ``_w`` (the token of the last write, so a write
-  retried after a lost reply is not applied twice);
+  request for the worker holding the run), ``_w`` (the token of the last write, so a write
+  retried after a lost reply is not applied twice), and ``_sigs`` and ``_sig:NAME`` (the
+  signals the run holds, sent and not yet taken by its task: in all, and of one name);
 * ``P log:ID``: the run's event log, a stream whose entry id ``SEQ-0`` is the event's ``seq``;
 * ``P runs``: every run id (sorted set, lexical: ULIDs sort by time); ``P state:STATE``: the ids
   per state; ``P finished``: finished run ids scored by their finish time (for ``prune``);
@@ -125,7 +126,9 @@ return {1, count}
 APPEND = (
     _PRELUDE
     + """
--- ARGV: P, id, type, at, data, token. Returns {1, seq}, {-1} unknown, {0, state} finished.
+-- ARGV: P, id, type, at, data, token[, signal name, most of that name, most in all].
+-- Returns {1, seq}, {-1} unknown, {0, state} finished, {-2, limit, 1 (of that name) or 0 (in
+-- all)} for a signal beyond what the run may hold.
 local id = ARGV[2]
 local rkey = P .. 'run:' .. id
 local state = redis.call('HGET', rkey, 'state')
@@ -135,6 +138,17 @@ if ARGV[6] ~= '' and redis.call('HGET', rkey, '_w') == ARGV[6] then
 end
 state = cjson.decode(state)
 if TERMINAL[state] then return {0, state} end
+if ARGV[7] then  -- a signal: counted as held until its task takes it (TAKE_SIGNAL)
+  local name = '_sig:' .. ARGV[7]
+  if tonumber(redis.call('HGET', rkey, name) or '0') >= tonumber(ARGV[8]) then
+    return {-2, tonumber(ARGV[8]), 1}
+  end
+  if tonumber(redis.call('HGET', rkey, '_sigs') or '0') >= tonumber(ARGV[9]) then
+    return {-2, tonumber(ARGV[9]), 0}
+  end
+  redis.call('HINCRBY', rkey, name, 1)
+  redis.call('HINCRBY', rkey, '_sigs', 1)
+end
 redis.call('HSET', rkey, '_w', ARGV[6])
 local seq = add_event(id, rkey, ARGV[3], ARGV[4], ARGV[5])
 if ARGV[3] == 'signal' then  -- for the worker holding the run (workers need not follow events)
@@ -202,6 +216,17 @@ end
 return {0}
 """
 )
+
+TAKE_SIGNAL = """
+-- ARGV: P, id, name. The run's task took a signal of that name: it holds one fewer.
+local rkey = ARGV[1] .. 'run:' .. ARGV[2]
+local name = '_sig:' .. ARGV[3]
+if tonumber(redis.call('HGET', rkey, name) or '0') > 0 then
+  redis.call('HINCRBY', rkey, name, -1)
+  redis.call('HINCRBY', rkey, '_sigs', -1)
+end
+return 1
+"""
 
 HEARTBEAT = """
 -- ARGV: P, consumer, id, qid, id, qid ... Extends the visibility of each entry this consumer

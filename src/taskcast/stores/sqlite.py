@@ -35,9 +35,9 @@ from operator import itemgetter
 from typing import Any, TypeVar
 
 from ..errors import RunFinished, RunNotFound, SchemaError, StoreError, StoreUnavailable
-from ..models import Event, Run, compact_json
-from ..states import TERMINAL_STATES, RunState, can_transition
-from .base import Store, encode_json, encode_transition
+from ..models import Event, Run, compact_json, encode_json
+from ..states import TERMINAL_STATES, RunState
+from .base import Store, apply_transition
 
 logger = logging.getLogger("taskcast")
 
@@ -636,12 +636,9 @@ class SQLiteStore(Store):
             if await self.get_run(run_id) is None:
                 raise RunNotFound(run_id)
             return None  # finished and committed: no transition leaves a terminal state
-        if not can_transition(run.state, target):
+        data_json = apply_transition(run, target, event_type, data, fields)
+        if data_json is None:
             return None
-        data_json, _ = encode_transition(event_type, data, fields)
-        run.state = target
-        for name, value in fields.items():
-            setattr(run, name, value)
         event = self._new_event(run, event_type, data, data_json)
         snapshot = run if target.is_terminal else run.copy()  # a finished run never changes
         await self._settle(self._stage(snapshot, [event]), durable)

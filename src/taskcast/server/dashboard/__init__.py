@@ -25,7 +25,8 @@ _TYPES = {
     "dashboard.js": "text/javascript; charset=utf-8",
 }
 
-_HEADERS = {
+PAGE_HEADERS = {
+    # The headers of every page and page file (the API docs' too).
     # Everything comes from this server; nothing may be framed, inlined or fetched elsewhere.
     "content-security-policy": (
         "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self';"
@@ -49,7 +50,7 @@ def dashboard_router() -> APIRouter:
     router = APIRouter(include_in_schema=False)
 
     def serve(name: str) -> Response:
-        return Response(contents[name], media_type=_TYPES[name], headers=_HEADERS)
+        return Response(contents[name], media_type=_TYPES[name], headers=PAGE_HEADERS)
 
     @router.get("/")
     async def home() -> Response:

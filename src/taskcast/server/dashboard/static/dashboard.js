@@ -15,7 +15,7 @@ const TERMINAL = new Set(["completed", "failed", "cancelled", "timed_out"]);
 const STATES = ["queued", "running", "completed", "failed", "cancelled", "timed_out", "interrupted"];
 const CANCELLABLE = new Set(["queued", "running"]);
 const CHILDREN_FETCHED = 200; // children named by `child` events whose state is read at once
-const STATE_AFTER = { queued: "queued", started: "running", retrying: "queued" };
+const STATE_AFTER = { queued: "queued", started: "running", retrying: "queued", interrupted: "interrupted" };
 const TOKEN_KEY = "taskcast.token";
 
 const $ = (id) => document.getElementById(id);

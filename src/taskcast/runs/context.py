@@ -3,29 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 from collections.abc import Iterable, Mapping
 from contextlib import AbstractAsyncContextManager
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 
-from .children import ChildRun, map_children, spawn
-from .errors import InvalidRequest
-from .limits import check_timeout
-from .models import Event
-from .stores.base import encode_json
+from ..events import RESERVED_EVENT_TYPES
+from ..models import Event, encode_json
+from ..names import check_event_type, check_signal_name
+from .active import ActiveRun
+from .family import ChildRun, map_children, spawn
+from .ports import RunServices
 
-if TYPE_CHECKING:
-    from .coordinator import ActiveRun, Coordinator
-
-RESERVED_EVENT_TYPES = frozenset(
-    {"queued", "started", "retrying", "completed", "failed", "cancelled", "timed_out"}
-    | {"shutdown", "signal", "child"}
-)
-"""Event types only the coordinator writes; a task emitting one gets ``InvalidRequest``."""
-
-MAX_EVENT_TYPE_LENGTH = 64
+__all__ = ["RESERVED_EVENT_TYPES", "Context"]  # the vocabulary lives in events.py
 
 
 class Context:
@@ -37,8 +28,8 @@ class Context:
     before the run's terminal event (a crash in between loses it, and the run is retried).
     """
 
-    def __init__(self, coordinator: Coordinator, active: ActiveRun, deadline: float | None) -> None:
-        self._coordinator = coordinator
+    def __init__(self, services: RunServices, active: ActiveRun, deadline: float | None) -> None:
+        self._services = services
         self._active = active
         self.run_id = active.run.id
         self.task = active.run.task
@@ -61,25 +52,16 @@ class Context:
     async def emit(self, type: str, data: Any = None) -> Event:
         """Append an event of your own ``type`` with JSON ``data`` to the run's log.
 
-        Raises ``InvalidRequest`` for an empty, too long or reserved type (``started``,
-        ``completed``...; see ``RESERVED_EVENT_TYPES``) and ``NotSerializable`` for data that is
-        not JSON. Nothing is written then.
+        Raises ``InvalidRequest`` for a type that is not 1 to 64 characters from letters, digits
+        and ``._:-`` (see ``taskcast.names``) or that the engine writes (``started``,
+        ``completed``...; see ``events.RESERVED_EVENT_TYPES``), and ``NotSerializable`` for data
+        that is not JSON. Nothing is written then.
         """
-        if not isinstance(type, str) or not type or len(type) > MAX_EVENT_TYPE_LENGTH:
-            raise InvalidRequest(
-                f"event type must be a non-empty string of at most {MAX_EVENT_TYPE_LENGTH}"
-                f" characters, got {type!r}"
-            )
-        if type in RESERVED_EVENT_TYPES:
-            raise InvalidRequest(
-                f"event type {type!r} is reserved for the coordinator; choose another name"
-            )
+        check_event_type(type)
         data_json = encode_json(data, f"the data of event {type!r}")
         # Not durable: the event is ordered now and committed with the next batch (before the
         # run's terminal write), so a chatty task does not wait for each one.
-        return await self._coordinator.store.append(
-            self.run_id, type, data, data_json, durable=False
-        )
+        return await self._services.emit(self.run_id, type, data, data_json)
 
     async def progress(
         self, current: float, total: float | None = None, message: str | None = None
@@ -101,27 +83,13 @@ class Context:
         and ``App(max_pending_signals=...)`` in all) and returned first, oldest first. Raises
         ``TimeoutError`` after ``timeout`` seconds (finite, at most 30 days: else
         ``InvalidRequest``). If cancelled while waiting, a signal that arrived at that moment is
-        kept for the next call.
+        kept for the next call. Raises ``InvalidRequest`` for a name no one could send (see
+        ``taskcast.names``).
         """
-        check_timeout(timeout)
-        active = self._active
-        held, data = active.take_signal(name)
-        if held:
-            return data
-        waiter: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        waiters = active.signal_waiters.setdefault(name, deque())
-        waiters.append(waiter)
-        try:
-            async with asyncio.timeout(timeout):
-                return await waiter
-        except BaseException:
-            if waiter.done() and not waiter.cancelled():
-                # Delivered just as we were cancelled or timed out: keep it for the next call.
-                active.keep_signal(name, waiter.result(), first=True)
-            raise
-        finally:
-            if waiter in waiters:
-                waiters.remove(waiter)
+        check_signal_name(name)
+        data = await self._active.mailbox.receive(name, timeout)
+        self._services.signal_taken(self.run_id, name)
+        return data
 
     # -- workflows ---------------------------------------------------------------------------
 
@@ -133,10 +101,10 @@ class Context:
         added to this run's log. Its deadline never exceeds this attempt's. When this body
         exits (returns, raises, is cancelled or times out), the children still unfinished are
         cancelled and waited for. Raises ``UnknownTask``, ``InvalidArguments``, ``QueueFull``,
-        ``ShuttingDown`` as ``app.submit`` does. See ``taskcast.children`` for how a retried or
+        ``ShuttingDown`` as ``app.submit`` does. See ``taskcast.runs.family`` for how a retried or
         resumed parent gets its earlier children back.
         """
-        return await spawn(self, task, args, self._reserve_children(1))
+        return await spawn(self._services, self._active, task, args, self._reserve_children(1))
 
     async def map(
         self,
@@ -164,7 +132,14 @@ class Context:
         or times out, every child is cancelled.
         """
         return await map_children(
-            self, task, items, concurrency=concurrency, isolate=isolate, timeout=timeout
+            self._services,
+            self._active,
+            self._reserve_children,
+            task,
+            items,
+            concurrency=concurrency,
+            isolate=isolate,
+            timeout=timeout,
         )
 
     def resource(self, name: str, timeout: float | None = None) -> AbstractAsyncContextManager[Any]:
@@ -175,10 +150,10 @@ class Context:
         (default: the pool's), ``ResourceError`` for an unknown name or a closed pool. The item
         goes back to the pool however the block ends, cancellation included.
         """
-        return self._coordinator.resources.pool(name).borrow(timeout)
+        return self._services.resources.pool(name).borrow(timeout)
 
     @property
     def http(self) -> httpx.AsyncClient:
         """The app's shared ``httpx.AsyncClient`` (one connection pool for every task; closed
         at shutdown). Do not close it yourself."""
-        return self._coordinator.resources.http
+        return self._services.resources.http

@@ -18,16 +18,18 @@ from __future__ import annotations
 import asyncio
 import re
 from collections import deque
-from collections.abc import Generator, Iterable, Mapping
+from collections.abc import Callable, Generator, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from .errors import BatchTimedOut, InvalidRequest, TaskFailed
-from .models import Event, Run
-from .states import RunState
+from .. import events
+from ..errors import BatchTimedOut, InvalidRequest, TaskFailed
+from ..models import Event, Run, compact_json
+from ..states import RunState
+from .active import ActiveRun
+from .ports import ChildSubmission, RunServices, child_submitted
 
 if TYPE_CHECKING:
-    from .context import Context
-    from .tasks import TaskDefinition
+    from ..tasks import TaskDefinition
 
 _ULID_ROOT = re.compile(r"^[0-9A-HJKMNP-TV-Z]{26}(\.|$)")
 _NOT_REUSABLE = frozenset({RunState.FAILED, RunState.CANCELLED, RunState.TIMED_OUT})
@@ -44,8 +46,11 @@ class ChildRun:
     it continues). Cancelling the await leaves the child running; the parent's exit ends it.
     """
 
-    def __init__(self, context: Context, run: Run, ending: asyncio.Future[Event]) -> None:
-        self._context = context
+    def __init__(
+        self, services: RunServices, parent: ActiveRun, run: Run, ending: asyncio.Future[Event]
+    ) -> None:
+        self._services = services
+        self._parent = parent
         self._ending = ending
         self.run_id = run.id
         self.task = run.task
@@ -62,8 +67,7 @@ class ChildRun:
         for the child's failure."""
         if self._ending.done():
             return self._ending.result()
-        coordinator = self._context._coordinator
-        async with coordinator.lending_slot(self._context._active):
+        async with self._services.lending_slot(self._parent):
             return await asyncio.shield(self._ending)
 
     async def result(self) -> Any:
@@ -75,7 +79,7 @@ class ChildRun:
 
     async def cancel(self, reason: str = "cancelled by its parent") -> bool:
         """Cancel the child (see ``App.cancel``); True if it will end ``cancelled``."""
-        return await self._context._coordinator.cancel(self.run_id, reason)
+        return await self._services.cancel(self.run_id, reason)
 
 
 def outcome(event: Event, task: str) -> Any:
@@ -95,7 +99,7 @@ def failure(event: Event, task: str) -> TaskFailed | None:
     if event.type == "cancelled":
         error: Any = {"type": "Cancelled", "message": str(data.get("reason", "cancelled"))}
         state = "cancelled"
-    elif event.type == "shutdown":
+    elif event.type == events.SHUTDOWN:
         error = {"type": "Interrupted", "message": "the process stopped before it finished"}
         state = "interrupted"
     else:
@@ -104,70 +108,80 @@ def failure(event: Event, task: str) -> TaskFailed | None:
     return TaskFailed(event.run_id, task, state, error if isinstance(error, dict) else None)
 
 
-async def spawn(context: Context, task: str, args: Mapping[str, Any], index: int) -> ChildRun:
-    """Submit the ``index``-th child of the context's attempt (see the module docstring)."""
-    (child,) = await spawn_many(context, task, [(index, args)])
+async def spawn(
+    services: RunServices, parent: ActiveRun, task: str, args: Mapping[str, Any], index: int
+) -> ChildRun:
+    """Submit the ``index``-th child of ``parent``'s attempt (see the module docstring)."""
+    (child,) = await spawn_many(services, parent, task, [(index, args)])
     return child
 
 
 async def spawn_many(
-    context: Context, task: str, children: list[tuple[int, Mapping[str, Any]]]
+    services: RunServices,
+    parent: ActiveRun,
+    task: str,
+    children: list[tuple[int, Mapping[str, Any]]],
 ) -> list[ChildRun]:
-    """Submit children ``(index, args)`` of the context's attempt, their store writes together
+    """Submit children ``(index, args)`` of ``parent``'s attempt, their store writes together
     when the store can; return their handles in the same order."""
-    coordinator = context._coordinator
-    parent = context._active
-    definition = coordinator.definition(task)
+    definition = services.definition(task)
     attempt = parent.run.attempt
-    submitted: list[tuple[Run, asyncio.Future[Event] | None]] = []
+    submitted: list[ChildSubmission] = []
     if attempt <= 1 and _ULID_ROOT.match(parent.run.id):
         # The first attempt of a parent whose id we generated: no run can have these ids yet.
         creating = [
-            coordinator.start_child(parent, definition, args, f"{parent.run.id}.{i}", fresh=True)
+            services.start_child(parent, definition, args, f"{parent.run.id}.{i}", fresh=True)
             for i, args in children
         ]
         for one in creating:
-            submitted.append(await coordinator.child_submitted(one))
+            submitted.append(await child_submitted(one))
     else:
         for index, args in children:
-            submitted.append(await _submit_again(context, definition, args, index))
+            submitted.append(await _submit_again(services, parent, definition, args, index))
     handles = []
-    for run, ending in submitted:
+    for submission in submitted:
+        run, ending = submission.run, submission.ending
         if ending is None:  # an earlier attempt's child: finished, or still running
-            ending = await coordinator.watch_end(run.id)
+            ending = await services.watch_end(run.id)
             if not ending.done():
-                coordinator.adopt(parent, run.id)
-        await coordinator.announce_child(parent, run)
-        handles.append(ChildRun(context, run, ending))
+                services.adopt(parent, run.id)
+        data = {"run_id": run.id, "task": run.task}
+        await services.emit(parent.run.id, events.CHILD, data, compact_json(data))
+        handles.append(ChildRun(services, parent, run, ending))
     return handles
 
 
 async def _submit_again(
-    context: Context, definition: TaskDefinition, args: Mapping[str, Any], index: int
-) -> tuple[Run, asyncio.Future[Event] | None]:
+    services: RunServices,
+    parent: ActiveRun,
+    definition: TaskDefinition,
+    args: Mapping[str, Any],
+    index: int,
+) -> ChildSubmission:
     """A child of a parent that may have run before: reuse its earlier child at this position
     if it has the same task and arguments and did not fail (see the module docstring)."""
-    coordinator = context._coordinator
-    parent = context._active
     base = f"{parent.run.id}.{index}"
     expected = definition.validate_arguments(dict(args))
     for run_id in (base, f"{base}~{parent.run.attempt}"):
         if len(run_id) > MAX_ID_LENGTH:
             break
-        run, ending = await coordinator.submit_child(parent, definition, args, run_id)
+        submission = await child_submitted(services.start_child(parent, definition, args, run_id))
+        run = submission.run
         reusable = (
             run.parent_id == parent.run.id
             and run.task == definition.name
             and run.args == expected
             and run.state not in _NOT_REUSABLE
         )
-        if ending is not None or reusable:
-            return run, ending
-    return await coordinator.submit_child(parent, definition, args, None)
+        if submission.ending is not None or reusable:
+            return submission
+    return await child_submitted(services.start_child(parent, definition, args, None))
 
 
 async def map_children(
-    context: Context,
+    services: RunServices,
+    parent: ActiveRun,
+    reserve: Callable[[int], int],
     task: str,
     items: Iterable[Mapping[str, Any]],
     *,
@@ -175,7 +189,8 @@ async def map_children(
     isolate: bool,
     timeout: float | None,
 ) -> list[Any]:
-    """``ctx.map``: see ``Context.map`` for the contract."""
+    """``ctx.map``: see ``Context.map`` for the contract. ``reserve(n)`` gives the position of
+    the first of ``n`` children about to be spawned."""
     batch = list(items)
     if concurrency is not None and not (isinstance(concurrency, int) and concurrency >= 1):
         raise InvalidRequest(f"concurrency must be an integer >= 1, got {concurrency!r}")
@@ -186,7 +201,7 @@ async def map_children(
             raise InvalidRequest(
                 f"ctx.map takes a list of argument dicts; item {position} is {args!r}"
             )
-    first = context._reserve_children(len(batch))
+    first = reserve(len(batch))
     limit = concurrency or max(len(batch), 1)
     results: list[Any] = [None] * len(batch)
     completed: dict[int, Any] = {}
@@ -200,7 +215,6 @@ async def map_children(
         ended.append(ending)
         wake.set()
 
-    coordinator = context._coordinator
     first_failure: TaskFailed | None = None
     timed_out = False
 
@@ -222,7 +236,7 @@ async def map_children(
             settle(ending)
 
     next_position = 0
-    async with coordinator.lending_slot(context._active):
+    async with services.lending_slot(parent):
         try:
             async with asyncio.timeout(timeout):
                 while next_position < len(batch) or running:
@@ -230,7 +244,7 @@ async def map_children(
                     positions = range(next_position, next_position + room)
                     next_position += room
                     spawned = await spawn_many(
-                        context, task, [(first + p, batch[p]) for p in positions]
+                        services, parent, task, [(first + p, batch[p]) for p in positions]
                     )
                     for position, child in zip(positions, spawned, strict=True):
                         running[child._ending] = (position, child)
@@ -261,7 +275,7 @@ async def map_children(
     if timed_out:  # isolated: the children never spawned are reported as cancelled too
         for position in range(next_position, len(batch)):
             results[position] = TaskFailed(
-                f"{context.run_id}.{first + position}",
+                f"{parent.run.id}.{first + position}",
                 task,
                 "cancelled",
                 {"type": "Cancelled", "message": "the batch timed out before it started"},

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from .errors import InvalidRequest
-from .models import Run
-from .states import RunState
-from .stores.base import Store
+from ..errors import InvalidRequest
+from ..models import Run
+from ..states import RunState
+from ..stores.base import Store
 
 AFTER_POLICIES = ("fail", "always")
 """What a dependency that did not complete does to its dependents: fail them, or run them."""

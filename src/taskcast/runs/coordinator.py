@@ -1,0 +1,758 @@
+"""The coordinator: owns this process's runs from queued to done, and composes the engine.
+
+It takes runs from its work queue (``ports.WorkQueue``), keeps them as ``ActiveRun`` (phases in
+``active``), starts them within the ``Slots`` oldest first, and hands each to ``Attempts``;
+``Outcomes`` writes every lifecycle event, ``Endings`` and ``DependencyHolds`` learn from the
+store's committed events which runs ended, and ``shutdown.stop_runs`` stops them all.
+
+A cancel acts by phase: a WAITING or BLOCKED run is finished as ``cancelled`` on the spot; a
+STARTING run is marked, and its task records ``cancelled`` instead of starting (throwing into a
+coroutine that has not started would skip all of its handlers), and so is a RESCHEDULING one,
+which is then cancelled instead of queued again; a RUNNING run gets ``CancelledError`` thrown
+into its body, so its ``finally`` blocks run, and ``cancelled`` is recorded after; a FINISHING
+run's terminal write is under way (True only if a cancel caused it). A run this process does not
+own is its work queue's business (a local queue cancels it in the store; a shared one asks the
+process that holds it).
+
+Workflows (docs/semantics.md, "Workflows"): a run's children are runs like any other, submitted
+with its ``parent_id``; the body's exit (however it exits) cancels the children still unfinished
+and waits for them, so no child outlives its parent's attempt. A parent that waits for a child
+lends its slot (``Slots.lending``). A BLOCKED run becomes WAITING once every run it waits for
+has ended, or fails naming the one that did not complete.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+from ..errors import (
+    InvalidArguments,
+    InvalidRequest,
+    NotSerializable,
+    RunFinished,
+    RunNotFound,
+    ShuttingDown,
+    UnknownTask,
+)
+from ..ids import is_run_id, new_run_id
+from ..limits import MAX_PENDING_SIGNALS_PER_RUN, MAX_REASON, check_timeout
+from ..log import EventLog
+from ..models import Event, Run, encode_json, lone_surrogate
+from ..names import check_signal_name
+from ..resources import Resources
+from ..states import RunState
+from ..stores.base import Store
+from ..supervisor import Supervisor
+from ..tasks import TaskDefinition
+from .active import ActiveRun, Phase, StopKind
+from .attempts import Attempts
+from .dependencies import AFTER_POLICIES, check_dependencies
+from .outcomes import Outcomes
+from .ports import ChildSubmission, QueueCounts, WorkQueue, child_submitted
+from .shutdown import ShutdownReport, stop_runs
+from .slots import Slots
+from .waits import DependencyHolds, Endings
+
+logger = logging.getLogger("taskcast")
+
+
+class Coordinator:
+    """Owns this process's runs and their lifecycle; see the module docstring."""
+
+    def __init__(
+        self,
+        store: Store,
+        log: EventLog,
+        tasks: Mapping[str, TaskDefinition],
+        queue: WorkQueue,
+        *,
+        max_concurrency: int,
+        cancel_timeout: float,
+        max_pending_signals: int = MAX_PENDING_SIGNALS_PER_RUN,
+        resources: Resources | None = None,
+    ) -> None:
+        self.store = store
+        self.log = log
+        self.resources = resources if resources is not None else Resources()
+        self._tasks = tasks
+        self._queue = queue
+        self.max_pending_signals = max_pending_signals
+        self._active: dict[str, ActiveRun] = {}
+        self._ready: dict[str, deque[ActiveRun]] = {}
+        self._order = itertools.count()
+        self._supervisor = Supervisor()
+        self.queued_count = 0
+        self._accepting = False
+        self._grace_over = False
+        self._shutting_down: asyncio.Future[ShutdownReport] | None = None
+        self._stopping_callbacks: set[Callable[[], None]] = set()
+        self.outcomes = Outcomes(store)
+        self.slots = Slots(max_concurrency, self._slot_freed)
+        self.endings = Endings(store)
+        self.dependencies = DependencyHolds(store, self._dependencies_ended)
+        self.attempts = Attempts(
+            self,
+            self.outcomes,
+            self.slots,
+            self.endings,
+            self._supervisor,
+            cancel_timeout=cancel_timeout,
+            requeue=self._requeue,
+            over=self._attempt_over,
+        )
+        log.add_listener(self._on_committed)
+
+    # -- visible state -----------------------------------------------------------------------
+
+    @property
+    def accepting(self) -> bool:
+        return self._accepting
+
+    @property
+    def running_count(self) -> int:
+        return self.slots.used
+
+    def when_stopping(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """See ``App.when_stopping``."""
+        if self._shutting_down is not None:
+            callback()
+            return lambda: None
+        self._stopping_callbacks.add(callback)
+        return lambda: self._stopping_callbacks.discard(callback)
+
+    def stats(self) -> dict[str, int]:
+        """Counts at a glance: queued, running, watchers, tasks owned (this process)."""
+        return {
+            "queued": self.queued_count,
+            "running": self.slots.used,
+            "watchers": self.log.watcher_count,
+            "tasks": self._supervisor.active_count,
+        }
+
+    def counts(self) -> tuple[int, int]:
+        """``(queued, running)`` in this process."""
+        return self.queued_count, self.slots.used
+
+    async def queue_counts(self) -> QueueCounts:
+        """Runs queued and running as the work queue counts them (see ``QueueCounts``)."""
+        return await self._queue.counts()
+
+    def knows(self, task: str) -> bool:
+        return task in self._tasks
+
+    def holds(self, run_id: str) -> bool:
+        return run_id in self._active
+
+    def definition(self, task: str) -> TaskDefinition:
+        """The registered task ``task``, or ``UnknownTask``."""
+        try:
+            return self._tasks[task]
+        except KeyError:
+            raise UnknownTask(task, list(self._tasks)) from None
+
+    # -- starting ----------------------------------------------------------------------------
+
+    async def start(self, *, take: bool = True) -> list[str]:
+        """Start taking runs from the work queue (``take=False``: submit only), then accept
+        work. Returns the ids of the runs resumed at once (a local queue resumes the store's
+        unfinished runs; see ``resume``)."""
+        resumed = await self._queue.start(self, take=take)
+        self._accepting = True
+        self._dispatch()
+        self._queue.room_freed()
+        return resumed
+
+    async def resume(self, runs: Sequence[Run]) -> list[str]:
+        """Own the unfinished runs found in the store at start. Returns the resumed run ids.
+
+        A run that was running when its process stopped (``interrupted``, or ``running`` after a
+        crash) is queued again as a new attempt if it has attempts left, else it fails with a
+        reason saying so. Runs of tasks this app does not register are left as they are; a
+        child whose parent already finished is cancelled.
+        """
+        resumed = []
+        unfinished_ids = {run.id for run in runs}
+        orphans = []
+        for run in runs:
+            if run.task not in self._tasks:
+                logger.warning(
+                    "run %s of unregistered task %r left %s", run.id, run.task, run.state
+                )
+                continue
+            if run.state in (RunState.RUNNING, RunState.INTERRUPTED):
+                recovered = await self.outcomes.recover_interrupted(run)
+                if recovered is None:
+                    continue
+                run = recovered
+            active = self._own(run)
+            if active.waiting_for:
+                await self.dependencies.check_ended(active)
+            resumed.append(run.id)
+            parent = self._active.get(run.parent_id) if run.parent_id else None
+            if parent is not None:
+                self.adopt(parent, run.id)
+            elif run.parent_id is not None and run.parent_id not in unfinished_ids:
+                orphans.append(run)
+        for run in orphans:  # their parent ended (a crash between its end and theirs)
+            await self.cancel(run.id, f"its parent {run.parent_id} already finished")
+        return resumed
+
+    async def recover_interrupted(self, run: Run) -> Run | None:
+        """See ``Outcomes.recover_interrupted``."""
+        return await self.outcomes.recover_interrupted(run)
+
+    async def worker_lost(self, run: Run, reason: str) -> Run | None:
+        """See ``Outcomes.worker_lost``."""
+        return await self.outcomes.worker_lost(run, reason)
+
+    async def cancel_in_store(self, run_id: str, reason: str) -> bool:
+        """See ``Outcomes.cancel_in_store``."""
+        return await self.outcomes.cancel_in_store(run_id, reason)
+
+    # -- submitting --------------------------------------------------------------------------
+
+    async def submit(
+        self,
+        definition: TaskDefinition,
+        args: Mapping[str, Any],
+        *,
+        run_id: str | None = None,
+        timeout: float | None = None,
+        max_attempts: int | None = None,
+        after: Sequence[str] | None = None,
+        after_policy: str = "fail",
+    ) -> Run:
+        """Validate, store and queue a run; see ``App.submit_with`` for the contract."""
+        run, _ = await self._submit(
+            definition,
+            args,
+            run_id=run_id,
+            timeout=timeout,
+            max_attempts=max_attempts,
+            after=after,
+            after_policy=after_policy,
+        )
+        return run
+
+    def start_child(
+        self,
+        parent: ActiveRun,
+        definition: TaskDefinition,
+        args: Mapping[str, Any],
+        run_id: str | None,
+        *,
+        fresh: bool = False,
+    ) -> asyncio.Task[ChildSubmission | Exception]:
+        """Begin submitting a child of the running ``parent`` (``ctx.spawn``) and return its
+        task at once (several children can then be stored together); ``child_submitted(task)``
+        gives its outcome.
+
+        The child gets the parent's id as ``parent_id`` and its deadline as a cap, and counts
+        among the parent's children, cancelled when the parent's body exits. ``fresh``: the
+        caller promises no run has ``run_id`` (the store may skip the look-up).
+        """
+        if not self._accepting and not self._in_grace:
+            raise ShuttingDown("taskcast is shutting down and starts no new runs")
+        if parent.phase is not Phase.RUNNING or parent.body_over:
+            raise InvalidRequest(f"run {parent.run.id} is not running and cannot spawn children")
+        # Owned by the supervisor and awaited shielded: a parent cancelled while the store
+        # takes the child cannot leave it stored but never queued; it is queued, then cancelled
+        # as the orphan of a body that is over (see ``_accepted``).
+        return self._supervisor.spawn(
+            self._submit_owned(definition, args, run_id, parent, fresh or run_id is None),
+            name=f"taskcast spawn from {parent.run.id}",
+        )
+
+    async def submit_child(
+        self,
+        parent: ActiveRun,
+        definition: TaskDefinition,
+        args: Mapping[str, Any],
+        run_id: str | None = None,
+    ) -> ChildSubmission:
+        """``start_child`` and wait for its outcome."""
+        return await child_submitted(self.start_child(parent, definition, args, run_id))
+
+    async def _submit_owned(
+        self,
+        definition: TaskDefinition,
+        args: Mapping[str, Any],
+        run_id: str | None,
+        parent: ActiveRun,
+        fresh_id: bool,
+    ) -> ChildSubmission | Exception:
+        try:
+            run, created = await self._submit(
+                definition, args, run_id=run_id, parent=parent, fresh_id=fresh_id
+            )
+        except Exception as exc:  # the caller raises it (the supervisor would log it)
+            return exc
+        if not created:
+            return ChildSubmission(run, None)
+        # Taken now, in the step that adopted it: the child may end before the caller resumes.
+        return ChildSubmission(run, self.endings.pending(run.id) or await self.watch_end(run.id))
+
+    async def _submit(
+        self,
+        definition: TaskDefinition,
+        args: Mapping[str, Any],
+        *,
+        run_id: str | None = None,
+        timeout: float | None = None,
+        max_attempts: int | None = None,
+        after: Sequence[str] | None = None,
+        after_policy: str = "fail",
+        parent: ActiveRun | None = None,
+        fresh_id: bool | None = None,
+    ) -> tuple[Run, bool]:
+        self._check_submit_options(timeout, max_attempts, child=parent is not None)
+        if run_id is not None and not is_run_id(run_id):
+            raise InvalidRequest(
+                "id must be a string of 1 to 128 letters, digits and ._~:- (it goes in URLs and"
+                f" headers), got {run_id!r}"
+            )
+        if after_policy not in AFTER_POLICIES:
+            raise InvalidRequest(
+                f"after_policy must be one of {', '.join(AFTER_POLICIES)}, got {after_policy!r}"
+            )
+        if isinstance(after, str) or (after and not all(is_run_id(dep) for dep in after)):
+            raise InvalidRequest(f"after must be a list of run ids, got {after!r}")
+        dependencies = list(dict.fromkeys(after)) if after else []  # no duplicates, in order
+        stored_args = self._stored_arguments(definition, args)
+        run = self._new_run(definition, stored_args, timeout, max_attempts, run_id)
+        if parent is not None:
+            run.parent_id = parent.run.id
+        if dependencies:
+            run.after = dependencies
+        if after_policy != run.after_policy:
+            run.after_policy = after_policy
+        self._queue.reserve((run,))  # the place is taken before waiting for the store
+        try:
+            if dependencies:
+                await check_dependencies(self.store, run.id, dependencies)
+            stored, event = await self.store.create_run(
+                run, {"task": run.task}, fresh_id=run_id is None if fresh_id is None else fresh_id
+            )
+        except asyncio.CancelledError:
+            # Cancelled while waiting for the commit. Stores never undo a write they were handed
+            # before the cancel: if the run is stored, it must be queued all the same, or it would
+            # sit unowned in the store until the next start.
+            created_at = run.created_at
+            found = await self.store.get_run(run.id)
+            if found is not None and found.created_at == created_at and not self.holds(found.id):
+                await self._accepted(found, parent)
+            else:
+                self._queue.unreserve((run,))
+            raise
+        except BaseException:
+            self._queue.unreserve((run,))
+            raise
+        if event is None:  # the id existed: an idempotent re-submit
+            self._queue.unreserve((run,))
+            return stored, False
+        self._queue.accept(stored)
+        if parent is not None or stored.after:
+            await self._place(stored, parent)
+        return stored, True
+
+    async def _accepted(self, stored: Run, parent: ActiveRun | None) -> None:
+        """A run just stored goes to the work queue (and, for a child, to its parent)."""
+        self._queue.accept(stored)
+        await self._place(stored, parent)
+
+    async def _place(self, stored: Run, parent: ActiveRun | None) -> None:
+        """A run just accepted by the work queue joins its parent's children and, held for
+        its dependencies, learns which of them ended already."""
+        if parent is not None:
+            self.adopt(parent, stored.id)
+        active = self._active.get(stored.id)
+        if active is not None and active.waiting_for:
+            # Watched since ``accept``: an end committed since is noted either way.
+            await self.dependencies.check_ended(active)
+        if parent is not None and parent.body_over:  # the parent ended while we stored it
+            await self.cancel(stored.id, f"its parent {parent.run.id} ended before it started")
+
+    async def submit_many(
+        self,
+        definition: TaskDefinition,
+        many_args: Sequence[Mapping[str, Any]],
+        *,
+        timeout: float | None = None,
+        max_attempts: int | None = None,
+    ) -> list[Run]:
+        """Validate, store and queue several runs at once; see ``App.submit_many``."""
+        self._check_submit_options(timeout, max_attempts)
+        stored_args = []
+        for index, args in enumerate(many_args):
+            try:
+                stored_args.append(self._stored_arguments(definition, args))
+            except InvalidArguments as exc:
+                problems = [
+                    {**problem, "param": f"[{index}].{problem['param']}"}
+                    for problem in exc.details["problems"]
+                ]
+                raise InvalidArguments(definition.name, problems) from None
+        runs = [self._new_run(definition, args, timeout, max_attempts) for args in stored_args]
+        self._queue.reserve(runs)
+        try:
+            stored = await self.store.create_runs(runs, {"task": definition.name})
+        except BaseException:
+            self._queue.unreserve(runs)
+            raise
+        for run in stored:
+            self._queue.accept(run)
+        return stored
+
+    def _check_submit_options(
+        self, timeout: float | None, max_attempts: int | None, *, child: bool = False
+    ) -> None:
+        # During the shutdown's grace period running parents may still spawn: their children
+        # are part of the work that is finishing.
+        if not self._accepting and not (child and self._in_grace):
+            raise ShuttingDown("taskcast is shutting down (or not started) and takes no new runs")
+        check_timeout(timeout)
+        if max_attempts is not None and not (isinstance(max_attempts, int) and max_attempts >= 1):
+            raise InvalidRequest(f"max_attempts must be an integer >= 1, got {max_attempts!r}")
+
+    @staticmethod
+    def _stored_arguments(definition: TaskDefinition, args: Mapping[str, Any]) -> dict[str, Any]:
+        try:
+            stored = definition.validate_arguments(dict(args))
+        except ValueError as exc:  # pydantic could not render a value as JSON
+            place = lone_surrogate(dict(args))
+            problem = f"{place} holds a lone surrogate, which is not Unicode text" if place else exc
+            raise NotSerializable(f"the arguments of {definition.name!r}: {problem}") from None
+        # What the store could not read back (NaN, a lone surrogate...) is refused here, at the
+        # door, not in the store's writer.
+        encode_json(stored, f"the arguments of {definition.name!r}")
+        return stored
+
+    @staticmethod
+    def _new_run(
+        definition: TaskDefinition,
+        args: dict[str, Any],
+        timeout: float | None,
+        max_attempts: int | None,
+        run_id: str | None = None,
+    ) -> Run:
+        return Run(
+            id=run_id or new_run_id(),
+            task=definition.name,
+            args=args,
+            max_attempts=max_attempts or definition.max_attempts,
+            timeout=timeout,
+            created_at=time.time(),
+        )
+
+    # -- owning runs -------------------------------------------------------------------------
+
+    def take_over(self, run: Run, signals: Sequence[tuple[str, Any]] = ()) -> None:
+        """Own a stored, queued run (see ``ports.QueueOwner``)."""
+        self._own(run, signals)
+
+    def _own(self, run: Run, signals: Sequence[tuple[str, Any]] = ()) -> ActiveRun:
+        active = ActiveRun(run, self._tasks[run.task])
+        for name, data in signals:
+            active.mailbox.deliver(name, data)
+        self.queued_count += 1
+        if run.after:
+            self._active[run.id] = active
+            self.dependencies.watch(active)
+            self.dependencies.hold(active)
+        else:
+            self._enqueue(active)
+        return active
+
+    def _dependencies_ended(self, active: ActiveRun) -> None:
+        """Every dependency of the BLOCKED ``active`` ended: queue it, or fail it."""
+        if active.dependency_failures and active.run.after_policy == "fail":
+            if self._supervisor.closed:
+                return  # stopped: it stays queued, and the next start fails it
+            active.phase = Phase.DONE
+            self.queued_count -= 1
+            self._active.pop(active.run.id, None)
+            dependency_id, error = active.dependency_failures[0]
+            self._supervisor.spawn(
+                self.outcomes.dependency_failed(active, dependency_id, error),
+                name=f"taskcast dependency failure {active.run.id}",
+            )
+            return
+        self._enqueue(active)
+
+    def _on_committed(self, events: Sequence[Event]) -> None:
+        """The store committed ``events``: resolve who waits for the runs that ended.
+
+        It runs inside the store's commit path, which must never fail: a bug here is logged.
+        """
+        if not self.endings.awaited and not self.dependencies.blocked:
+            return
+        try:
+            self.dependencies.note(events)
+            self.endings.note(events)
+        except Exception:
+            logger.exception("taskcast could not process the end of a run")
+
+    # -- workflows: children (RunServices) ---------------------------------------------------
+
+    async def emit(self, run_id: str, type: str, data: Any, data_json: str) -> Event:
+        """Append an event of the run's own (not durable: ordered now, committed with the next
+        batch, before the run's terminal write, so a chatty task does not wait for each one)."""
+        return await self.store.append(run_id, type, data, data_json, durable=False)
+
+    def lending_slot(self, active: ActiveRun) -> AbstractAsyncContextManager[None]:
+        return self.slots.lending(active)
+
+    def adopt(self, parent: ActiveRun, child_id: str) -> None:
+        """Count ``child_id`` among ``parent``'s unfinished children until it ends."""
+        children = parent.children
+        if children is None:
+            children = parent.children = set()
+        elif child_id in children:
+            return
+        children.add(child_id)
+        child = self._active.get(child_id)
+        if child is not None and parent.deadline is not None:  # e.g. resumed after a restart
+            cap = child.deadline_cap
+            child.deadline_cap = parent.deadline if cap is None else min(cap, parent.deadline)
+        ending = self.endings.future(child_id)
+        ending.add_done_callback(lambda _: children.discard(child_id))
+
+    async def watch_end(self, run_id: str) -> asyncio.Future[Event]:
+        """See ``Endings.watch``."""
+        return await self.endings.watch(run_id)
+
+    async def wait_for_end(self, run_id: str) -> Event:
+        """See ``Endings.wait``."""
+        return await self.endings.wait(run_id)
+
+    # -- queueing and dispatching ------------------------------------------------------------
+
+    def room(self) -> dict[str, int]:
+        """How many more runs of each task this process can take now (shared queues)."""
+        free = self.slots.limit - self.slots.used - self.queued_count
+        if free <= 0 or not self._accepting:
+            return {}
+        wanted = {}
+        for name, definition in self._tasks.items():
+            count = free
+            if definition.concurrency is not None:
+                waiting = len(self._ready.get(name, ()))
+                count = min(count, definition.concurrency - self.slots.by_task[name] - waiting)
+            if count > 0:
+                wanted[name] = count
+        return wanted
+
+    def _enqueue(self, active: ActiveRun) -> None:
+        """Make a WAITING run ready now, or after its ``not_before`` time (retry backoff)."""
+        active.phase = Phase.WAITING
+        self._active[active.run.id] = active
+        delay = (active.run.not_before or 0.0) - time.time()
+        if delay > 0:
+            active.timer = asyncio.get_running_loop().call_later(delay, self._make_ready, active)
+        else:
+            self._make_ready(active)
+
+    def _requeue(self, active: ActiveRun) -> None:
+        """Take back a run whose failed attempt was recorded ``retrying``."""
+        self.queued_count += 1
+        if active.stop is StopKind.SHUTDOWN:  # stays queued; shutdown lists it
+            active.phase = Phase.WAITING
+            return
+        self._enqueue(active)
+
+    def _make_ready(self, active: ActiveRun) -> None:
+        active.timer = None
+        if active.phase is not Phase.WAITING:
+            return
+        active.order = next(self._order)
+        self._ready.setdefault(active.definition.name, deque()).append(active)
+        self._dispatch()
+
+    def _slot_freed(self) -> None:
+        self._dispatch()
+        self._queue.room_freed()
+
+    def _dispatch(self) -> None:
+        """Start ready runs, oldest first, while the global and per-task limits allow."""
+        slots = self.slots
+        slots.serve_reclaimers()
+        if not self._accepting:
+            if self._in_grace:
+                self._dispatch_children()
+            return
+        while slots.used < slots.limit:
+            chosen: deque[ActiveRun] | None = None
+            for name, queue in self._ready.items():
+                while queue and queue[0].phase is not Phase.WAITING:
+                    queue.popleft()  # cancelled while it waited
+                if not queue:
+                    continue
+                if slots.task_full(name, queue[0].definition.concurrency):
+                    continue
+                if chosen is None or queue[0].order < chosen[0].order:
+                    chosen = queue
+            if chosen is None:
+                return
+            self._start(chosen.popleft())
+
+    @property
+    def _in_grace(self) -> bool:
+        """Shutting down, in the grace period: running runs may still finish their work."""
+        return self._shutting_down is not None and not self._grace_over
+
+    def _dispatch_children(self) -> None:
+        """During the grace period, start only children of running parents (oldest first per
+        task): the parents wait for them, so they are part of the work that is finishing."""
+        for queue in self._ready.values():
+            for active in list(queue):
+                if self.slots.full:
+                    return
+                if not self.slots.has_room(active):
+                    break
+                if active.phase is not Phase.WAITING:
+                    queue.remove(active)
+                    continue
+                parent = self._active.get(active.run.parent_id or "")
+                if parent is not None and parent.phase is Phase.RUNNING and parent.stop is None:
+                    queue.remove(active)
+                    self._start(active)
+
+    def _start(self, active: ActiveRun) -> None:
+        self.queued_count -= 1
+        self.slots.take(active)
+        active.phase = Phase.STARTING
+        active.task = self._supervisor.spawn(
+            self.attempts.execute(active), name=f"taskcast run {active.run.id}"
+        )
+
+    def _attempt_over(self, active: ActiveRun) -> None:
+        if active.phase is Phase.DONE:
+            self._active.pop(active.run.id, None)
+
+    # -- cancelling --------------------------------------------------------------------------
+
+    async def cancel(self, run_id: str, reason: str) -> bool:
+        """See ``App.cancel``."""
+        if not isinstance(reason, str) or len(reason) > MAX_REASON or lone_surrogate(reason):
+            raise InvalidRequest(
+                f"reason must be text of at most {MAX_REASON} characters, got {reason!r:.80}"
+            )
+        active = self._active.get(run_id)
+        if active is None:  # not owned here: the work queue knows who holds it, if anyone
+            return await self._queue.cancel(run_id, reason)
+        if active.phase in (Phase.WAITING, Phase.BLOCKED):
+            self.dependencies.unwatch(active)
+            active.phase = Phase.DONE
+            active.cancel_timer()
+            self.queued_count -= 1
+            self._active.pop(run_id, None)
+            self._queue.room_freed()
+            return await self.outcomes.cancel_in_store(run_id, reason)
+        if active.phase in (Phase.STARTING, Phase.RESCHEDULING):
+            if active.stop is None:
+                active.stop, active.stop_reason = StopKind.CANCEL, reason
+            return active.stop is StopKind.CANCEL
+        if active.phase is Phase.RUNNING:
+            if active.stop is None:
+                active.stop, active.stop_reason = StopKind.CANCEL, reason
+                assert active.task is not None
+                active.task.cancel()
+                self.attempts.watch_cancel(active)
+            return active.stop is StopKind.CANCEL
+        # FINISHING: the body ended and its terminal write is under way. A cancel that ended it
+        # is still in progress (a second cancel is accepted too); anything else is a 409.
+        return active.stop is StopKind.CANCEL
+
+    # -- signals -----------------------------------------------------------------------------
+
+    async def signal(self, run_id: str, name: str, data: Any) -> None:
+        """See ``App.signal``."""
+        check_signal_name(name)
+        await self._queue.signal(run_id, name, data)
+
+    def signal_taken(self, run_id: str, name: str) -> None:
+        """See ``RunServices.signal_taken``: the queue counts it, if it counts signals."""
+        self._queue.signal_taken(run_id, name)
+
+    async def signal_here(self, run_id: str, name: str, data: Any) -> None:
+        """Log a signal for a run this process owns and hand it to its mailbox; raise
+        ``RunNotFound`` or ``RunFinished`` for a run it does not own."""
+        active = self._active.get(run_id)
+        if active is None or not active.can_take_signals:
+            run = await self.store.get_run(run_id)
+            if run is None:
+                raise RunNotFound(run_id)
+            raise RunFinished(run_id, run.state)
+        payload = {"name": name, "data": data}
+        data_json = encode_json(payload, "signal data")
+        mailbox = active.mailbox
+        mailbox.hold(run_id, name, self.max_pending_signals)
+        try:
+            await self.store.append(run_id, "signal", payload, data_json)
+        finally:
+            mailbox.release(name)
+        mailbox.deliver(name, data)
+
+    def deliver_signal(self, run_id: str, name: str, data: Any) -> None:
+        """Hand a signal logged by another process to the run, if this process owns it."""
+        active = self._active.get(run_id)
+        if active is not None and active.can_take_signals:
+            active.mailbox.deliver(name, data)
+
+    # -- shutting down -----------------------------------------------------------------------
+
+    async def shutdown(self, grace: float, timeout: float) -> ShutdownReport:
+        """See ``App.shutdown``. Safe to call twice: the second call waits for the first."""
+        if self._shutting_down is not None:
+            return await asyncio.shield(self._shutting_down)
+        self._shutting_down = asyncio.get_running_loop().create_future()
+        try:
+            report = await self._shut_down(grace, timeout)
+        except BaseException as exc:
+            self._shutting_down.set_exception(exc)
+            raise
+        self._shutting_down.set_result(report)
+        return report
+
+    async def _shut_down(self, grace: float, timeout: float) -> ShutdownReport:
+        began = time.monotonic()
+        self._accepting = False
+        callbacks, self._stopping_callbacks = self._stopping_callbacks, set()
+        for callback in callbacks:
+            callback()
+        await self._queue.stop_taking()
+        report = await stop_runs(
+            self._active.values,
+            self.outcomes,
+            grace=grace,
+            timeout=timeout,
+            dispatch=self._dispatch,
+            grace_over=self._end_grace,
+        )
+        await self._queue.hand_back(report.unfinished)
+        # Runs that ended in the grace period did not wait for their terminal commit: their
+        # watchers must get the terminal event before the log closes their streams.
+        await self.store.flush()
+        self.log.close()
+        leftover = await self._supervisor.close(timeout=0.1)
+        for task in leftover:
+            logger.error("%s ignores cancellation and is left on the loop", task.get_name())
+        report.duration = time.monotonic() - began
+        for run_id in report.interrupted:
+            logger.warning("run %s did not finish before shutdown: interrupted", run_id)
+        for run_id in report.stuck:
+            logger.error("run %s ignored cancellation during shutdown: interrupted", run_id)
+        for run_id in report.queued:
+            logger.info("run %s was still queued at shutdown; it stays queued", run_id)
+        self._active.clear()
+        return report
+
+    def _end_grace(self) -> None:
+        self._grace_over = True

@@ -1,0 +1,226 @@
+"""The engine's ports: the small protocols through which other modules talk to it.
+
+* ``RunServices``: what a running task's ``Context`` and its children's handles may ask of the
+  engine (write to the log, spawn and await children, cancel, borrow resources).
+* ``WorkQueue``: where runs wait until a process takes them. One implementation per deployment
+  mode (``taskcast.queues``): the engine reads no "is the queue shared" flag, it calls its queue.
+* ``QueueOwner``: what a work queue may ask of the engine that takes runs from it.
+
+No module reaches into another's private names: each gets one of these.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+from ..models import Event, Run
+from ..resources import Resources
+from ..tasks import TaskDefinition
+from .active import ActiveRun
+
+
+class RunServices(Protocol):
+    """What a running task (through its ``Context``) may ask of the engine."""
+
+    @property
+    def resources(self) -> Resources: ...
+
+    def definition(self, task: str) -> TaskDefinition:
+        """The registered task ``task``, or ``UnknownTask``."""
+        ...
+
+    async def emit(self, run_id: str, type: str, data: Any, data_json: str) -> Event:
+        """Append an event of the run's own to its log (ordered now, committed shortly)."""
+        ...
+
+    def lending_slot(self, active: ActiveRun) -> AbstractAsyncContextManager[None]:
+        """Lend the run's concurrency slot while the block inside waits for children."""
+        ...
+
+    def start_child(
+        self,
+        parent: ActiveRun,
+        definition: TaskDefinition,
+        args: Any,
+        run_id: str | None,
+        *,
+        fresh: bool = False,
+    ) -> asyncio.Task[ChildSubmission | Exception]:
+        """Begin submitting a child of the running ``parent``; returns the submission's task,
+        whose outcome ``child_submitted`` gives."""
+        ...
+
+    async def watch_end(self, run_id: str) -> asyncio.Future[Event]:
+        """A future resolved with the run's terminal (or ``shutdown``) event."""
+        ...
+
+    def adopt(self, parent: ActiveRun, child_id: str) -> None:
+        """Count ``child_id`` among ``parent``'s unfinished children until it ends."""
+        ...
+
+    async def cancel(self, run_id: str, reason: str) -> bool:
+        """See ``App.cancel``."""
+        ...
+
+    def signal_taken(self, run_id: str, name: str) -> None:
+        """The run's task took a signal of ``name`` (``ctx.signal`` returned it)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class ChildSubmission:
+    """A child run as submitted: the run, and the future of its end (``None`` when ``run``
+    existed already: an earlier attempt's child with the same id, returned as it is)."""
+
+    run: Run
+    ending: asyncio.Future[Event] | None
+
+
+async def child_submitted(
+    creating: asyncio.Task[ChildSubmission | Exception],
+) -> ChildSubmission:
+    """The outcome of ``RunServices.start_child``; raises what submitting raised. Awaited
+    shielded: a parent cancelled meanwhile cannot leave the child stored but never queued."""
+    outcome = await asyncio.shield(creating)
+    if isinstance(outcome, Exception):
+        raise outcome
+    return outcome
+
+
+@dataclass(frozen=True, slots=True)
+class QueueCounts:
+    """Runs queued and running, counted by the work queue: ``scope`` says for whom (this
+    ``process``, or the whole ``deployment`` sharing the queue)."""
+
+    queued: int
+    running: int
+    scope: Literal["process", "deployment"]
+
+
+class QueueOwner(Protocol):
+    """What a work queue may ask of the engine that takes runs from it."""
+
+    @property
+    def queued_count(self) -> int:
+        """Runs this process owns that wait to start."""
+        ...
+
+    def knows(self, task: str) -> bool:
+        """The task is registered here (a run of another task is left alone)."""
+        ...
+
+    def holds(self, run_id: str) -> bool:
+        """This process owns the run (queued here, or executing)."""
+        ...
+
+    def room(self) -> dict[str, int]:
+        """How many more runs of each task this process can take now."""
+        ...
+
+    def take_over(self, run: Run, signals: Sequence[tuple[str, Any]] = ()) -> None:
+        """Own a stored, queued run: queue it here (or hold it for its dependencies), with the
+        signals it was sent before, in order."""
+        ...
+
+    async def resume(self, runs: Sequence[Run]) -> list[str]:
+        """Own the unfinished runs found in the store at start (recovering the interrupted
+        ones); returns the ids resumed."""
+        ...
+
+    async def recover_interrupted(self, run: Run) -> Run | None:
+        """Queue an interrupted run again as a new attempt (or fail it); the queued run, or
+        None."""
+        ...
+
+    async def worker_lost(self, run: Run, reason: str) -> Run | None:
+        """Record that the process that ran ``run`` stopped (``interrupted``)."""
+        ...
+
+    async def cancel_in_store(self, run_id: str, reason: str) -> bool:
+        """Cancel a run nobody executes, by its stored state alone."""
+        ...
+
+    async def cancel(self, run_id: str, reason: str) -> bool:
+        """See ``App.cancel``."""
+        ...
+
+    #: The most signals a run may hold (sent, not yet taken), of all names (``App``'s).
+    max_pending_signals: int
+
+    async def signal_here(self, run_id: str, name: str, data: Any) -> None:
+        """Log a signal for a run this process owns and hand it over (or raise
+        ``RunNotFound``/``RunFinished`` for a run it does not own)."""
+        ...
+
+    def deliver_signal(self, run_id: str, name: str, data: Any) -> None:
+        """Hand a signal already logged to the run, if this process owns it."""
+        ...
+
+    def counts(self) -> tuple[int, int]:
+        """``(queued, running)`` in this process."""
+        ...
+
+
+class WorkQueue(Protocol):
+    """Where runs wait until a process takes them (see ``taskcast.queues``).
+
+    The store holds runs and logs; the queue decides which process executes which run. A
+    local queue hands every run this process submits (and the unfinished runs it finds at
+    start) to this process; a shared queue lets any process of the deployment take it.
+    """
+
+    #: True when several processes take runs from this queue (workers on Redis): only the edges
+    #: read it (the CLI and ``App`` refuse ``worker=False`` on a local queue), never the engine.
+    shared: bool
+
+    async def start(self, owner: QueueOwner, *, take: bool = True) -> list[str]:
+        """Begin handing runs to ``owner`` (``take=False``: submit only, never execute).
+        Returns the ids of the runs resumed at once."""
+        ...
+
+    def reserve(self, runs: Sequence[Run]) -> None:
+        """Make room for ``runs``, about to be stored; raise ``QueueFull`` (no room) or
+        ``InvalidRequest`` (a run this queue cannot take) and nothing is reserved."""
+        ...
+
+    def unreserve(self, runs: Sequence[Run]) -> None:
+        """Give back room reserved for runs that were not stored."""
+        ...
+
+    def accept(self, run: Run) -> None:
+        """``run`` was just stored (queued) by this process, in room reserved for it."""
+        ...
+
+    def room_freed(self) -> None:
+        """This process can take more runs now."""
+        ...
+
+    async def cancel(self, run_id: str, reason: str) -> bool:
+        """Cancel a run this process does not hold: True if it will end ``cancelled``."""
+        ...
+
+    async def signal(self, run_id: str, name: str, data: Any) -> None:
+        """Send a signal to a run, wherever it is held; ``TooManySignals`` when the run holds
+        as many as it may."""
+        ...
+
+    def signal_taken(self, run_id: str, name: str) -> None:
+        """A run this process holds took a signal of ``name``: it holds one fewer (a queue
+        that counts signals across processes counts it; not awaited)."""
+        ...
+
+    async def stop_taking(self) -> None:
+        """Take no more runs (those held are kept)."""
+        ...
+
+    async def hand_back(self, unfinished: Sequence[str]) -> None:
+        """Make the unfinished runs this process holds available to others at once."""
+        ...
+
+    async def counts(self) -> QueueCounts:
+        """Runs queued and running, for whoever shares this queue."""
+        ...

@@ -1,0 +1,130 @@
+"""``Slots``: the concurrency limits of this process, in one object.
+
+A run executes while it holds a slot: at most ``limit`` at once in all, and at most its task's
+``concurrency`` at once per task. Why a run waits is always one of these counts.
+
+A parent that waits for its children *lends* its slot while it waits (``lending``), so a
+waiting parent never holds the slot its children need, whatever the limits; before it goes on it
+takes a slot back, ahead of every queued run (``_reclaiming`` is served first).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import Counter, deque
+from collections.abc import AsyncIterator, Callable
+
+from .active import ActiveRun
+
+
+class Slots:
+    """Counts, take, release and lending of this process's slots (see the module docstring).
+
+    ``dispatch`` is called whenever a slot is freed or asked back, to start what waits for one.
+    """
+
+    def __init__(self, limit: int, dispatch: Callable[[], None]) -> None:
+        self.limit = limit
+        self.used = 0
+        self.by_task: Counter[str] = Counter()
+        self._dispatch = dispatch
+        # Parents waiting to take a slot back, served before any queued run.
+        self._reclaiming: deque[tuple[ActiveRun, asyncio.Future[None]]] = deque()
+
+    @property
+    def full(self) -> bool:
+        """No slot is free in all."""
+        return self.used >= self.limit
+
+    def task_full(self, task: str, concurrency: int | None) -> bool:
+        """``task`` runs as many at once as its ``concurrency`` allows (never, for ``None``)."""
+        return concurrency is not None and self.by_task[task] >= concurrency
+
+    def has_room(self, active: ActiveRun) -> bool:
+        """A slot is free for ``active``, in all and for its task."""
+        definition = active.definition
+        return not self.full and not self.task_full(definition.name, definition.concurrency)
+
+    def take(self, active: ActiveRun) -> None:
+        self.used += 1
+        self.by_task[active.definition.name] += 1
+        active.holds_slot = True
+
+    def release(self, active: ActiveRun) -> None:
+        """Free the run's slot (once) and start what waits for it.
+
+        Called as soon as the body is over: the slot limits bodies running at once, not the
+        bookkeeping after them, so the next run need not wait for this one's terminal commit.
+        """
+        if not active.holds_slot:
+            return
+        active.holds_slot = False
+        self.used -= 1
+        self.by_task[active.definition.name] -= 1
+        self._dispatch()
+
+    def serve_reclaimers(self) -> None:
+        """Give free slots back to waiting parents first, oldest request first."""
+        if not self._reclaiming:
+            return
+        kept: deque[tuple[ActiveRun, asyncio.Future[None]]] = deque()
+        while self._reclaiming:
+            active, granted = self._reclaiming.popleft()
+            if granted.done():
+                continue  # given up on (cancelled)
+            if self.has_room(active):
+                self.take(active)
+                granted.set_result(None)
+            else:
+                kept.append((active, granted))
+        self._reclaiming = kept
+
+    @contextlib.asynccontextmanager
+    async def lending(self, active: ActiveRun) -> AsyncIterator[None]:
+        """While the body inside waits (for children), lend the run's slot to others.
+
+        On the way out the run takes a slot back before it continues, ahead of queued runs (it
+        may wait for one). If the wait is cancelled, the slot is taken back at once. Waits may
+        overlap (``gather`` of two maps): the slot is lent from the first until the last ends.
+        """
+        active.waits += 1
+        if active.waits == 1 and active.holds_slot:
+            self.release(active)
+            active.lent = True
+        try:
+            yield
+        except asyncio.CancelledError:
+            # A cancelled waiter must not wait for a slot: take it back at once (possibly over
+            # the limit for a moment). Usually the body is ending and frees it right away; if it
+            # is the body's own timeout, the body goes on holding its slot as it should.
+            if self._last_wait_over(active) and not active.holds_slot:
+                self.take(active)
+            raise
+        except BaseException:
+            if self._last_wait_over(active):
+                await self._reclaim(active)
+            raise
+        if self._last_wait_over(active):
+            await self._reclaim(active)
+
+    @staticmethod
+    def _last_wait_over(active: ActiveRun) -> bool:
+        """Count a wait out; True when it was the last one and the slot is lent."""
+        active.waits -= 1
+        if active.waits or not active.lent:
+            return False
+        active.lent = False
+        return True
+
+    async def _reclaim(self, active: ActiveRun) -> None:
+        if active.holds_slot or active.stop is not None:
+            return
+        granted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._reclaiming.append((active, granted))
+        self._dispatch()
+        try:
+            await granted
+        finally:
+            if not granted.done():
+                granted.cancel()  # serve_reclaimers skips it
