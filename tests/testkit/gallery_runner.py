@@ -39,3 +39,7 @@ class Snippet:
 
     def run(self, *args: str) -> pytest.RunResult:
         return self.pytester.runpytest("-v", "-p", "no:cacheprovider", *args)
+
+    def run_in_a_process(self, *args: str) -> pytest.RunResult:
+        """Run it in its own process: what the nested session leaves ends with it."""
+        return self.pytester.runpytest_subprocess("-v", "-p", "no:cacheprovider", *args)

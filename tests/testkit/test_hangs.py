@@ -135,3 +135,37 @@ def test_a_task_that_swallows_every_exception_is_kept_alive_and_pytest_exits(
             f"*{example.filename}:*in poll*",
         ]
     )
+
+
+def test_an_executor_job_that_never_returns_is_named_and_pytest_exits(
+    pytester: pytest.Pytester,
+) -> None:
+    # A real process: Python joins every thread-pool worker at exit.
+    pytester.makepyfile(
+        """
+        import asyncio
+        import threading
+
+        import pytest
+
+        never = threading.Event()
+
+        @pytest.mark.hang_timeout(0.5)
+        async def test_leaves_a_blocking_job():
+            asyncio.get_running_loop().run_in_executor(None, never.wait)  # the job
+
+        def test_next():
+            pass
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", timeout=60)
+    result.assert_outcomes(passed=2, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*ERROR at teardown of test_leaves_a_blocking_job*",
+            "*taskcast hang: the test hung*",
+            "*1 executor job(s) were still running*",
+            "*executor job Event.wait(), submitted at:*",
+            "*:10 in test_leaves_a_blocking_job*",
+        ]
+    )

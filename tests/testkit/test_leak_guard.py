@@ -23,7 +23,16 @@ GALLERY_LEAKS = [
     ("open_file", "- file: unclosed file", "report.txt"),
     ("sse_reader", "async generator 'EventSource.aiter_sse' was dropped", "without aclose()"),
     ("anyio_task", "running beat() was still pending", ""),
+    ("subprocess_left_running", "- subprocess: process", "is still running at the end"),
+    ("executor_job_left_running", "- executor job: executor job Queue.get()", "it is now at"),
+    ("worker_thread_file", "- file: unclosed file", "report.txt"),
+    ("thread_loop_task", "running flush() was still pending", ""),
+    ("session_pool", "- socket: <socket.socket", "is still open at the end of the test"),
 ]
+
+#: Snippets whose bug outlives their session (the server side of a connection nobody
+#: closed goes with the session's loop): they run in their own process.
+IN_A_PROCESS = {"session_pool"}
 
 
 @pytest.mark.parametrize(("name", "what", "why"), GALLERY_LEAKS)
@@ -33,7 +42,8 @@ def test_gallery_bug_fails_with_its_creation_site_and_the_fix_passes(
     example = snippet(name)
     if name.startswith("anyio"):
         example.pytester.makeini(ANYIO_INI)  # anyio's plugin runs the async tests
-    result = example.run("-W", "error::RuntimeWarning")
+    run = example.run_in_a_process if name in IN_A_PROCESS else example.run
+    result = run("-W", "error::RuntimeWarning")
     result.assert_outcomes(passed=2, errors=1)
     result.stdout.fnmatch_lines(
         [
@@ -363,3 +373,163 @@ def test_what_a_session_factory_or_server_owns_is_not_blamed_on_a_test(
         """
     )
     pytester.runpytest("-W", "error::RuntimeWarning").assert_outcomes(passed=1)
+
+
+def test_a_leaked_process_and_its_pipes_are_reported_once_on_the_test_that_started_it(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        """
+        import subprocess
+        import sys
+
+        workers = []
+
+        def test_starts_a_worker():
+            worker = subprocess.Popen(
+                [sys.executable, "-c", "import sys; sys.stdin.read()"],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            )
+            workers.append(worker)  # left running
+
+        def test_stops_it_later():
+            worker = workers.pop()
+            worker.kill()
+            worker.wait()
+            del worker  # its unclosed pipes warn now, and belong to the first test
+        """
+    )
+    result = pytester.runpytest("-rN", "-W", "error::RuntimeWarning")
+    result.assert_outcomes(passed=2, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*ERROR at teardown of test_starts_a_worker*",
+            "*- subprocess: process * is still running at the end of the test*",
+            "*_that_started_it.py:7 in test_starts_a_worker*",
+        ]
+    )
+    assert "test_stops_it_later" not in result.stdout.str().split("ERRORS")[1]
+
+
+def test_a_resource_a_plugin_makes_on_its_own_is_not_blamed_on_the_test(
+    pytester: pytest.Pytester,
+) -> None:
+    # The plugin's code has a library filename and runs in a pytest hook: no user frame
+    # is on the stack (a separate process, so no outer test's frames either).
+    pytester.makeconftest(
+        '''
+        import types
+
+        SOURCE = """
+        import asyncio
+        import socket
+
+        import pytest
+
+        kept = []
+
+        @pytest.hookimpl(tryfirst=True)
+        def pytest_runtest_call(item):
+            kept.append(socket.socket())  # the plugin's own socket, open on purpose
+            asyncio.new_event_loop()  # dropped unclosed: the plugin's bug, not the test's
+        """
+
+        plugin = types.ModuleType("a_plugin")
+        exec(compile(types.__name__ and SOURCE.replace("\\n        ", "\\n"), "<a plugin>", "exec"),
+             plugin.__dict__)
+
+        def pytest_configure(config):
+            config.pluginmanager.register(plugin, "a_plugin")
+        '''
+    )
+    pytester.makepyfile("def test_plain():\n    pass\n")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-W", "error::RuntimeWarning")
+    result.assert_outcomes(passed=1)
+
+
+def test_the_handler_of_a_pooled_connection_belongs_to_the_session_server(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        """
+        import asyncio
+
+        import pytest
+        import pytest_asyncio
+
+        async def echo(reader, writer):
+            while line := await reader.readline():
+                writer.write(line)
+                await writer.drain()
+            writer.close()
+
+        @pytest_asyncio.fixture(scope="session", loop_scope="session")
+        async def server():
+            server = await asyncio.start_server(echo, "127.0.0.1", 0)
+            yield server
+            server.close()
+            await server.wait_closed()
+
+        @pytest_asyncio.fixture(scope="session", loop_scope="session")
+        async def pool():
+            connections = []
+            yield connections
+            for _, writer in connections:
+                writer.close()
+                await writer.wait_closed()
+
+        @pytest.mark.asyncio(loop_scope="session")
+        async def test_pooled_connection(server, pool):
+            port = server.sockets[0].getsockname()[1]
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            pool.append((reader, writer))  # the server's handler waits on it after the test
+            writer.write(b"hi\\n")
+            assert await reader.readline() == b"hi\\n"
+
+        @pytest.mark.asyncio(loop_scope="session")
+        async def test_own_server_left_serving(pool):
+            server = await asyncio.start_server(echo, "127.0.0.1", 0)
+            port = server.sockets[0].getsockname()[1]
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            pool.append((reader, writer))
+            server.close()  # the handler of the open connection still runs: the test's
+            await server.wait_closed()
+
+        @pytest.mark.asyncio(loop_scope="session")
+        async def test_last(pool):
+            pass  # the session's fixtures are torn down in the last test's teardown
+        """
+    )
+    result = pytester.runpytest("-rN", "-W", "error::RuntimeWarning")
+    result.assert_outcomes(passed=3, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*ERROR at teardown of test_own_server_left_serving*",
+            "*running echo() was still pending at the end of the test*",
+        ]
+    )
+    assert "teardown of test_pooled_connection" not in result.stdout.str()
+
+
+def test_a_socket_made_deep_inside_a_library_names_the_tests_line(
+    pytester: pytest.Pytester,
+) -> None:
+    # Twelve library frames (a "<library>" filename is library code) between the test and
+    # the socket: more than taskcast_origin_depth keeps, as inside httpx's connection pool.
+    pytester.makepyfile(
+        """
+        CHAIN = "\\n".join(f"def f{i}():\\n    return f{i + 1}()" for i in range(12))
+        LIBRARY = CHAIN + "\\ndef f12():\\n    import socket\\n    return socket.socket()\\n"
+        library = {}
+        exec(compile(LIBRARY, "<library>", "exec"), library)
+        kept = []
+
+        def test_deep():
+            kept.append(library["f0"]())  # the line the report names
+        """
+    )
+    result = pytester.runpytest("-rN", "-o", "taskcast_origin_depth=4")
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(
+        ["*- socket: <socket.socket*", "*_names_the_tests_line.py:8 in test_deep*"]
+    )

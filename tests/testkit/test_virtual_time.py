@@ -127,3 +127,101 @@ def test_loops_get_their_real_clock_back_after_the_block() -> None:
 def test_io_idle_must_be_finite_and_not_negative(io_idle: float) -> None:
     with pytest.raises(ValueError, match="io_idle"):
         VirtualTime(io_idle=io_idle)
+
+
+async def _close_at_once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    writer.close()
+
+
+async def test_a_listening_server_does_not_slow_a_periodic_timer(
+    virtual_time: VirtualTime,
+) -> None:
+    server = await asyncio.start_server(_close_at_once, "127.0.0.1", 0)
+    async with server:
+        for _ in range(100):
+            await asyncio.sleep(0.01)
+    assert virtual_time.idle_waits == 0
+    assert virtual_time.jumped == pytest.approx(1.0)
+
+
+async def _echo_later(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    line = await reader.readline()
+    await asyncio.sleep(30)  # virtual: the client's timeout must not fire first
+    writer.write(line)
+    await writer.drain()
+    writer.close()
+    await writer.wait_closed()
+
+
+async def test_a_client_and_server_of_one_loop_talk_without_real_waits(
+    virtual_time: VirtualTime,
+) -> None:
+    server = await asyncio.start_server(_echo_later, "127.0.0.1", 0)
+    async with server:
+        port = server.sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"ping\n")
+        assert await asyncio.wait_for(reader.readline(), timeout=60) == b"ping\n"
+        writer.close()
+        await writer.wait_closed()
+    assert virtual_time.idle_waits == 0
+    assert virtual_time.jumped >= 30
+
+
+@pytest.fixture
+def echo_thread() -> Iterator[int]:
+    """An echo server in a thread that serves one connection until it closes."""
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        with server:
+            conn, _ = server.accept()
+            with conn:
+                while data := conn.recv(100):
+                    conn.sendall(data)
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    yield server.getsockname()[1]
+    thread.join()
+
+
+async def test_a_connection_to_another_thread_stops_costing_once_it_is_quiet(
+    echo_thread: int, virtual_time: VirtualTime
+) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", echo_thread)
+    writer.write(b"ping\n")
+    assert await reader.readline() == b"ping\n"
+    for _ in range(50):  # the connection stays open and idle, as in a pool
+        await asyncio.sleep(0.01)
+    writer.close()
+    await writer.wait_closed()
+    assert virtual_time.idle_waits < 5  # once after the reply, not once per tick
+
+
+@pytest.mark.virtual_time(io_idle=30.0)
+async def test_a_request_from_a_client_in_another_thread_is_awaited() -> None:
+    lines: list[bytes] = []
+    replied = asyncio.Event()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        lines.append(await asyncio.wait_for(reader.readline(), timeout=0.5))
+        writer.write(b"ok\n")
+        await writer.drain()
+        writer.close()
+        await writer.wait_closed()
+        replied.set()
+
+    def client(port: int) -> None:
+        with socket.create_connection(("127.0.0.1", port)) as conn:
+            _real_work()  # the request takes real time to arrive
+            conn.sendall(b"hello\n")
+            conn.recv(100)
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    async with server:
+        thread = threading.Thread(target=client, args=(server.sockets[0].getsockname()[1],))
+        thread.start()
+        await replied.wait()
+    thread.join()
+    assert lines == [b"hello\n"]

@@ -10,10 +10,13 @@ The clock never jumps past work happening outside the loop:
 
 * while a job sent to an executor (``run_in_executor``, ``asyncio.to_thread``,
   ``getaddrinfo``) is running, the loop waits for it in real time;
-* while sockets other than the loop's own are registered, the loop first
-  waits up to *io_idle* real seconds for one of them to become ready, so a
-  reply already on its way (from a thread, a subprocess, a real server)
-  arrives before a timeout fires.
+* while input may still arrive from outside the loop (see :mod:`.pending_io`:
+  a connection to another process or thread the loop wrote to, a connect
+  under way, a subprocess's pipe), the loop first waits up to *io_idle* real
+  seconds for it, so a reply already on its way arrives before a timeout
+  fires. Listening sockets, connections between two sockets of the same loop
+  and connections that went quiet cost nothing: with a server in the test and
+  a periodic timer, virtual time runs as fast as the callbacks.
 
 ``time.time()``, ``time.monotonic()`` and threads' own sleeps stay real.
 """
@@ -27,7 +30,9 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
+from . import pending_io
 from .loop_hooks import LoopHook
+from .pending_io import PendingIo
 
 #: Real seconds the loop waits for socket I/O before jumping the clock.
 DEFAULT_IO_IDLE = 0.02
@@ -45,6 +50,9 @@ class LoopClock:
         self.io_idle = io_idle
         self.now = loop.time()
         self.jumped = 0.0
+        #: Times the loop waited the whole io_idle for input that did not come:
+        #: the real time virtual time cost is about idle_waits * io_idle.
+        self.idle_waits = 0
         self.executor_jobs = 0
         #: Called when nothing can ever happen again: no ready callback, no
         #: timer, no executor job, no socket. The hang watchdog sets it.
@@ -52,6 +60,7 @@ class LoopClock:
         self._selector: selectors.BaseSelector = loop._selector  # type: ignore[attr-defined]
         self._real_select: Callable[[float | None], list[Any]] = self._selector.select
         self._real_run_in_executor = loop.run_in_executor
+        self.pending_io: PendingIo | None = None
 
     def time(self) -> float:
         """Return the loop's virtual time."""
@@ -63,6 +72,7 @@ class LoopClock:
         loop.time = self.time
         loop.run_in_executor = self._run_in_executor
         self._selector.select = self._select  # type: ignore[method-assign]
+        self.pending_io = pending_io.watch(self.loop)
 
     def uninstall(self) -> None:
         """Give the loop its real clock back."""
@@ -70,6 +80,8 @@ class LoopClock:
         for name in ("time", "run_in_executor"):
             loop.__dict__.pop(name, None)
         self._selector.__dict__.pop("select", None)
+        pending_io.unwatch(self.loop)
+        self.pending_io = None
 
     def _run_in_executor(self, executor: Any, func: Callable[..., Any], *args: Any) -> Any:
         future = self._real_run_in_executor(executor, func, *args)
@@ -89,10 +101,12 @@ class LoopClock:
             # loop's self-pipe. Waiting for it in real time keeps the clock
             # from jumping past it.
             return self._real_select(_REAL_WAIT_CAP)
-        if len(self._selector.get_map()) > 1:  # more than the loop's self-pipe
+        if self.pending_io is not None and self.pending_io.expected():
             events = self._real_select(self.io_idle)
             if events:
                 return events
+            self.idle_waits += 1
+            self.pending_io.went_quiet()
         scheduled: list[asyncio.TimerHandle] = self.loop._scheduled  # type: ignore[attr-defined]
         if scheduled:
             when = scheduled[0].when()
@@ -115,8 +129,9 @@ class VirtualTime:
 
     Use it as a context manager around ``asyncio.run(...)``, or through the
     ``virtual_time`` marker or fixture in pytest. *io_idle* is how many real
-    seconds a loop waits for socket I/O before jumping its clock; raise it
-    for peers slower than that (it costs nothing when no socket is open).
+    seconds a loop waits for input that may be on its way (see
+    :mod:`.pending_io`) before jumping its clock; raise it for peers slower
+    than that (it costs nothing while no such input is expected).
 
     Raises ValueError if *io_idle* is negative or not finite.
     """
@@ -128,11 +143,17 @@ class VirtualTime:
         self.clocks: dict[asyncio.AbstractEventLoop, LoopClock] = {}
         self._hook = LoopHook(self._attach, self._detach)
         self._total_jumped = 0.0
+        self._total_idle_waits = 0
 
     @property
     def jumped(self) -> float:
         """Virtual seconds skipped so far, summed over every loop."""
         return self._total_jumped + sum(clock.jumped for clock in self.clocks.values())
+
+    @property
+    def idle_waits(self) -> int:
+        """Times a loop waited the whole *io_idle* for input that did not come, over every loop."""
+        return self._total_idle_waits + sum(clock.idle_waits for clock in self.clocks.values())
 
     def start(self) -> None:
         """Start faking time for loops of the calling thread (running or not)."""
@@ -166,6 +187,7 @@ class VirtualTime:
         clock = self.clocks.pop(loop, None)
         if clock is not None:
             self._total_jumped += clock.jumped
+            self._total_idle_waits += clock.idle_waits
             clock.uninstall()
 
     def __enter__(self) -> VirtualTime:

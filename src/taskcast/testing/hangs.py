@@ -26,10 +26,11 @@ import threading
 import time
 from typing import Any
 
-from . import loop_hooks
+from . import jobs, loop_hooks
 from .awaits import describe_tasks
 from .clock import VirtualTime
 from .loop_hooks import LoopHook
+from .sites import format_frame, format_site
 
 
 class HangWatchdog:
@@ -104,6 +105,16 @@ class HangWatchdog:
             f"{len(pending)} task(s) were awaiting:\n{describe_tasks(pending)}\n"
             "They were cancelled so their cleanup could run."
         )
+        stuck = [job for job in jobs.running() if not job.internal]
+        if stuck:
+            # A thread cannot be cancelled: name it, and do not let it hold the process at exit.
+            self.report += (
+                f"\n{len(stuck)} executor job(s) were still running (a thread cannot be "
+                "cancelled; the process will not wait for them at exit):\n"
+                + "\n".join(_describe_job(job) for job in stuck)
+            )
+            for job in stuck:
+                jobs.let_exit_without(job)
         for task in pending:
             task.cancel()
         self._after(self.grace, lambda: self._abandon(loop))
@@ -121,3 +132,12 @@ class HangWatchdog:
                 + describe_tasks(stubborn)
             )
         loop.stop()
+
+
+def _describe_job(job: jobs.Job) -> str:
+    lines = [f"  executor job {job.function}(), submitted at:", format_site(job.site, limit=2)]
+    now = job.where_now()
+    if now:
+        lines.append("    it is now at:")
+        lines.extend(f"      {format_frame(frame)}" for frame in now)
+    return "\n".join(lines)

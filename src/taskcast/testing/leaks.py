@@ -11,7 +11,13 @@ clean up is a leak:
 * an async generator still suspended when its loop shut down, or one the
   user's code started and then dropped without ``aclose()``;
 * a socket still open at the end of the test, or a socket, file, transport or
-  event loop garbage-collected while open (Python's ``ResourceWarning``).
+  event loop garbage-collected while open (Python's ``ResourceWarning``);
+* a subprocess still running at the end of the test;
+* an executor job (``run_in_executor``, ``asyncio.to_thread``) still running
+  when its event loop closed or at the end of the test.
+
+Objects a test's executor job creates in its worker thread (the file aiofiles
+opens, a loop asgiref runs there) are the test's, with the job's creation site.
 
 Objects made while a fixture of wider scope (module, session...) is being set
 up are exempt: they belong to that fixture, not to the test that happened to
@@ -31,19 +37,23 @@ import asyncio.base_events
 import asyncio.runners
 import asyncio.tasks
 import gc
+import io
 import os
+import select
 import socket
+import subprocess
 import sys
 import threading
+import time
 import types
 import warnings
 import weakref
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import loop_hooks, sites
+from . import jobs, loop_hooks, sites
 from .awaits import await_chain
 from .sites import Site, format_frame, format_site
 
@@ -55,8 +65,9 @@ class Leak:
     """One thing a test left behind.
 
     *kind* is a short noun (``task``, ``coroutine``, ``async generator``,
-    ``socket``, ``resource``); *summary* says what is wrong; *site* is where
-    the object was created, innermost frame first.
+    ``socket``, ``server``, ``file``, ``subprocess``, ``executor job``,
+    ``resource``...); *summary* says what is wrong; *site* is where the object
+    was created, innermost frame first.
     """
 
     kind: str
@@ -76,6 +87,11 @@ class Leak:
         return "\n".join(parts)
 
 
+def _gone() -> None:
+    """The weak reference of an object that cannot have one (see _register's by_id)."""
+    return None
+
+
 @dataclass(eq=False)
 class _Registered:
     """An object created inside one or more windows, with its creation site.
@@ -84,11 +100,13 @@ class _Registered:
     can be reused once the object is freed, the pair (id, kind) rarely is.
     """
 
-    ref: weakref.ref[Any]
+    ref: Callable[[], Any]
     site: Site
     windows: list[LeakWindow]
     kind: object = None
     claimed: bool = False
+    #: The entry this object is part of (a process, for its pipes), if any.
+    part_of: _Registered | None = None
 
 
 @dataclass(eq=False)
@@ -154,7 +172,12 @@ class LeakWindow:
             # generators and unclosed resources are blamed on this test, not
             # on whichever later test happens to trigger a collection.
             gc.collect()
-            live = self._pending_tasks() + self._open_sockets()
+            live = (
+                self._pending_tasks()
+                + self._open_sockets()
+                + self._running_processes()
+                + self._running_jobs()
+            )
             if live:
                 reachable = _reachable_from(keep_alive_roots, [obj for obj, _ in live])
                 for obj, leak in live:
@@ -166,8 +189,8 @@ class LeakWindow:
             if self in _windows:
                 _windows.remove(self)
             if not _windows:
-                _forget_dead(_sockets)
-                _forget_dead(_agens)
+                for table in (_sockets, _agens, _processes, _pipes, _returned):
+                    _forget_dead(table)
         found = [leak for leak in self.leaks if not leak.claimed]
         for leak in found:
             leak.claimed = True
@@ -214,8 +237,33 @@ class LeakWindow:
             # by a fixture); its owner stops it, and its tasks, later.
             if task.get_loop().is_running():
                 continue
+            if self._serves_someone_elses_server(task):
+                continue
             found.append((task, _task_leak(task, "still pending at the end of the test")))
         return found
+
+    def _serves_someone_elses_server(self, task: asyncio.Task[Any]) -> bool:
+        """True if *task* handles a connection accepted by a server this test did not make.
+
+        ``asyncio.start_server`` starts one handler task per connection, from the
+        loop, with no user frame on the stack. A pooled connection to a session
+        fixture's server keeps its handler waiting after the test: the fixture's.
+        """
+        origin = getattr(task.get_coro(), "cr_origin", None) or ()
+        if sites.first_user_frame(tuple(origin)) is not None:
+            return False  # user code started it: the general rule applies
+        for holder in gc.get_referrers(task):
+            if not isinstance(holder, asyncio.StreamReaderProtocol):
+                continue
+            server = getattr(getattr(holder, "_transport", None), "_server", None)
+            listeners = getattr(server, "_sockets", None) or ()
+            return bool(listeners) and not any(
+                (entry := _sockets.get(id(listener))) is not None
+                and entry.ref() is listener
+                and any(window is self for window in entry.windows)
+                for listener in listeners
+            )
+        return False
 
     def _open_sockets(self) -> list[tuple[object, Leak]]:
         found: list[tuple[object, Leak]] = []
@@ -240,13 +288,51 @@ class LeakWindow:
             found.append((sock, Leak("socket", summary, entry.site)))
         return found
 
+    def _running_processes(self) -> list[tuple[object, Leak]]:
+        found: list[tuple[object, Leak]] = []
+        mine = [
+            (proc, entry)
+            for entry in list(_processes.values())
+            if (proc := entry.ref()) is not None and any(window is self for window in entry.windows)
+        ]
+        if not mine:
+            return found
+        for proc, entry in mine:
+            _register_pipes(proc, entry)
+        # A process the test has just killed takes a moment to die: wait for
+        # that, a few milliseconds at most, only when one is still running.
+        alive = [pair for pair in mine if _still_running(pair[0])]
+        if alive:
+            _wait_for_exits([proc for proc, _ in alive], _DYING_GRACE)
+            alive = [pair for pair in alive if _still_running(pair[0])]
+        for proc, entry in alive:
+            summary = (
+                f"process {proc.pid} {_short_repr(proc.args, 80)} is still running at the end "
+                "of the test (terminate or kill it, then await proc.wait())"
+            )
+            found.append((proc, Leak("subprocess", summary, entry.site)))
+        return found
+
+    def _running_jobs(self) -> list[tuple[object, Leak]]:
+        return [
+            (job, _job_leak(job, "still running at the end of the test"))
+            for job in jobs.running()
+            if not job.internal and any(window is self for window in job.owners)
+        ]
+
 
 # -- process-wide instrumentation ------------------------------------------------
 
 _windows: list[LeakWindow] = []
 _sockets: dict[int, _Registered] = {}
 _agens: dict[int, _Registered] = {}
+_processes: dict[int, _Registered] = {}
+_pipes: dict[int, _Registered] = {}
+_returned: dict[int, _Registered] = {}
 _claimed: dict[int, weakref.ref[Any] | None] = {}
+
+#: Real seconds to let a process the test just killed die before calling it a leak.
+_DYING_GRACE = 0.05
 _install_count = 0
 _originals: dict[str, Any] = {}
 _audit_hook_added = False
@@ -274,7 +360,9 @@ def install(origin_depth: int = sites.DEFAULT_DEPTH) -> None:
         firstiter=base._asyncgen_firstiter_hook,  # type: ignore[attr-defined]
         finalizer=base._asyncgen_finalizer_hook,  # type: ignore[attr-defined]
         shutdown_asyncgens=base.shutdown_asyncgens,
+        shutdown_default_executor=base.shutdown_default_executor,
         origin_depth=sys.get_coroutine_origin_tracking_depth(),
+        thread_profile=threading.getprofile(),
     )
     # The interpreter looks these up on the warnings module at each use, so
     # replacing the attribute is enough to see every unawaited coroutine and
@@ -287,8 +375,13 @@ def install(origin_depth: int = sites.DEFAULT_DEPTH) -> None:
     base._asyncgen_firstiter_hook = _on_asyncgen_firstiter  # type: ignore[attr-defined]
     base._asyncgen_finalizer_hook = _on_asyncgen_finalizer  # type: ignore[attr-defined]
     base.shutdown_asyncgens = _on_shutdown_asyncgens  # type: ignore[method-assign]
+    base.shutdown_default_executor = _on_shutdown_default_executor  # type: ignore[method-assign]
     sys.set_coroutine_origin_tracking_depth(max(origin_depth, _originals["origin_depth"]))
     sites.depth = max(origin_depth, 1)
+    jobs.install(owners=_owners_here, on_result=_on_job_result)
+    # Origin tracking is per thread: threads started from now on (a loop run in
+    # a thread, a server thread) turn it on at their first call.
+    threading.setprofile(_track_origins_then_step_aside)
 
 
 def uninstall() -> None:
@@ -306,13 +399,17 @@ def uninstall() -> None:
     base._asyncgen_firstiter_hook = _originals["firstiter"]  # type: ignore[attr-defined]
     base._asyncgen_finalizer_hook = _originals["finalizer"]  # type: ignore[attr-defined]
     base.shutdown_asyncgens = _originals["shutdown_asyncgens"]  # type: ignore[method-assign]
+    base.shutdown_default_executor = _originals["shutdown_default_executor"]  # type: ignore[method-assign]
     sys.set_coroutine_origin_tracking_depth(_originals["origin_depth"])
+    jobs.uninstall()
+    if threading.getprofile() is _track_origins_then_step_aside:
+        threading.setprofile(_originals["thread_profile"])
     _originals.clear()
 
 
 def claim(obj: object) -> None:
     """Mark *obj* as already dealt with, so no window reports it again."""
-    for table in (_sockets, _agens):
+    for table in (_sockets, _agens, _processes, _returned):
         entry = table.get(id(obj))
         if entry is not None and entry.ref() is obj:
             # Survives the object's weak references, which are cleared before
@@ -333,14 +430,70 @@ def _watching() -> list[LeakWindow]:
     return [window for window in _windows if window.watching_this_thread]
 
 
+def _owners_here() -> list[LeakWindow]:
+    """The windows that answer for an object created now, in this thread.
+
+    The test's own thread is watched by its window; a worker thread running a
+    job the test submitted (``asyncio.to_thread``, aiofiles) belongs to the
+    job's windows while the job runs. Other threads belong to nobody.
+    """
+    if not _windows:
+        return []
+    windows = _watching()
+    if windows:
+        return windows
+    job = jobs.current()
+    if job is None:
+        return []
+    return [window for window in job.owners if window._open and not window._exempt_depth]
+
+
+def _track_origins_then_step_aside(frame: types.FrameType, event: str, arg: object) -> Any:
+    """A thread's first profile event: turn on coroutine origins, then restore the profiler."""
+    depth = max(sys.get_coroutine_origin_tracking_depth(), sites.depth)
+    sys.set_coroutine_origin_tracking_depth(depth)
+    previous = _originals.get("thread_profile")
+    sys.setprofile(previous)
+    return previous(frame, event, arg) if previous is not None else None
+
+
+def _site_here(skip: int) -> Site:
+    """The creation site of an object made now; in a job's worker, the job's site.
+
+    A worker thread's own stack holds only the library that runs the job
+    (aiofiles' ``open``); the user's line is where the job was submitted.
+    """
+    site = sites.capture(skip=skip + 1)
+    job = jobs.current()
+    if job is not None and sites.first_user_frame(site) is None:
+        return job.site
+    return site
+
+
 def _register(
-    table: dict[int, _Registered], obj: object, windows: list[LeakWindow], kind: object
+    table: dict[int, _Registered],
+    obj: object,
+    windows: list[LeakWindow],
+    kind: object,
+    site: Site | None = None,
+    by_id: bool = False,
 ) -> None:
+    """Remember *obj*, made in *windows*, with its creation site.
+
+    An object that cannot be weakly referenced is skipped, unless *by_id*: then
+    it is remembered by id and type until the last window closes (an os.scandir
+    iterator a job returned), which may name the wrong site if it is freed and
+    another of its type takes its address within the test.
+    """
+    ref: Callable[[], object]
     try:
         ref = weakref.ref(obj)
     except TypeError:  # a raw _socket.socket: cannot follow it, so do not blame it
-        return
-    table[id(obj)] = _Registered(ref, sites.capture(skip=2), windows, kind)
+        if not by_id:
+            return
+        ref = _gone
+    where = _site_here(skip=2) if site is None else site
+    table[id(obj)] = _Registered(ref, where, windows, kind)
 
 
 def _lookup(table: dict[int, _Registered], obj: object, kind: object) -> _Registered | None:
@@ -387,19 +540,76 @@ def _accepted_by_someone_else(windows: list[LeakWindow]) -> bool:
 def _audit(event: str, args: tuple[Any, ...]) -> None:
     if not _windows:
         return
+    # A resource counts only when user code made it (a user frame in its site):
+    # what a library or a plugin makes on its own (looptime's loop in a pytest
+    # hook) is theirs, as their own tasks are.
     if event == "socket.__new__":
-        windows = _watching()
+        windows = _owners_here()
         if windows and not _accepted_by_someone_else(windows):
-            _register(_sockets, args[0], windows, type(args[0]))
+            site = _site_here(skip=1)
+            if sites.first_user_frame(site) is not None:
+                _register(_sockets, args[0], windows, type(args[0]), site=site)
     elif event == "open":
         path = args[0]
         if isinstance(path, str | bytes | os.PathLike):
-            windows = _watching()
-            if windows:
-                site = sites.capture(skip=1)
+            windows = _owners_here()
+            site = _site_here(skip=1) if windows else ()
+            if sites.first_user_frame(site) is not None:
                 key = os.fsdecode(path)
                 for window in windows:
                     window.file_sites[key] = site
+    elif event == "subprocess.Popen":
+        windows = _owners_here()
+        proc = sys._getframe(1).f_locals.get("self")  # Popen._execute_child's
+        if windows and isinstance(proc, subprocess.Popen):
+            site = _site_here(skip=1)
+            if sites.first_user_frame(site) is not None:
+                _register(_processes, proc, windows, subprocess.Popen, site=site)
+
+
+def _on_job_result(job: jobs.Job, result: object) -> None:
+    """What a job returned (the file aiofiles opens) is the job's test's, made at the job's site."""
+    windows = [window for window in job.owners if window._open]
+    if not windows or not callable(getattr(result, "close", None)) or isinstance(result, type):
+        return  # only what can be left open (has a close()) can leak
+    layers = [result]
+    if isinstance(result, io.IOBase):
+        # Whichever layer is finalized first warns: the text wrapper, its buffer or the raw file.
+        buffer = getattr(result, "buffer", None)
+        layers += [buffer, getattr(buffer or result, "raw", None)]
+    for layer in layers:
+        if layer is not None:
+            _register(_returned, layer, windows, type(layer), site=job.site, by_id=True)
+
+
+def _wait_for_exits(procs: list[subprocess.Popen[Any]], timeout: float) -> None:
+    """Wait up to *timeout* seconds for *procs* to exit, without reaping them."""
+    deadline = time.monotonic() + timeout
+    for proc in procs:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return
+        try:
+            pidfd = os.pidfd_open(proc.pid)
+        except (AttributeError, OSError):  # not Linux 5.3+, or already gone
+            continue
+        try:
+            select.select([pidfd], [], [], remaining)  # readable once the process exits
+        finally:
+            os.close(pidfd)
+
+
+def _still_running(proc: subprocess.Popen[Any]) -> bool:
+    """True if *proc* has not exited; never reaps it (asyncio's child watcher may be waiting)."""
+    if proc.returncode is not None:
+        return False
+    if not hasattr(os, "waitid"):
+        return proc.poll() is None
+    try:
+        flags = os.WEXITED | os.WNOHANG | os.WNOWAIT
+        return os.waitid(os.P_PID, proc.pid, flags) is None
+    except ChildProcessError:
+        return False  # already reaped by its watcher
 
 
 def _weak_or_marker(obj: object) -> Any:
@@ -449,12 +659,17 @@ def _on_resource_warning(message: warnings.WarningMessage) -> bool:
     text = str(message.message)
     site: Site = ()
     windows = [window for window in _windows if window._open]
+    kind = _resource_kind(text)
     if source is not None:
         owner = _socket_owner(source)
+        process = _process_owner(source)
+        if owner is None and process is not None:
+            owner, kind = process, "subprocess"
+        owner = owner or _lookup(_returned, source, type(source))
         if owner is not None and owner.claimed:
             return True
         if owner is not None:
-            # A socket we know: blame exactly the tests whose window made it.
+            # An object we know: blame exactly the tests whose window made it.
             site, windows = owner.site, [w for w in owner.windows if w._open]
         elif _has_socket(source):
             return False  # made outside any test (collection, another thread)
@@ -464,7 +679,6 @@ def _on_resource_warning(message: warnings.WarningMessage) -> bool:
             site = windows[0].file_sites[name] if windows else ()
     if not windows:
         return False
-    kind = _resource_kind(text)
     if isinstance(source, socket.socket) and _is_listening(source):
         kind, text = (
             "server",
@@ -509,6 +723,34 @@ def _socket_owner(source: object) -> _Registered | None:
         if entry is not None:
             return entry
     return None
+
+
+def _process_owner(source: object) -> _Registered | None:
+    """The process *source* belongs to: a Popen, asyncio's transport around one, or its pipes."""
+    for candidate in (source, getattr(source, "_proc", None)):
+        if isinstance(candidate, subprocess.Popen):
+            return _lookup(_processes, candidate, subprocess.Popen)
+    pipe = getattr(source, "_pipe", source)  # asyncio's pipe transports hold the pipe
+    if not isinstance(pipe, io.IOBase):
+        return None
+    entry = _lookup(_pipes, pipe, type(pipe))
+    if entry is None:
+        for process in list(_processes.values()):
+            if (proc := process.ref()) is not None:
+                _register_pipes(proc, process)
+        entry = _lookup(_pipes, pipe, type(pipe))
+    return entry.part_of if entry is not None else None
+
+
+def _register_pipes(proc: subprocess.Popen[Any], entry: _Registered) -> None:
+    # A process's pipes are part of it: reported or claimed with it, and freed
+    # with it (asyncio's pipe transports then warn about them).
+    for pipe in (proc.stdin, proc.stdout, proc.stderr):
+        known = _pipes.get(id(pipe))
+        if pipe is not None and (known is None or known.ref() is not pipe):
+            part = _Registered(weakref.ref(pipe), entry.site, entry.windows, type(pipe))
+            part.part_of = entry
+            _pipes[id(pipe)] = part
 
 
 def _has_socket(source: object) -> bool:
@@ -580,6 +822,37 @@ def _task_leak(task: asyncio.Task[Any], why: str) -> Leak:
     if frames:
         detail = "  it was awaiting:\n" + "\n".join(f"    {format_frame(f)}" for f in frames)
     return Leak("task", summary, origin, detail)
+
+
+def _job_leak(job: jobs.Job, why: str) -> Leak:
+    summary = (
+        f"executor job {job.function}() was {why}: await it, and since a running job "
+        "cannot be cancelled, give it a way to stop (a threading.Event it checks)"
+    )
+    now = job.where_now()
+    detail = ""
+    if now:
+        detail = "  it is now at:\n" + "\n".join(f"    {format_frame(f)}" for f in now)
+    return Leak("executor job", summary, job.site, detail)
+
+
+async def _on_shutdown_default_executor(self: asyncio.base_events.BaseEventLoop) -> None:
+    executor = getattr(self, "_default_executor", None)
+    running = [job for job in jobs.running(executor) if not job.internal] if executor else []
+    if running:
+        why = "still running when its event loop closed, which waited for it"
+        for job in running:
+            _record(_job_leak(job, why), [w for w in job.owners if w._open], job)
+        # Wait here, where a hang watchdog can cancel the wait, rather than in
+        # asyncio's thread.join(), which nothing can interrupt.
+        waiting = [asyncio.wrap_future(job.future) for job in running if job.future]
+        try:
+            await asyncio.wait(waiting)
+        finally:
+            for future in waiting:
+                if future.done() and not future.cancelled():
+                    future.exception()  # the job's owner saw it already, or never will
+    await _originals["shutdown_default_executor"](self)
 
 
 def _on_cancel_all_tasks(loop: asyncio.AbstractEventLoop) -> None:
@@ -674,8 +947,13 @@ def _filled(cell: types.CellType) -> bool:
     return True
 
 
+#: Objects not followed when looking for what a wide fixture holds: everything is
+#: reachable through them. An event loop policy reaches every subprocess through
+#: its child watcher (pytest-asyncio's session-wide ``event_loop_policy``).
 _OPAQUE: tuple[type, ...] = (
     asyncio.AbstractEventLoop,
+    asyncio.AbstractEventLoopPolicy,
+    *[kind for kind in [getattr(asyncio, "AbstractChildWatcher", None)] if kind is not None],
     types.ModuleType,
     type,
     types.FunctionType,

@@ -42,6 +42,7 @@ _FAILED_SCHEDULES = pytest.StashKey[dict[str, int]]()
 _SCHEDULE_PARAM = "_taskcast_schedule_seed"
 _FAULTS: pytest.StashKey[Faults] = pytest.StashKey()
 _WATCHDOG: pytest.StashKey[HangWatchdog] = pytest.StashKey()
+_HANG_SHOWN = pytest.StashKey[bool]()
 
 #: Real seconds a virtual-time loop waits for socket I/O before jumping (clock.DEFAULT_IO_IDLE).
 _DEFAULT_IO_IDLE = 0.02
@@ -203,10 +204,14 @@ def pytest_runtest_makereport(
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
     watchdog = item.stash.get(_WATCHDOG, None)
-    if watchdog is not None and watchdog.report and call.when == "call":
-        # The CancelledError traceback says nothing; what the tasks awaited does.
-        report.outcome = "failed"
-        report.longrepr = watchdog.report
+    shown = item.stash.get(_HANG_SHOWN, False)
+    if watchdog is not None and watchdog.report and not shown and call.when != "setup":
+        if call.when == "call" or report.failed:
+            # The CancelledError traceback says nothing; what the tasks awaited does.
+            # (A hang in teardown: the loop waiting for an executor job as it closes.)
+            report.outcome = "failed"
+            report.longrepr = watchdog.report
+            item.stash[_HANG_SHOWN] = True
     plan = item.stash.get(_FAULTS, None)
     if plan is not None and report.failed and call.when == "call":
         function = item.nodeid.split("[", 1)[0]

@@ -7,6 +7,7 @@ is the same shape as a coroutine's ``cr_origin``, so both format the same way.
 
 from __future__ import annotations
 
+import asyncio
 import linecache
 import os
 import sys
@@ -50,8 +51,16 @@ def is_library_file(filename: str) -> bool:
 #: Frames kept by :func:`capture` when no depth is given (``taskcast_origin_depth``).
 depth = DEFAULT_DEPTH
 
-#: How far :func:`capture` walks past *depth* to find the first user frame.
+#: How far :func:`capture` walks past *depth* to find user frames.
 _USER_FRAME_REACH = 64
+
+#: User frames a site keeps: the innermost ones and the outermost (the test's line).
+USER_FRAMES = 4
+
+#: The frame that runs one step of the event loop: what is above it on the
+#: stack is the loop's runner (pytest, or an outer test under pytester), not
+#: the code that made the object.
+_LOOP_STEP = asyncio.events.Handle._run.__code__
 
 
 def capture(skip: int = 1, depth: int | None = None) -> Site:
@@ -59,27 +68,45 @@ def capture(skip: int = 1, depth: int | None = None) -> Site:
 
     *skip* frames above this function are dropped (1 drops the caller of
     ``capture`` itself). Keeps *depth* frames (default: the module's ``depth``,
-    set from ``taskcast_origin_depth``); when none of them is user code, walks
-    on (up to 64 frames) and appends the first user frame, so an object a
-    library made deep inside a call still names the user's line. Costs one
-    attribute walk per frame; no I/O.
+    set from ``taskcast_origin_depth``), then walks on (up to 64 frames, never
+    past the event loop's step) keeping only user frames: the innermost ones, up
+    to ``USER_FRAMES - 1``, and the outermost, which is the test's own line when
+    the object was made deep inside the code under test. When the stack has no
+    user frame (it starts in the event loop), the user frames of the running
+    task's coroutine origin stand in (``asyncio.ensure_future(asyncio.to_thread(...))``).
+    Costs one attribute walk per frame; no I/O.
     """
     keep = globals()["depth"] if depth is None else depth
     frame: FrameType | None = sys._getframe(skip + 1)
     frames: list[Frame] = []
-    while frame is not None and len(frames) < keep:
-        frames.append((frame.f_code.co_filename, frame.f_lineno, frame.f_code.co_name))
-        frame = frame.f_back
-    if any(not is_library_file(f[0]) for f in frames):
-        return tuple(frames)
-    for _ in range(_USER_FRAME_REACH):
-        if frame is None:
+    users = 0
+    outermost: Frame | None = None
+    for walked in range(keep + _USER_FRAME_REACH):
+        if frame is None or frame.f_code is _LOOP_STEP:
             break
-        if not is_library_file(frame.f_code.co_filename):
-            frames.append((frame.f_code.co_filename, frame.f_lineno, frame.f_code.co_name))
-            break
+        code = frame.f_code
+        user = not is_library_file(code.co_filename)
+        here = (code.co_filename, frame.f_lineno, code.co_name)
+        if walked < keep or (user and users < USER_FRAMES - 1):
+            frames.append(here)
+            users += user
+        elif user:
+            outermost = here
         frame = frame.f_back
+    if outermost is not None:
+        frames.append(outermost)
+    elif not users:
+        frames.extend(f for f in _running_task_origin() if not is_library_file(f[0]))
     return tuple(frames)
+
+
+def _running_task_origin() -> Site:
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:  # no event loop runs in this thread
+        return ()
+    coro = task.get_coro() if task is not None else None
+    return tuple(getattr(coro, "cr_origin", None) or ())
 
 
 def first_user_frame(site: Site) -> Frame | None:
@@ -99,17 +126,21 @@ def format_frame(frame: Frame) -> str:
 
 
 def format_site(site: Iterable[Frame], limit: int = 4) -> str:
-    """Format a site for a failure report: user frames first, at most *limit*.
+    """Format a site for a failure report: user frames only, at most *limit*.
 
     Library frames are shown only when the site has no user frame at all, so
-    the report points at the line the reader can change.
+    the report points at the line the reader can change. With more user frames
+    than *limit*, the innermost ``limit - 1`` and the outermost are shown.
     """
     frames = list(site)
     user = [frame for frame in frames if not is_library_file(frame[0])]
-    chosen = (user or frames)[:limit]
+    chosen = user or frames
     if not chosen:
         return "    (creation site unknown)"
-    return "\n".join(f"    {format_frame(frame)}" for frame in chosen)
+    lines = [f"    {format_frame(frame)}" for frame in chosen]
+    if len(lines) > limit >= 2:
+        lines = [*lines[: limit - 1], "    ...", lines[-1]]
+    return "\n".join(lines[: limit + 1])
 
 
 def _short(filename: str) -> str:
