@@ -41,6 +41,7 @@ bench: setup
 	$(BIN)/python bench/stats.py --runs 1000000 --recent 10000 --reps 7 --redis-runs 10000
 	$(BIN)/python -m pip install -q -e '.[dev,bench]'
 	$(BIN)/python bench/redis_peers.py --n 10000 --reps 3 --pickups 300
+	$(BIN)/python bench/redis_workflows.py --children 10000 --reps 3
 
 # The test kit over real projects' suites (downloads their sdists); writes docs/testing.md.
 realsuites: setup

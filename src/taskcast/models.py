@@ -188,6 +188,7 @@ class Run:
     after: list[str] = field(default_factory=list)
     after_policy: str = "fail"
     retry_of: str | None = None
+    not_after: float | None = None
 
     @property
     def is_finished(self) -> bool:
@@ -217,6 +218,7 @@ class Run:
             self.after,
             self.after_policy,
             self.retry_of,
+            self.not_after,
         )
 
     def to_dict(self) -> dict[str, Any]:

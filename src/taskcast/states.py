@@ -55,3 +55,15 @@ ALLOWED_TRANSITIONS: dict[RunState, frozenset[RunState]] = {
 def can_transition(current: RunState, target: RunState) -> bool:
     """True when ``current -> target`` is allowed by the table above."""
     return target in ALLOWED_TRANSITIONS[current]
+
+
+ENDED_IN_WORDS: dict[RunState, str] = {
+    RunState.FAILED: "failed",
+    RunState.CANCELLED: "was cancelled",
+    RunState.TIMED_OUT: "timed out",
+}
+"""How a run that did not complete is named in the error of a run that waited for it
+(``dependency X failed: ...``); the engine and the Redis store's scripts word it alike."""
+
+GONE_IN_WORDS = "was pruned before it could be checked"
+"""The same, for a dependency whose record is gone."""

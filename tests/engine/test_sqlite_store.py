@@ -395,7 +395,7 @@ async def test_a_version_2_file_gets_the_new_index_and_keeps_its_runs(tmp_path: 
     path = tmp_path / "v2.db"
     conn = sqlite3.connect(path)
     version_2 = _SCHEMA_TEMPLATE.replace(" WHERE state IN ({rare})", "")
-    conn.executescript(version_2.replace(",\n    retry_of TEXT", ""))
+    conn.executescript(version_2.replace(",\n    retry_of TEXT,\n    not_after REAL", ""))
     conn.execute(
         "INSERT INTO runs (id, task, args, state, attempt, max_attempts, result, created_at,"
         " last_seq) VALUES ('old', 'noop', '{}', 'failed', 1, 1, 'null', 1.0, 3)"
@@ -412,7 +412,7 @@ async def test_a_version_2_file_gets_the_new_index_and_keeps_its_runs(tmp_path: 
 
 def _version_3_schema() -> str:
     return _SCHEMA_TEMPLATE.format(rare="'failed', 'cancelled', 'timed_out'").replace(
-        ",\n    retry_of TEXT", ""
+        ",\n    retry_of TEXT,\n    not_after REAL", ""
     )
 
 

@@ -236,7 +236,7 @@ async def test_a_parent_timing_out_cancels_its_children(app: taskcast.App) -> No
         await ctx.map("slow", [{}, {}])
 
     run = await app.wait((await app.submit("parent")).id, timeout=300)
-    assert run.state is taskcast.RunState.TIMED_OUT
+    assert run.state is taskcast.RunState.TIMED_OUT, run.error
     children = await app.runs(parent=run.id)
     assert len(children) == 2
     assert all(c.is_finished for c in children)

@@ -62,8 +62,9 @@ def _build(options: argparse.Namespace) -> App:
         raise CannotLoadApp(
             f"taskcast worker needs a store that processes share (redis://), not {app.store.url!r}"
         )
-    # A worker serves no watchers: it follows other processes' events only if a task reads a
-    # log (ctx waiting on another run); it hears cancels and signals for its runs regardless.
+    # A worker serves no watchers: it follows other processes' events only once one of its runs
+    # awaits another (a parent its children, whichever worker runs them) or a task reads a log;
+    # it hears cancels, signals and freed places under limits regardless.
     app.store.follow_events_at_open = False
     if options.concurrency is not None:
         if options.concurrency < 1:

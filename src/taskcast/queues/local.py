@@ -50,11 +50,25 @@ class LocalQueue:
         self._reserved -= len(runs)
 
     def accept(self, run: Run) -> None:
+        """Hand the run to this process's engine: to start, or to hold until its ``after``
+        dependencies end (this store does not hold runs)."""
         self._reserved -= 1
-        self._owner.take_over(run)
+        if run.after:
+            self._owner.hold(run)
+        else:
+            self._owner.take_over(run)
 
     def room_freed(self) -> None:
         """Nothing to do: every run of this process is queued in it already."""
+
+    async def lend(self, run_id: str) -> None:
+        """Nothing to do: this process's ``Slots`` are the only limits."""
+
+    async def take_back(self, run_id: str) -> None:
+        """Nothing to do (see ``lend``)."""
+
+    def take_back_at_once(self, run_id: str) -> None:
+        """Nothing to do (see ``lend``)."""
 
     async def cancel(self, run_id: str, reason: str) -> bool:
         return await self._owner.cancel_in_store(run_id, reason)

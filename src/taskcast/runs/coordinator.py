@@ -39,6 +39,7 @@ from ..errors import (
     RunFinished,
     RunNotFound,
     ShuttingDown,
+    StoreError,
     UnknownTask,
 )
 from ..ids import is_run_id, new_run_id
@@ -94,7 +95,7 @@ class Coordinator:
         self._shutting_down: asyncio.Future[ShutdownReport] | None = None
         self._stopping_callbacks: set[Callable[[], None]] = set()
         self.outcomes = Outcomes(store)
-        self.slots = Slots(max_concurrency, self._slot_freed)
+        self.slots = Slots(max_concurrency, self._slot_freed, queue)
         self.endings = Endings(store)
         self.dependencies = DependencyHolds(store, self._dependencies_ended)
         self.attempts = Attempts(
@@ -108,6 +109,7 @@ class Coordinator:
             over=self._attempt_over,
         )
         log.add_listener(self._on_committed)
+        store.on_reconnected(self._announcements_missed)
 
     # -- visible state -----------------------------------------------------------------------
 
@@ -146,6 +148,11 @@ class Coordinator:
 
     def knows(self, task: str) -> bool:
         return task in self._tasks
+
+    def deployment_limit(self, task: str) -> int | None:
+        """The task's ``concurrency`` (see ``ports.QueueOwner``)."""
+        definition = self._tasks.get(task)
+        return None if definition is None else definition.concurrency
 
     def holds(self, run_id: str) -> bool:
         return run_id in self._active
@@ -191,7 +198,7 @@ class Coordinator:
                 if recovered is None:
                     continue
                 run = recovered
-            active = self._own(run)
+            active = self._own(run, blocked=bool(run.after))
             if active.waiting_for:
                 await self.dependencies.check_ended(active)
             resumed.append(run.id)
@@ -232,7 +239,7 @@ class Coordinator:
     ) -> Run:
         """Validate, store and queue a run; see ``App.submit_with`` for the contract.
         ``retry_of``: the id of the run this one retries (``App.retry``)."""
-        run, _ = await self._submit(
+        run, _, _ = await self._submit(
             definition,
             args,
             run_id=run_id,
@@ -292,15 +299,16 @@ class Coordinator:
         fresh_id: bool,
     ) -> ChildSubmission | Exception:
         try:
-            run, created = await self._submit(
+            run, created, ending = await self._submit(
                 definition, args, run_id=run_id, parent=parent, fresh_id=fresh_id
             )
         except Exception as exc:  # the caller raises it (the supervisor would log it)
             return exc
         if not created:
             return ChildSubmission(run, None)
-        # Taken now, in the step that adopted it: the child may end before the caller resumes.
-        return ChildSubmission(run, self.endings.pending(run.id) or await self.watch_end(run.id))
+        # Made before the child was stored: it may have ended (elsewhere) already.
+        assert ending is not None
+        return ChildSubmission(run, ending)
 
     async def _submit(
         self,
@@ -315,7 +323,9 @@ class Coordinator:
         parent: ActiveRun | None = None,
         fresh_id: bool | None = None,
         retry_of: str | None = None,
-    ) -> tuple[Run, bool]:
+    ) -> tuple[Run, bool, asyncio.Future[Event] | None]:
+        """Store and queue a run; returns it, whether it was created now (False: the id
+        existed), and for a child the future of its end."""
         self._check_submit_options(timeout, max_attempts, child=parent is not None)
         if run_id is not None and not is_run_id(run_id):
             raise InvalidRequest(
@@ -331,14 +341,26 @@ class Coordinator:
         dependencies = list(dict.fromkeys(after)) if after else []  # no duplicates, in order
         stored_args = self._stored_arguments(definition, args)
         run = self._new_run(definition, stored_args, timeout, max_attempts, run_id)
+        expected = False
+        ending: asyncio.Future[Event] | None = None
         if parent is not None:
             run.parent_id = parent.run.id
+            run.not_after = _unix_deadline(parent)
+            # Another process may take the child and finish it before the store's answer
+            # reaches us: follow the store's announcements, and await its end, first.
+            await self.endings.follow()
+            ending, expected = self.endings.expect(run.id)
         if dependencies:
             run.after = dependencies
         if after_policy != run.after_policy:
             run.after_policy = after_policy
         run.retry_of = retry_of
-        self._queue.reserve((run,))  # the place is taken before waiting for the store
+        try:
+            self._queue.reserve((run,))  # the place is taken before waiting for the store
+        except BaseException:
+            if expected:
+                self.endings.forget(run.id)
+            raise
         try:
             if dependencies:
                 await check_dependencies(self.store, run.id, dependencies)
@@ -352,31 +374,48 @@ class Coordinator:
             created_at = run.created_at
             found = await self.store.get_run(run.id)
             if found is not None and found.created_at == created_at and not self.holds(found.id):
-                await self._accepted(found, parent)
+                await self._accepted(found, parent, ending)
             else:
                 self._queue.unreserve((run,))
+                if expected:
+                    self.endings.forget(run.id)
             raise
         except BaseException:
             self._queue.unreserve((run,))
+            if expected:
+                self.endings.forget(run.id)
             raise
         if event is None:  # the id existed: an idempotent re-submit
             self._queue.unreserve((run,))
-            return stored, False
+            if expected:
+                self.endings.forget(run.id)
+            return stored, False, None
         self._queue.accept(stored)
         if parent is not None or stored.after:
-            await self._place(stored, parent)
-        return stored, True
+            await self._place(stored, parent, ending)
+        return stored, True, ending
 
-    async def _accepted(self, stored: Run, parent: ActiveRun | None) -> None:
+    async def _accepted(
+        self,
+        stored: Run,
+        parent: ActiveRun | None,
+        ending: asyncio.Future[Event] | None = None,
+    ) -> None:
         """A run just stored goes to the work queue (and, for a child, to its parent)."""
         self._queue.accept(stored)
-        await self._place(stored, parent)
+        await self._place(stored, parent, ending)
 
-    async def _place(self, stored: Run, parent: ActiveRun | None) -> None:
-        """A run just accepted by the work queue joins its parent's children and, held for
-        its dependencies, learns which of them ended already."""
+    async def _place(
+        self,
+        stored: Run,
+        parent: ActiveRun | None,
+        ending: asyncio.Future[Event] | None = None,
+    ) -> None:
+        """A run just accepted by the work queue joins its parent's children (``ending``: the
+        future of its end, made before it was stored) and, held for its dependencies, learns
+        which of them ended already."""
         if parent is not None:
-            self.adopt(parent, stored.id)
+            self.adopt(parent, stored.id, ending)
         active = self._active.get(stored.id)
         if active is not None and active.waiting_for:
             # Watched since ``accept``: an end committed since is noted either way.
@@ -459,21 +498,39 @@ class Coordinator:
     # -- owning runs -------------------------------------------------------------------------
 
     def take_over(self, run: Run, signals: Sequence[tuple[str, Any]] = ()) -> None:
-        """Own a stored, queued run (see ``ports.QueueOwner``)."""
+        """Own a stored, queued run that may start (see ``ports.QueueOwner``)."""
         self._own(run, signals)
 
-    def _own(self, run: Run, signals: Sequence[tuple[str, Any]] = ()) -> ActiveRun:
+    def hold(self, run: Run) -> None:
+        """Own a stored run until its ``after`` dependencies end (see ``ports.QueueOwner``)."""
+        self._own(run, blocked=True)
+
+    def _own(
+        self, run: Run, signals: Sequence[tuple[str, Any]] = (), *, blocked: bool = False
+    ) -> ActiveRun:
         active = ActiveRun(run, self._tasks[run.task])
         for name, data in signals:
             active.mailbox.deliver(name, data)
+        if run.parent_id is not None:
+            active.deadline_cap = self._inherited_deadline(run)
         self.queued_count += 1
-        if run.after:
+        if blocked:
             self._active[run.id] = active
             self.dependencies.watch(active)
             self.dependencies.hold(active)
         else:
             self._enqueue(active)
         return active
+
+    def _inherited_deadline(self, run: Run) -> float | None:
+        """The cap of a child's attempts (event loop time): its parent's deadline, exact when the
+        parent runs here, else from the Unix time its record keeps (``Run.not_after``)."""
+        parent = self._active.get(run.parent_id or "")
+        if parent is not None and parent.phase is Phase.RUNNING:
+            return parent.deadline
+        if run.not_after is None:
+            return None
+        return asyncio.get_running_loop().time() + (run.not_after - time.time())
 
     def _dependencies_ended(self, active: ActiveRun) -> None:
         """Every dependency of the BLOCKED ``active`` ended: queue it, or fail it."""
@@ -504,6 +561,17 @@ class Coordinator:
         except Exception:
             logger.exception("taskcast could not process the end of a run")
 
+    def _announcements_missed(self) -> None:
+        """The store's subscription was broken: ends of awaited runs may have been missed."""
+        if self.endings.awaited and not self._supervisor.closed:
+            self._supervisor.spawn(self._recheck_endings(), name="taskcast endings re-check")
+
+    async def _recheck_endings(self) -> None:
+        try:
+            await self.endings.recheck()
+        except StoreError as exc:  # still away: the next reconnect checks again
+            logger.warning("could not re-check the runs awaited here (%s)", exc)
+
     # -- workflows: children (RunServices) ---------------------------------------------------
 
     async def emit(self, run_id: str, type: str, data: Any, data_json: str) -> Event:
@@ -514,8 +582,11 @@ class Coordinator:
     def lending_slot(self, active: ActiveRun) -> AbstractAsyncContextManager[None]:
         return self.slots.lending(active)
 
-    def adopt(self, parent: ActiveRun, child_id: str) -> None:
-        """Count ``child_id`` among ``parent``'s unfinished children until it ends."""
+    def adopt(
+        self, parent: ActiveRun, child_id: str, ending: asyncio.Future[Event] | None = None
+    ) -> None:
+        """Count ``child_id`` among ``parent``'s unfinished children until it ends (``ending``:
+        the future of its end, if the caller has it: the child may have ended already)."""
         children = parent.children
         if children is None:
             children = parent.children = set()
@@ -526,7 +597,8 @@ class Coordinator:
         if child is not None and parent.deadline is not None:  # e.g. resumed after a restart
             cap = child.deadline_cap
             child.deadline_cap = parent.deadline if cap is None else min(cap, parent.deadline)
-        ending = self.endings.future(child_id)
+        if ending is None:
+            ending = self.endings.future(child_id)
         ending.add_done_callback(lambda _: children.discard(child_id))
 
     async def watch_end(self, run_id: str) -> asyncio.Future[Event]:
@@ -540,9 +612,11 @@ class Coordinator:
     # -- queueing and dispatching ------------------------------------------------------------
 
     def room(self) -> dict[str, int]:
-        """How many more runs of each task this process can take now (shared queues)."""
+        """How many more runs of each task this process can take now (shared queues). During
+        the shutdown's grace period, only while a running parent waits for children (which it
+        alone may be here to run: only those are started then, the rest are handed back)."""
         free = self.slots.limit - self.slots.used - self.queued_count
-        if free <= 0 or not self._accepting:
+        if free <= 0 or not (self._accepting or (self._in_grace and self._parents_waiting())):
             return {}
         wanted = {}
         for name, definition in self._tasks.items():
@@ -553,6 +627,12 @@ class Coordinator:
             if count > 0:
                 wanted[name] = count
         return wanted
+
+    def _parents_waiting(self) -> bool:
+        return any(
+            active.children and active.phase is Phase.RUNNING and active.stop is None
+            for active in self._active.values()
+        )
 
     def _enqueue(self, active: ActiveRun) -> None:
         """Make a WAITING run ready now, or after its ``not_before`` time (retry backoff)."""
@@ -729,6 +809,7 @@ class Coordinator:
     async def _shut_down(self, grace: float, timeout: float) -> ShutdownReport:
         began = time.monotonic()
         self._accepting = False
+        self.endings.stopping = True
         callbacks, self._stopping_callbacks = self._stopping_callbacks, set()
         for callback in callbacks:
             callback()
@@ -761,3 +842,11 @@ class Coordinator:
 
     def _end_grace(self) -> None:
         self._grace_over = True
+
+
+def _unix_deadline(active: ActiveRun) -> float | None:
+    """The deadline of ``active``'s attempt as a Unix time (what a child's record keeps, so
+    that whichever process executes the child caps its attempts by it), or None."""
+    if active.deadline is None:
+        return None
+    return time.time() + (active.deadline - asyncio.get_running_loop().time())

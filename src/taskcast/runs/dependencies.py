@@ -14,7 +14,7 @@ from typing import Any
 
 from ..errors import InvalidRequest
 from ..models import Run
-from ..states import RunState
+from ..states import ENDED_IN_WORDS, GONE_IN_WORDS, RunState
 from ..stores.base import Store
 
 AFTER_POLICIES = ("fail", "always")
@@ -84,13 +84,9 @@ def dependency_error(
 ) -> dict[str, Any]:
     """The error a dependent fails with: ``{"type": "DependencyFailed", "message"}``."""
     if state is None:
-        what = "was pruned before it could be checked"
+        what = GONE_IN_WORDS
     else:
-        what = {
-            RunState.FAILED: "failed",
-            RunState.CANCELLED: "was cancelled",
-            RunState.TIMED_OUT: "timed out",
-        }.get(state, f"ended {state.value}")
+        what = ENDED_IN_WORDS.get(state, f"ended {state.value}")
     message = f"dependency {dependency_id} {what}"
     if error and error.get("message"):
         message += f": {error['message']}"

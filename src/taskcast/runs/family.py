@@ -145,9 +145,19 @@ async def spawn_many(
             ending = await services.watch_end(run.id)
             if not ending.done():
                 services.adopt(parent, run.id)
-        data = {"run_id": run.id, "task": run.task}
-        await services.emit(parent.run.id, events.CHILD, data, compact_json(data))
         handles.append(ChildRun(services, parent, run, ending))
+    # The `child` events, written together: each is handed to the store in order as its
+    # coroutine starts, so a store that answers over the network answers them in one go.
+    notes = []
+    for handle in handles:
+        data = {"run_id": handle.run_id, "task": handle.task}
+        notes.append(services.emit(parent.run.id, events.CHILD, data, compact_json(data)))
+    if len(notes) == 1:
+        await notes[0]
+    else:
+        for outcome in await asyncio.gather(*notes, return_exceptions=True):
+            if isinstance(outcome, BaseException):
+                raise outcome
     return handles
 
 

@@ -121,9 +121,19 @@ class QueueOwner(Protocol):
         """How many more runs of each task this process can take now."""
         ...
 
+    def deployment_limit(self, task: str) -> int | None:
+        """Runs of ``task`` that may execute at once in the whole deployment (its
+        ``concurrency``), or None: a shared queue enforces it across processes."""
+        ...
+
     def take_over(self, run: Run, signals: Sequence[tuple[str, Any]] = ()) -> None:
-        """Own a stored, queued run: queue it here (or hold it for its dependencies), with the
-        signals it was sent before, in order."""
+        """Own a stored, queued run that may start (its dependencies, if it has any, have
+        ended): queue it here, with the signals it was sent before, in order."""
+        ...
+
+    def hold(self, run: Run) -> None:
+        """Own a stored run that waits here for the runs it was submitted ``after`` (a local
+        queue: a shared one gets such runs from the store once they may start)."""
         ...
 
     async def resume(self, runs: Sequence[Run]) -> list[str]:
@@ -165,7 +175,28 @@ class QueueOwner(Protocol):
         ...
 
 
-class WorkQueue(Protocol):
+class Leases(Protocol):
+    """Places under deployment-wide limits that a waiting parent lends (``Slots.lending``).
+
+    A local queue has none (its process's ``Slots`` are the deployment's limits); a shared one
+    keeps a task's ``concurrency`` across processes with places a run holds while it executes.
+    """
+
+    async def lend(self, run_id: str) -> None:
+        """The run waits for its children: free its places for others meanwhile."""
+        ...
+
+    async def take_back(self, run_id: str) -> None:
+        """Wait until the run holds its places again (ahead of runs not yet started). If
+        cancelled, it takes them at once anyway (over the limit for a moment)."""
+        ...
+
+    def take_back_at_once(self, run_id: str) -> None:
+        """Take the run's places back now, even over the limit (a waiting parent cancelled)."""
+        ...
+
+
+class WorkQueue(Leases, Protocol):
     """Where runs wait until a process takes them (see ``taskcast.queues``).
 
     The store holds runs and logs; the queue decides which process executes which run. A
@@ -199,6 +230,8 @@ class WorkQueue(Protocol):
         """This process can take more runs now."""
         ...
 
+    # ``lend``, ``take_back`` and ``take_back_at_once``: see ``Leases``.
+
     async def cancel(self, run_id: str, reason: str) -> bool:
         """Cancel a run this process does not hold: True if it will end ``cancelled``."""
         ...
@@ -214,7 +247,8 @@ class WorkQueue(Protocol):
         ...
 
     async def stop_taking(self) -> None:
-        """Take no more runs (those held are kept)."""
+        """Take only the runs the engine still wants (``QueueOwner.room``: during the shutdown's
+        grace period, children its running parents wait for); those held are kept."""
         ...
 
     async def hand_back(self, unfinished: Sequence[str]) -> None:

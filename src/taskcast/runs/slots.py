@@ -6,6 +6,12 @@ A run executes while it holds a slot: at most ``limit`` at once in all, and at m
 A parent that waits for its children *lends* its slot while it waits (``lending``), so a
 waiting parent never holds the slot its children need, whatever the limits; before it goes on it
 takes a slot back, ahead of every queued run (``_reclaiming`` is served first).
+
+On a queue shared by several processes a task's ``concurrency`` also holds for the whole
+deployment: a run holds a place there too (``ports.Leases``, kept by the work queue), which the
+parent lends and takes back with its slot. It takes the place back *before* the slot: a run
+never holds a slot while it waits for a place, so the runs holding places always get the slots
+they wait for, and no wait goes round in a circle across processes.
 """
 
 from __future__ import annotations
@@ -16,16 +22,34 @@ from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable
 
 from .active import ActiveRun
+from .ports import Leases
+
+
+class _NoLeases:
+    """No limit beyond this process's slots."""
+
+    async def lend(self, run_id: str) -> None:
+        return None
+
+    async def take_back(self, run_id: str) -> None:
+        return None
+
+    def take_back_at_once(self, run_id: str) -> None:
+        return None
 
 
 class Slots:
     """Counts, take, release and lending of this process's slots (see the module docstring).
 
-    ``dispatch`` is called whenever a slot is freed or asked back, to start what waits for one.
+    ``dispatch`` is called whenever a slot is freed or asked back, to start what waits for one;
+    ``leases`` keeps the places under deployment-wide limits a lending parent lends too.
     """
 
-    def __init__(self, limit: int, dispatch: Callable[[], None]) -> None:
+    def __init__(
+        self, limit: int, dispatch: Callable[[], None], leases: Leases | None = None
+    ) -> None:
         self.limit = limit
+        self._leases: Leases = leases if leases is not None else _NoLeases()
         self.used = 0
         self.by_task: Counter[str] = Counter()
         self._dispatch = dispatch
@@ -89,10 +113,11 @@ class Slots:
         overlap (``gather`` of two maps): the slot is lent from the first until the last ends.
         """
         active.waits += 1
-        if active.waits == 1 and active.holds_slot:
-            self.release(active)
-            active.lent = True
         try:
+            if active.waits == 1 and active.holds_slot:
+                self.release(active)
+                active.lent = True
+                await self._leases.lend(active.run.id)
             yield
         except asyncio.CancelledError:
             # A cancelled waiter must not wait for a slot: take it back at once (possibly over
@@ -100,6 +125,7 @@ class Slots:
             # is the body's own timeout, the body goes on holding its slot as it should.
             if self._last_wait_over(active) and not active.holds_slot:
                 self.take(active)
+                self._leases.take_back_at_once(active.run.id)
             raise
         except BaseException:
             if self._last_wait_over(active):
@@ -120,6 +146,7 @@ class Slots:
     async def _reclaim(self, active: ActiveRun) -> None:
         if active.holds_slot or active.stop is not None:
             return
+        await self._leases.take_back(active.run.id)  # the place first: see the module docstring
         granted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._reclaiming.append((active, granted))
         self._dispatch()

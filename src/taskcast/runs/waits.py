@@ -3,7 +3,10 @@
 
 Both learn that a run ended the way watchers do: from the terminal events the store commits
 (``note``), never from a second path. So a wait resolves once the end is durable, whichever
-process wrote it.
+process wrote it. A store shared by several processes announces other processes' events only
+once it follows them (``Store.follow_events``, which ``Endings`` asks for before anything is
+awaited), and may miss announcements while its subscription is broken: then ``recheck`` reads
+every awaited run from the store.
 """
 
 from __future__ import annotations
@@ -29,6 +32,42 @@ class Endings:
         self._store = store
         #: Run id -> the future of its end, for the runs somebody awaits.
         self.awaited: dict[str, asyncio.Future[Event]] = {}
+        #: This process is shutting down: a ``shutdown`` event ends a wait (before, it is another
+        #: process's shutdown, and the run will be taken up again elsewhere).
+        self.stopping = False
+
+    async def follow(self) -> None:
+        """Make sure the store announces the ends other processes write (before the first run
+        to await exists, so none of its events can be missed)."""
+        await self._store.follow_events()
+
+    def expect(self, run_id: str) -> tuple[asyncio.Future[Event], bool]:
+        """The future of ``run_id``'s end, made before the run exists (a child about to be
+        created, which another process may finish at once: keep this future, the map entry
+        goes once it is resolved), and whether it was made now (for ``forget``, if the run is
+        not created after all)."""
+        made = run_id not in self.awaited
+        return self.future(run_id), made
+
+    def forget(self, run_id: str) -> None:
+        """Drop the unresolved future ``expect`` made."""
+        ending = self.awaited.pop(run_id, None)
+        if ending is not None and not ending.done():
+            ending.cancel()
+
+    async def recheck(self) -> None:
+        """Resolve the futures of runs whose end the store holds (announcements may have been
+        missed while a shared store's subscription was broken)."""
+        for run_id, ending in list(self.awaited.items()):
+            if ending.done():
+                continue
+            run = await self._store.get_run(run_id)
+            if run is not None and run.is_finished and not ending.done():
+                last = await self._store.read_events(run_id, after=run.last_seq - 1)
+                if last and not ending.done():
+                    ending.set_result(last[-1])
+                    if self.awaited.get(run_id) is ending:
+                        del self.awaited[run_id]
 
     def future(self, run_id: str) -> asyncio.Future[Event]:
         """The future of ``run_id``'s end, made if nobody awaited it yet (it does not look at
@@ -45,6 +84,7 @@ class Endings:
     async def watch(self, run_id: str) -> asyncio.Future[Event]:
         """A future resolved with the run's terminal (or ``shutdown``) event; already resolved
         if the run has ended. Raises ``RunNotFound``."""
+        await self.follow()
         ending = self.future(run_id)
         if not ending.done():
             run = await self._store.get_run(run_id)
@@ -69,7 +109,9 @@ class Endings:
     def note(self, committed: Sequence[Event]) -> None:
         """Resolve the futures of the runs whose end is among ``committed``."""
         for event in committed:
-            if event.type in events.TERMINAL_EVENT_TYPES or event.type == events.SHUTDOWN:
+            if event.type in events.TERMINAL_EVENT_TYPES or (
+                event.type == events.SHUTDOWN and self.stopping
+            ):
                 ending = self.awaited.pop(event.run_id, None)
                 if ending is not None and not ending.done():
                     ending.set_result(event)

@@ -166,8 +166,9 @@ class Backoff:
 
 
 ControlListener = Callable[[str, str, Any], None]
-"""``(kind, run_id, data)`` for the worker holding a run: ``("cancel", run_id, reason)`` when
-another process asks to cancel it; ``("signal", run_id, event)`` when a signal was logged."""
+"""``(kind, name, data)``: for the worker holding a run, ``("cancel", run_id, reason)`` when
+another process asks to cancel it and ``("signal", run_id, event)`` when a signal was logged; for
+every worker, ``("freed", scope, None)`` when a place under a deployment-wide limit was freed."""
 
 
 class RedisStore(Store):
@@ -369,6 +370,8 @@ class RedisStore(Store):
                 kind, run_id, detail = json.loads(head)
                 if kind == "cancel":
                     self._control_listener("cancel", run_id, detail)
+                elif kind == "freed":
+                    self._control_listener("freed", run_id, None)
                 elif kind == "signal":
                     at, _, body = rest.partition(b"\n")
                     text = body.decode()
@@ -389,13 +392,19 @@ class RedisStore(Store):
         write. The writer sends what is pending as one pipeline (one round trip for many runs'
         writes, in the order they were handed over) and retries while Redis is away.
         """
+        return await asyncio.shield(self.hand_over(script, args))
+
+    def hand_over(self, script: AsyncScript, args: list[Any]) -> asyncio.Future[Any]:
+        """Hand the script call to the writer now and return the future of its reply (which
+        nobody has to await: an error is logged by nobody, retrieved silently). Raises
+        ``StoreError`` when the store is closed."""
         if self._writer is None or self._closing:
             raise StoreError(f"store {self.url!r} is closed")
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         future.add_done_callback(_retrieve)
         self._pending.append((script, args, future))
         self._wake.set()
-        return await asyncio.shield(future)
+        return future
 
     async def _write_forever(self) -> None:
         """The writer: send the pending writes, batch after batch, until closed and drained."""
@@ -487,16 +496,20 @@ class RedisStore(Store):
             self.max_queued or 0,
             1,
             self._token(),
-            *_encode_run(run),
+            compact_json(_encode_run(run)),
         ]
         reply = await self.write(self._create, args)
         if reply[0] == -1:
             raise QueueFull(self.max_queued or 0, retry_after=1.0)
         if reply[0] == 0:
             return decode_run(reply[1]), None
+        if reply[2] != b"queued":  # failed at once by a dependency that had not completed
+            found = await self.get_run(run.id)
+            if found is not None:
+                return found, Event(run.id, 1, "queued", data, at, data_json)
         stored = run.copy()
         stored.last_seq = int(reply[1])
-        return stored, Event(run.id, stored.last_seq, "queued", data, at, data_json)
+        return stored, Event(run.id, 1, "queued", data, at, data_json)
 
     async def create_runs(self, runs: Sequence[Run], data: dict[str, Any]) -> list[Run]:
         """All or nothing, in one script: ``QueueFull`` if they would not all fit."""
@@ -636,8 +649,11 @@ class RedisStore(Store):
         parent: str | None = None,
         prefix: str | None = None,
     ) -> list[Run]:
-        key = self.prefix + ("runs" if state is None else f"state:{state.value}")
-        filtered = task is not None or state is not None or parent is not None
+        if parent is not None:  # a parent's children have an index of their own
+            key = self.prefix + "children:" + parent
+        else:
+            key = self.prefix + ("runs" if state is None else f"state:{state.value}")
+        filtered = task is not None or state is not None
         upper = "+" if before is None else "(" + before
         lower = "-"
         if prefix is not None:
@@ -679,20 +695,25 @@ class RedisStore(Store):
         entries = await self._read(
             lambda: self.command("XRANGE", key, f"{max(after, 0) + 1}-0", "+", "COUNT", limit)
         )
-        events = []
-        for entry_id, fields in entries:
-            text = fields[b"d"].decode()
-            events.append(
-                Event(
-                    run_id,
-                    int(entry_id.split(b"-", 1)[0]),
-                    fields[b"t"].decode(),
-                    json.loads(text),
-                    float(fields[b"a"]),
-                    text,
-                )
-            )
-        return events
+        return _events(run_id, entries)
+
+    async def read_logs(self, run_ids: Sequence[str], limit: int = 1000) -> dict[str, list[Event]]:
+        """The first ``limit`` events of each run's log, read in one round trip."""
+        if not run_ids:
+            return {}
+
+        async def fetch() -> list[Any]:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for run_id in run_ids:
+                    pipe.execute_command("XRANGE", self.prefix + "log:" + run_id, "-", "+",
+                                         "COUNT", limit)  # fmt: skip
+                return await pipe.execute()
+
+        replies = await self._read(fetch)
+        return {
+            run_id: _events(run_id, entries)
+            for run_id, entries in zip(run_ids, replies, strict=True)
+        }
 
     async def unfinished_runs(self) -> list[Run]:
         ids: set[str] = set()
@@ -745,6 +766,24 @@ class RedisStore(Store):
         # per value cost three times as much as the rest of the read).
         flat = json.loads(b"[" + b",".join(chain.from_iterable(present)) + b"]")
         return [RunTimes(*flat[index : index + width]) for index in range(0, len(flat), width)]
+
+
+def _events(run_id: str, entries: Sequence[Any]) -> list[Event]:
+    """The events of an ``XRANGE`` reply of a run's log."""
+    found = []
+    for entry_id, fields in entries or ():
+        text = fields[b"d"].decode()
+        found.append(
+            Event(
+                run_id,
+                int(entry_id.split(b"-", 1)[0]),
+                fields[b"t"].decode(),
+                json.loads(text),
+                float(fields[b"a"]),
+                text,
+            )
+        )
+    return found
 
 
 def _retrieve(future: asyncio.Future[Any]) -> None:

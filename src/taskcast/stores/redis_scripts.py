@@ -5,24 +5,56 @@ Keys (``P`` is the store's key prefix, ``taskcast:`` by default):
 * ``P run:ID``: the run record, a hash of ``Run`` fields, each JSON-encoded; plus private fields
   ``_qid`` (the run's entry in its task's queue stream, while it has one), ``_cancel`` (a cancel
   request for the worker holding the run), ``_w`` (the token of the last write, so a write
-  retried after a lost reply is not applied twice), and ``_sigs`` and ``_sig:NAME`` (the
-  signals the run holds, sent and not yet taken by its task: in all, and of one name);
+  retried after a lost reply is not applied twice), ``_sigs`` and ``_sig:NAME`` (the signals
+  the run holds, sent and not yet taken by its task: in all, and of one name), ``_pending`` and
+  ``_depfail`` (a run held for its ``after`` dependencies: how many have not ended, and the
+  first that did not complete, with the error it gives), ``_lease`` and ``_limit`` (the scope
+  and size of the deployment-wide limit it holds a place under);
 * ``P log:ID``: the run's event log, a stream whose entry id ``SEQ-0`` is the event's ``seq``;
 * ``P runs``: every run id (sorted set, lexical: ULIDs sort by time); ``P state:STATE``: the ids
   per state; ``P finished``: finished run ids scored by their finish time (for ``prune``);
-  ``P counts``: a hash ``STATE<tab>TASK_JSON -> count``;
+  ``P counts``: a hash ``STATE<tab>TASK_JSON -> count``; ``P children:ID``: the ids of a run's
+  children (sorted set, lexical);
+* ``P dependents:ID``: the runs held until run ``ID`` ends (a set, gone once it ended);
 * ``P queue:TASK``: the work queue of a task, a stream read by the consumer group ``workers``;
-* channels ``P events`` (every appended event, in commit order: ``SEQ\nAT\n[ID,TYPE]\nDATA``)
-  and ``P control`` (for the worker holding a run: ``["cancel",ID,REASON]\n`` and
-  ``["signal",ID,SEQ]\nAT\nDATA``).
+* ``P lease:SCOPE``: the runs holding a place under a deployment-wide limit (today a task's
+  ``concurrency``; the scope is the task's name), scored by when the place expires unless the
+  heartbeat renews it (ms, Redis time); ``P reclaim:SCOPE``: parents waiting to take their place
+  back (they go before new runs); ``P freed:SCOPE``: a one-entry stream written whenever a place
+  is freed (claim loops that found the scope full wait on it);
+* channels ``P events`` (every appended event, in commit order: ``SEQ\\nAT\\n[ID,TYPE]\\nDATA``)
+  and ``P control`` (for the worker holding a run: ``["cancel",ID,REASON]\\n`` and
+  ``["signal",ID,SEQ]\\nAT\\nDATA``; for every worker: ``["freed",SCOPE,""]\\n``).
+
+Whenever a run reaches a terminal state (``move``), in the same script: its dependents whose
+last dependency this was are queued (or failed, by their ``after_policy``), and its children
+still unfinished are cancelled (a queued one at once, a running one through its worker), each
+step going on to the runs *it* ends in turn.
 """
 
 from __future__ import annotations
 
+from ..states import ENDED_IN_WORDS, GONE_IN_WORDS
+
 GROUP = "workers"
 
-_PRELUDE = """
+
+def _lua_string(text: str) -> str:
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+_ENDED_AS = ", ".join(f"{state.value} = {_lua_string(w)}" for state, w in ENDED_IN_WORDS.items())
+
+_PRELUDE = (
+    """
 local P = ARGV[1]
+local TERMINAL = {completed = true, failed = true, cancelled = true, timed_out = true}
+local ENDED_AS = {"""
+    + _ENDED_AS
+    + """}
+local GONE = """
+    + _lua_string(GONE_IN_WORDS)
+    + """
 
 -- Append one event to run `id` (whose hash is `rkey`), publish it, return its seq.
 local function add_event(id, rkey, etype, at, data)
@@ -44,9 +76,26 @@ local function ack(rkey, task)
   end
 end
 
+-- Give the run a new entry in its task's queue.
+local function enqueue(id, rkey, task)
+  redis.call('HSET', rkey, '_qid', redis.call('XADD', P .. 'queue:' .. task, '*', 'run', id))
+end
+
+-- Free the run's place under its deployment-wide limit, if it holds one, and say so.
+local function free_lease(id, rkey)
+  local scope = redis.call('HGET', rkey, '_lease')
+  if not scope then return end
+  redis.call('ZREM', P .. 'reclaim:' .. scope, id)
+  if redis.call('ZREM', P .. 'lease:' .. scope, id) == 1 then
+    redis.call('XADD', P .. 'freed:' .. scope, 'MAXLEN', '1', '*', 'f', '1')
+    redis.call('PUBLISH', P .. 'control', cjson.encode({'freed', scope, ''}) .. '\\n')
+  end
+end
+
 -- Move run `id` from state `current` to `target` (raw names), set the given fields, append
--- the announcing event; on a terminal state, index it as finished and ack its queue entry.
-local function move(id, rkey, current, target, etype, at, data, terminal, fields)
+-- the announcing event; on a terminal state, index it as finished, ack its queue entry and
+-- free its place under a limit. No cascade: see `move`.
+local function set_state(id, rkey, current, target, etype, at, data, terminal, fields)
   if #fields > 0 then redis.call('HSET', rkey, unpack(fields)) end
   redis.call('HSET', rkey, 'state', cjson.encode(target))
   local task_json = redis.call('HGET', rkey, 'task')
@@ -61,17 +110,167 @@ local function move(id, rkey, current, target, etype, at, data, terminal, fields
     local finished_at = tonumber(redis.call('HGET', rkey, 'finished_at')) or tonumber(at)
     redis.call('ZADD', P .. 'finished', finished_at, id)
     ack(rkey, cjson.decode(task_json))
-    redis.call('HDEL', rkey, '_cancel')
+    free_lease(id, rkey)
+    redis.call('HDEL', rkey, '_cancel', '_lease', '_limit', '_pending', '_depfail')
   end
 end
 
-local TERMINAL = {completed = true, failed = true, cancelled = true, timed_out = true}
+-- Cancel run `id` (state `current`) as a request: a queued or interrupted run now (returns
+-- true), a running one through its worker (flag + message; returns false).
+local function request_cancel(id, rkey, current, reason, at)
+  if current == 'queued' or current == 'interrupted' then
+    set_state(id, rkey, current, 'cancelled', 'cancelled', at, cjson.encode({reason = reason}),
+              true, {'error', cjson.encode({type = 'Cancelled', message = reason}),
+                     'finished_at', at})
+    return true
+  end
+  if current == 'running' then
+    redis.call('HSET', rkey, '_cancel', reason)
+    redis.call('PUBLISH', P .. 'control', cjson.encode({'cancel', id, reason}) .. '\\n')
+  end
+  return false
+end
+
+-- The error a dependent fails with when `dep` ended in `state` (nil: its record is gone).
+local function dependency_error(dep, state, error_json)
+  local what = GONE
+  if state then what = ENDED_AS[state] or ('ended ' .. state) end
+  local message = 'dependency ' .. dep .. ' ' .. what
+  if error_json then
+    local ok, err = pcall(cjson.decode, error_json)
+    if ok and type(err) == 'table' and type(err.message) == 'string' and err.message ~= '' then
+      message = message .. ': ' .. err.message
+    end
+  end
+  return {type = 'DependencyFailed', message = message}
+end
+
+-- A held run's dependencies have all ended: queue it, or fail it (returns true) if one did
+-- not complete and its policy is "fail".
+local function release(id, rkey, at)
+  local failure = redis.call('HGET', rkey, '_depfail')
+  redis.call('HDEL', rkey, '_pending', '_depfail')
+  local policy = cjson.decode(redis.call('HGET', rkey, 'after_policy') or '"fail"')
+  if failure and policy == 'fail' then
+    local first = cjson.decode(failure)
+    local error_json = cjson.encode(first[2])
+    set_state(id, rkey, 'queued', 'failed', 'failed', at,
+              '{"error":' .. error_json .. ',"dependency":' .. cjson.encode(first[1]) .. '}',
+              true, {'error', error_json, 'finished_at', at})
+    return true
+  end
+  enqueue(id, rkey, cjson.decode(redis.call('HGET', rkey, 'task')))
+  return false
+end
+
+-- Note that dependency `dep` of held run `id` ended (state nil: gone) with `error_json`.
+local function note_failure(rkey, dep, state, error_json)
+  if state ~= 'completed' and redis.call('HEXISTS', rkey, '_depfail') == 0 then
+    local failure = {dep, dependency_error(dep, state, error_json)}
+    redis.call('HSET', rkey, '_depfail', cjson.encode(failure))
+  end
+end
+
+-- What follows from run `id` reaching terminal `state`, and from every run that ends in turn:
+-- its dependents are released (or failed), its unfinished children cancelled.
+local function cascade(id, state, at)
+  local work = {{id, state}}
+  while #work > 0 do
+    local item = table.remove(work)
+    local ended, ended_state = item[1], item[2]
+    local dkey = P .. 'dependents:' .. ended
+    local dependents = redis.call('SMEMBERS', dkey)
+    if #dependents > 0 then
+      local error_json = redis.call('HGET', P .. 'run:' .. ended, 'error')
+      for _, dependent in ipairs(dependents) do
+        local rkey = P .. 'run:' .. dependent
+        if redis.call('HEXISTS', rkey, '_pending') == 1 then
+          note_failure(rkey, ended, ended_state, error_json)
+          if redis.call('HINCRBY', rkey, '_pending', -1) <= 0 and release(dependent, rkey, at) then
+            work[#work + 1] = {dependent, 'failed'}
+          end
+        end
+      end
+      redis.call('DEL', dkey)
+    end
+    local reason = nil
+    for _, child in ipairs(redis.call('ZRANGE', P .. 'children:' .. ended, 0, -1)) do
+      local ckey = P .. 'run:' .. child
+      local current = redis.call('HGET', ckey, 'state')
+      if current and not TERMINAL[cjson.decode(current)] then
+        reason = reason or ('its parent ' .. ended .. ' '
+                            .. (ENDED_AS[ended_state] or ended_state))
+        if request_cancel(child, ckey, cjson.decode(current), reason, at) then
+          work[#work + 1] = {child, 'cancelled'}
+        end
+      end
+    end
+  end
+end
+
+-- `set_state`, then, for a terminal state, the `cascade`.
+local function move(id, rkey, current, target, etype, at, data, terminal, fields)
+  set_state(id, rkey, current, target, etype, at, data, terminal, fields)
+  if terminal then cascade(id, target, at) end
+end
+
+-- Redis's clock, in ms (one clock for the leases of every worker).
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+"""
+)
+
+_CREATE_ONE = """
+-- Index a new run `id` (hash written) as queued, add its `queued` event, then hold it for its
+-- dependencies or queue it (`enqueue`: '1'). Returns its state after all that.
+local function create(id, rkey, at, data, enqueue_it)
+  local task_json = redis.call('HGET', rkey, 'task')
+  redis.call('ZADD', P .. 'runs', 0, id)
+  redis.call('ZADD', P .. 'state:queued', 0, id)
+  redis.call('HINCRBY', P .. 'counts', 'queued\\t' .. task_json, 1)
+  local parent = cjson.decode(redis.call('HGET', rkey, 'parent_id') or 'null')
+  if type(parent) == 'string' then redis.call('ZADD', P .. 'children:' .. parent, 0, id) end
+  add_event(id, rkey, 'queued', at, data)
+  local after = cjson.decode(redis.call('HGET', rkey, 'after') or '[]')
+  if #after == 0 then
+    if enqueue_it then enqueue(id, rkey, cjson.decode(task_json)) end
+    return 'queued'
+  end
+  local pending = 0
+  for _, dep in ipairs(after) do
+    local dkey = P .. 'run:' .. dep
+    local state = redis.call('HGET', dkey, 'state')
+    if not state then
+      note_failure(rkey, dep, nil, nil)
+    else
+      state = cjson.decode(state)
+      if TERMINAL[state] then
+        note_failure(rkey, dep, state, redis.call('HGET', dkey, 'error'))
+      else
+        redis.call('SADD', P .. 'dependents:' .. dep, id)
+        pending = pending + 1
+      end
+    end
+  end
+  redis.call('HSET', rkey, '_pending', pending)
+  if pending == 0 and release(id, rkey, at) then
+    cascade(id, 'failed', at)
+    return 'failed'
+  end
+  return 'queued'
+end
 """
 
 CREATE_RUN = (
     _PRELUDE
+    + _CREATE_ONE
     + """
--- ARGV: P, id, at, data, max_queued (0: no bound), enqueue (1/0), token, field, value, ...
+-- ARGV: P, id, at, data, max_queued (0: no bound), enqueue (1/0), token, the run's fields as
+--       one JSON array [field, value, ...] (one argument packs and sends faster than 36).
+-- Returns {1, seq, state} created (held for its dependencies, queued, or failed by them),
+-- {0, hash} the id exists, {-1} the queue is full.
 local id = ARGV[2]
 local rkey = P .. 'run:' .. id
 if redis.call('EXISTS', rkey) == 1 then return {0, redis.call('HGETALL', rkey)} end
@@ -79,25 +278,16 @@ local max_queued = tonumber(ARGV[5])
 if max_queued > 0 and redis.call('ZCARD', P .. 'state:queued') >= max_queued then
   return {-1}
 end
-local fields = {}
-for i = 8, #ARGV do fields[#fields + 1] = ARGV[i] end
-redis.call('HSET', rkey, unpack(fields))
+redis.call('HSET', rkey, unpack(cjson.decode(ARGV[8])))
 redis.call('HSET', rkey, '_w', ARGV[7])
-local task_json = redis.call('HGET', rkey, 'task')
-redis.call('ZADD', P .. 'runs', 0, id)
-redis.call('ZADD', P .. 'state:queued', 0, id)
-redis.call('HINCRBY', P .. 'counts', 'queued\\t' .. task_json, 1)
-local seq = add_event(id, rkey, 'queued', ARGV[3], ARGV[4])
-if ARGV[6] == '1' then
-  local qid = redis.call('XADD', P .. 'queue:' .. cjson.decode(task_json), '*', 'run', id)
-  redis.call('HSET', rkey, '_qid', qid)
-end
-return {1, seq}
+local state = create(id, rkey, ARGV[3], ARGV[4], ARGV[6] == '1')
+return {1, tonumber(redis.call('HGET', rkey, 'last_seq')), state}
 """
 )
 
 CREATE_RUNS = (
     _PRELUDE
+    + _CREATE_ONE
     + """
 -- ARGV: P, at, data, max_queued (0: no bound), then one JSON array per run:
 -- [id, field, value, ...]. All or nothing: {-1} if they would not all fit in the queue bound.
@@ -111,13 +301,7 @@ for i = 5, #ARGV do
   local id = flat[1]
   local rkey = P .. 'run:' .. id
   redis.call('HSET', rkey, unpack(flat, 2))
-  local task_json = redis.call('HGET', rkey, 'task')
-  redis.call('ZADD', P .. 'runs', 0, id)
-  redis.call('ZADD', P .. 'state:queued', 0, id)
-  redis.call('HINCRBY', P .. 'counts', 'queued\\t' .. task_json, 1)
-  add_event(id, rkey, 'queued', ARGV[2], ARGV[3])
-  local qid = redis.call('XADD', P .. 'queue:' .. cjson.decode(task_json), '*', 'run', id)
-  redis.call('HSET', rkey, '_qid', qid)
+  create(id, rkey, ARGV[2], ARGV[3], true)
 end
 return {1, count}
 """
@@ -195,25 +379,110 @@ return {1, redis.call('HGETALL', rkey)}
 REQUEST_CANCEL = (
     _PRELUDE
     + """
--- ARGV: P, id, reason, at, data, error json, finished_at json.
--- A queued or interrupted run is cancelled here and now ({1}); a running one is asked to stop
--- (the request is kept on the run and published to the workers) ({2}); {0} finished; {-1}.
+-- ARGV: P, id, reason, at.
+-- A queued (held for dependencies too) or interrupted run is cancelled here and now ({1}); a
+-- running one is asked to stop (the request is kept on the run and published to the workers)
+-- ({2}); {0} finished; {-1} unknown.
 local id = ARGV[2]
 local rkey = P .. 'run:' .. id
 local current = redis.call('HGET', rkey, 'state')
 if not current then return {-1} end
 current = cjson.decode(current)
-if current == 'queued' or current == 'interrupted' then
-  move(id, rkey, current, 'cancelled', 'cancelled', ARGV[4], ARGV[5], true,
-       {'error', ARGV[6], 'finished_at', ARGV[7]})
+if TERMINAL[current] then return {0} end
+if request_cancel(id, rkey, current, ARGV[3], ARGV[4]) then
+  cascade(id, 'cancelled', ARGV[4])
   return {1}
 end
-if current == 'running' then
-  redis.call('HSET', rkey, '_cancel', ARGV[3])
-  redis.call('PUBLISH', P .. 'control', cjson.encode({'cancel', id, ARGV[3]}) .. '\\n')
-  return {2}
+return {2}
+"""
+)
+
+CLAIM = (
+    _PRELUDE
+    + """
+-- ARGV: P, consumer, visibility (ms), reclaim (1: also take entries idle longer than the
+--       visibility timeout: the runs of dead workers), budget (runs in all), nudge stream key,
+--       then per task: name, wanted, limit (deployment-wide; 0: none).
+-- Takes up to `wanted` runs of each task (and `budget` in all); a task with a limit only as
+-- many as it has free places (counting the parents waiting to take theirs back), each taken
+-- run getting a place. Entries with nothing left to run are dropped.
+-- Returns {claims, waits}: claims = {task, entry id, hash} each; when there are none, waits =
+-- {key, id} pairs to XREAD (BLOCK) from: a queue that was empty, the `freed` stream of a task
+-- that was full, and the nudge stream.
+local consumer, visibility = ARGV[2], tonumber(ARGV[3])
+local budget = tonumber(ARGV[5])
+local now = now_ms()
+local claims, waits = {}, {}
+
+local function last_id(key)
+  local newest = redis.call('XREVRANGE', key, '+', '-', 'COUNT', 1)
+  if #newest == 0 then return '0-0' end
+  return newest[1][1]
 end
-return {0}
+
+local function take(task, queue, entries, limit, scope)
+  local taken = 0
+  for _, entry in ipairs(entries) do
+    local entry_id, fields = entry[1], entry[2] or {}
+    local run_id = nil
+    for i = 1, #fields, 2 do if fields[i] == 'run' then run_id = fields[i + 1] end end
+    local rkey = run_id and (P .. 'run:' .. run_id)
+    local state = rkey and redis.call('HGET', rkey, 'state')
+    if state and not TERMINAL[cjson.decode(state)]
+        and redis.call('HGET', rkey, '_qid') == entry_id then
+      if limit > 0 then
+        redis.call('ZADD', P .. 'lease:' .. scope, now + visibility, run_id)
+        redis.call('HSET', rkey, '_lease', scope, '_limit', limit)
+      end
+      claims[#claims + 1] = {task, entry_id, redis.call('HGETALL', rkey)}
+      taken = taken + 1
+    else  -- pruned, finished (its ack was lost with a worker) or a stale delivery
+      redis.call('XACK', queue, 'workers', entry_id)
+      redis.call('XDEL', queue, entry_id)
+    end
+  end
+  return taken
+end
+
+local i = 7
+while i + 2 <= #ARGV + 0 and budget > 0 do
+  local task, wanted, limit = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
+  i = i + 3
+  local queue = P .. 'queue:' .. task
+  local scope = task
+  local room = math.min(wanted, budget)
+  local full = false
+  if limit > 0 then
+    local lkey, rkey = P .. 'lease:' .. scope, P .. 'reclaim:' .. scope
+    redis.call('ZREMRANGEBYSCORE', lkey, '-inf', now)
+    redis.call('ZREMRANGEBYSCORE', rkey, '-inf', now)
+    local free = limit - redis.call('ZCARD', lkey) - redis.call('ZCARD', rkey)
+    if free < room then room = free; full = true end
+  end
+  local taken = 0
+  if room > 0 and ARGV[4] == '1' then
+    local reply = redis.call('XAUTOCLAIM', queue, 'workers', consumer, visibility, '0-0',
+                             'COUNT', room)
+    taken = take(task, queue, reply[2], limit, scope)
+  end
+  if room - taken > 0 then
+    local reply = redis.call('XREADGROUP', 'GROUP', 'workers', consumer, 'COUNT', room - taken,
+                             'STREAMS', queue, '>')
+    if reply then taken = taken + take(task, queue, reply[1][2], limit, scope) end
+  end
+  budget = budget - taken
+  if taken == 0 then
+    if full and room <= 0 then
+      local freed = P .. 'freed:' .. scope
+      waits[#waits + 1] = {freed, last_id(freed)}
+    else
+      waits[#waits + 1] = {queue, last_id(queue)}
+    end
+  end
+end
+if #claims > 0 then return {claims, {}} end
+waits[#waits + 1] = {ARGV[6], last_id(ARGV[6])}
+return {claims, waits}
 """
 )
 
@@ -229,11 +498,15 @@ return 1
 """
 
 HEARTBEAT = """
--- ARGV: P, consumer, id, qid, id, qid ... Extends the visibility of each entry this consumer
--- still holds. Returns {lost ids, {id, cancel reason} ...}.
-local P, consumer = ARGV[1], ARGV[2]
+local TERMINAL = {completed = true, failed = true, cancelled = true, timed_out = true}
+-- ARGV: P, consumer, visibility (ms), id, qid, id, qid ... Extends the visibility of each
+-- entry this consumer still holds, and the place under a limit its run holds or waits for.
+-- Returns {lost ids, {id, cancel reason} ...} (a run that finished meanwhile is not lost).
+local P, consumer, visibility = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local t = redis.call('TIME')
+local expires = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + visibility
 local lost, cancels = {}, {}
-for i = 3, #ARGV, 2 do
+for i = 4, #ARGV, 2 do
   local id, qid = ARGV[i], ARGV[i + 1]
   local rkey = P .. 'run:' .. id
   local task_json = redis.call('HGET', rkey, 'task')
@@ -246,17 +519,26 @@ for i = 3, #ARGV, 2 do
       held = true
       local reason = redis.call('HGET', rkey, '_cancel')
       if reason then cancels[#cancels + 1] = {id, reason} end
+      local scope = redis.call('HGET', rkey, '_lease')
+      if scope then
+        redis.call('ZADD', P .. 'lease:' .. scope, 'XX', expires, id)
+        redis.call('ZADD', P .. 'reclaim:' .. scope, 'XX', expires, id)
+      end
     end
   end
-  if not held then lost[#lost + 1] = id end
+  local state = task_json and redis.call('HGET', rkey, 'state')
+  local finished = state and TERMINAL[cjson.decode(state)]
+  if not held and not finished then lost[#lost + 1] = id end
 end
 return {lost, cancels}
 """
 
-RELEASE = """
+RELEASE = (
+    _PRELUDE
+    + """
 -- ARGV: P, consumer, id, ... Hands each unfinished run this consumer holds back to its queue
--- as a new entry, deliverable at once. Returns how many were handed back.
-local P, consumer = ARGV[1], ARGV[2]
+-- as a new entry, deliverable at once, freeing its place under a limit. Returns how many.
+local consumer = ARGV[2]
 local released = 0
 for i = 3, #ARGV do
   local id = ARGV[i]
@@ -269,20 +551,52 @@ for i = 3, #ARGV do
     if #pending == 1 and pending[1][2] == consumer then
       redis.call('XACK', queue, 'workers', qid)
       redis.call('XDEL', queue, qid)
-      redis.call('HSET', rkey, '_qid', redis.call('XADD', queue, '*', 'run', id))
+      free_lease(id, rkey)
+      redis.call('HDEL', rkey, '_lease', '_limit')
+      enqueue(id, rkey, cjson.decode(task_json))
       released = released + 1
     end
   end
 end
 return released
 """
+)
 
-DROP_ENTRY = """
--- ARGV: P, queue key, qid. Acks and deletes a queue entry that has nothing left to run.
-redis.call('XACK', ARGV[2], 'workers', ARGV[3])
-redis.call('XDEL', ARGV[2], ARGV[3])
+LEND = (
+    _PRELUDE
+    + """
+-- ARGV: P, id. The run waits for its children: its place under a limit is free for others
+-- meanwhile (it keeps the scope, to take a place back with TAKE_BACK).
+free_lease(ARGV[2], P .. 'run:' .. ARGV[2])
 return 1
 """
+)
+
+TAKE_BACK = (
+    _PRELUDE
+    + """
+-- ARGV: P, id, visibility (ms), force (1/0). A parent done waiting takes a place under its
+-- limit back: {1} taken (or it needs none), {0} none free (it is registered as reclaiming, so
+-- new runs leave it the next place). `force` takes one even over the limit.
+local id, visibility = ARGV[2], tonumber(ARGV[3])
+local rkey = P .. 'run:' .. id
+local scope = redis.call('HGET', rkey, '_lease')
+if not scope then return 1 end
+local limit = tonumber(redis.call('HGET', rkey, '_limit')) or 1
+local lkey, rcl = P .. 'lease:' .. scope, P .. 'reclaim:' .. scope
+local now = now_ms()
+redis.call('ZREMRANGEBYSCORE', lkey, '-inf', now)
+redis.call('ZREMRANGEBYSCORE', rcl, '-inf', now)
+if redis.call('ZSCORE', lkey, id) then return 1 end
+if ARGV[4] == '1' or redis.call('ZCARD', lkey) < limit then
+  redis.call('ZADD', lkey, now + visibility, id)
+  redis.call('ZREM', rcl, id)
+  return 1
+end
+redis.call('ZADD', rcl, now + visibility, id)
+return 0
+"""
+)
 
 PRUNE = """
 -- ARGV: P, finished before (Unix time), batch size. Deletes that many finished runs at most.
@@ -298,9 +612,11 @@ for _, id in ipairs(ids) do
     redis.call('HINCRBY', P .. 'counts', state .. '\\t' .. task_json, -1)
     redis.call('ZREM', P .. 'state:' .. state, id)
   end
+  local parent = cjson.decode(redis.call('HGET', rkey, 'parent_id') or 'null')
+  if type(parent) == 'string' then redis.call('ZREM', P .. 'children:' .. parent, id) end
   redis.call('ZREM', P .. 'runs', id)
   redis.call('ZREM', P .. 'finished', id)
-  redis.call('DEL', rkey, P .. 'log:' .. id)
+  redis.call('DEL', rkey, P .. 'log:' .. id, P .. 'children:' .. id)
 end
 return #ids
 """

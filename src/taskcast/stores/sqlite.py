@@ -43,13 +43,14 @@ from .base import Store, apply_transition
 
 logger = logging.getLogger("taskcast")
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 """1: the engine's runs and events. 2: adds the workflow columns ``parent_id``, ``after_ids`` and
 ``after_policy``. 3: the index by state keeps only the rarely listed end states (see
 ``_RARE_STATES``). 4: adds ``retry_of``, ``runs_by_finished`` for ``activity`` (see
 ``_FINISHED_INDEX``) and ``ended_runs``, the count of finished runs by task and state, kept with
 each commit (``count_runs`` reads it and the unfinished runs in memory, never the whole table).
-``_MIGRATIONS`` moves an older file up."""
+5: adds ``not_after`` (a child's cap: its parent's deadline). ``_MIGRATIONS`` moves an older file
+up."""
 
 _RARE_STATES = ("failed", "cancelled", "timed_out")
 """The states the ``runs_by_state`` index covers. Unfinished runs are listed from memory (every
@@ -90,7 +91,8 @@ CREATE TABLE IF NOT EXISTS runs (
     parent_id TEXT,
     after_ids TEXT NOT NULL DEFAULT '[]',
     after_policy TEXT NOT NULL DEFAULT 'fail',
-    retry_of TEXT
+    retry_of TEXT,
+    not_after REAL
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS runs_by_state ON runs (state, id) WHERE state IN ({rare});
 CREATE INDEX IF NOT EXISTS runs_by_task ON runs (task, id);
@@ -137,16 +139,20 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
         "INSERT INTO ended_runs (task, state, runs) SELECT task, state, count(*) FROM runs"
         f" WHERE state IN ({_TERMINAL_STATES_SQL}) GROUP BY task, state",
     ),
+    # From version 4 to 5: a child run keeps its parent's deadline.
+    4: ("ALTER TABLE runs ADD COLUMN not_after REAL",),
 }
 """Statements that move a file from version ``key`` to ``key + 1``."""
 
 _RUN_COLUMNS = (
     "id, task, args, state, attempt, max_attempts, timeout, result, error,"
     " created_at, started_at, finished_at, not_before, last_seq,"
-    " parent_id, after_ids, after_policy, retry_of"
+    " parent_id, after_ids, after_policy, retry_of, not_after"
 )
 _RUN_COLUMN_NAMES = [column.strip() for column in _RUN_COLUMNS.split(",")]
-_REAL_RUN_COLUMNS = frozenset({"timeout", "created_at", "started_at", "finished_at", "not_before"})
+_REAL_RUN_COLUMNS = frozenset(
+    {"timeout", "created_at", "started_at", "finished_at", "not_before", "not_after"}
+)
 _PACKED_RUN = "json_array({})".format(
     ", ".join(f"quote({c})" if c in _REAL_RUN_COLUMNS else c for c in _RUN_COLUMN_NAMES)
 )
@@ -154,7 +160,7 @@ _PACKED_RUN = "json_array({})".format(
 where SQLite's JSON rendering keeps only 15 digits); see ``SQLiteStore._query_packed``."""
 _REAL_RUN_INDEXES = tuple(i for i, c in enumerate(_RUN_COLUMN_NAMES) if c in _REAL_RUN_COLUMNS)
 _UPSERT_RUN = (
-    f"INSERT INTO runs ({_RUN_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+    f"INSERT INTO runs ({_RUN_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
     " ON CONFLICT (id) DO UPDATE SET state=excluded.state, attempt=excluded.attempt,"
     " max_attempts=excluded.max_attempts, timeout=excluded.timeout, result=excluded.result,"
     " error=excluded.error, started_at=excluded.started_at, finished_at=excluded.finished_at,"
@@ -228,6 +234,7 @@ def _run_row(run: Run, args_json: str) -> RunRow:
         compact_json(run.after) if run.after else "[]",
         run.after_policy,
         run.retry_of,
+        run.not_after,
     )
 
 
@@ -251,6 +258,7 @@ def _run_from_row(row: Sequence[Any]) -> Run:
         after=json.loads(row[15]),
         after_policy=row[16],
         retry_of=row[17],
+        not_after=row[18],
     )
 
 
