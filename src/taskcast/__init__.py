@@ -32,13 +32,16 @@ if TYPE_CHECKING:
         TaskFailed,
         TooManySignals,
         Unauthorized,
+        UnknownSchedule,
         UnknownTask,
     )
     from .models import Event, Run
+    from .policies import RateLimit, Retention
     from .resources import Pool, ResourceError, ResourceTimeout
     from .runs.context import Context
     from .runs.family import ChildRun
     from .runs.shutdown import ShutdownReport
+    from .schedules import Schedule
     from .states import RunState
     from .tasks import ThreadContext
 
@@ -60,12 +63,15 @@ _LAZY = {
     "NotSerializable": "errors",
     "Pool": "resources",
     "QueueFull": "errors",
+    "RateLimit": "policies",
     "ResourceError": "resources",
     "ResourceTimeout": "resources",
+    "Retention": "policies",
     "Run": "models",
     "RunFinished": "errors",
     "RunNotFound": "errors",
     "RunState": "states",
+    "Schedule": "schedules",
     "SchemaError": "errors",
     "ServerError": "errors",
     "ShutdownReport": "runs.shutdown",
@@ -78,6 +84,7 @@ _LAZY = {
     "ThreadContext": "tasks",
     "TooManySignals": "errors",
     "Unauthorized": "errors",
+    "UnknownSchedule": "errors",
     "UnknownTask": "errors",
 }
 
@@ -117,12 +124,15 @@ __all__ = [
     "NotSerializable",
     "Pool",
     "QueueFull",
+    "RateLimit",
     "ResourceError",
     "ResourceTimeout",
+    "Retention",
     "Run",
     "RunFinished",
     "RunNotFound",
     "RunState",
+    "Schedule",
     "SchemaError",
     "ServerError",
     "ShutdownReport",
@@ -135,6 +145,7 @@ __all__ = [
     "ThreadContext",
     "TooManySignals",
     "Unauthorized",
+    "UnknownSchedule",
     "UnknownTask",
     "__version__",
 ]

@@ -7,22 +7,34 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
+from datetime import datetime
 from types import TracebackType
 from typing import Any, TypeVar, overload
 
 import httpx
 
 from .cursors import check_cursor
-from .errors import InvalidRequest, NotRetryable, RunNotFound, ShuttingDown, UnknownTask
+from .errors import (
+    InvalidRequest,
+    NotRetryable,
+    RunNotFound,
+    ShuttingDown,
+    UnknownSchedule,
+    UnknownTask,
+)
 from .ids import is_run_id
 from .limits import MAX_PENDING_SIGNALS_PER_RUN, check_timeout
 from .log import EventLog
 from .models import Event, Run
+from .policies import Retention
 from .queues import is_shared, queue_for
 from .resources import Pool, Resources
 from .runs.coordinator import Coordinator
 from .runs.ports import QueueCounts
+from .runs.retention import Pruner
+from .runs.scheduler import Scheduler
 from .runs.shutdown import ShutdownReport
+from .schedules import Schedule
 from .states import RunState
 from .stats import DEFAULT_STEP, DEFAULT_WINDOW, Activity, Window
 from .stores import Store, store_from_url
@@ -45,6 +57,10 @@ class App:
     run holds before its task asks for them (``app.signal`` raises ``TooManySignals`` beyond;
     at most 100 of one name whatever it is). ``worker=False`` (shared stores only)
     makes an API node: it submits, watches and cancels runs that worker processes execute.
+    ``retention``: how long and how many finished runs are kept before they are pruned in the
+    background (a ``Retention``, seconds, or text such as ``"7d"``, ``"1h,10000"`` or
+    ``"forever"``); default: the store's (``memory://``: the newest 10,000 finished runs of each
+    task, for an hour at most; SQLite and Redis: 7 days). A task's own ``retention`` wins.
 
     Use ``async with app:`` (or ``await app.start()`` ... ``await app.shutdown()``).
     """
@@ -60,6 +76,7 @@ class App:
         shutdown_timeout: float = 5.0,
         max_pending_signals: int = MAX_PENDING_SIGNALS_PER_RUN,
         worker: bool = True,
+        retention: Retention | str | float | None = None,
     ) -> None:
         if max_concurrency < 1:
             raise ValueError(f"max_concurrency must be >= 1, got {max_concurrency}")
@@ -68,7 +85,13 @@ class App:
         if max_pending_signals < 1:
             raise ValueError(f"max_pending_signals must be >= 1, got {max_pending_signals}")
         self.store = store_from_url(store) if isinstance(store, str) else store
+        self._retention: Retention | None = None
+        if retention is not None:
+            self.retention = retention  # parsed by the setter
         self.tasks: dict[str, TaskDefinition] = {}
+        self.schedules: dict[str, Schedule] = {}
+        self._scheduler: Scheduler | None = None
+        self._pruner: Pruner | None = None
         self.max_concurrency = max_concurrency
         self.max_queue = max_queue
         self.cancel_timeout = cancel_timeout
@@ -102,6 +125,11 @@ class App:
         backoff_max: float = 60.0,
         jitter: bool = True,
         concurrency: int | None = None,
+        concurrency_key: str | None = None,
+        rate_limit: str | None = None,
+        rate_key: str | None = None,
+        priority: int = 0,
+        retention: Retention | str | float | None = None,
     ) -> Callable[[_F], _F]: ...
 
     def task(
@@ -117,14 +145,26 @@ class App:
         backoff_max: float = 60.0,
         jitter: bool = True,
         concurrency: int | None = None,
+        concurrency_key: str | None = None,
+        rate_limit: str | None = None,
+        rate_key: str | None = None,
+        priority: int = 0,
+        retention: Retention | str | float | None = None,
     ) -> Any:
         """Register a task (decorator, with or without arguments). Returns the function as is.
 
         ``timeout``: seconds per attempt (``timed_out`` after). ``retries``: extra attempts after a
         failure (so ``max_attempts = retries + 1``), for exceptions in ``retry_on``, after
         ``backoff * 2**(attempt-1)`` seconds at most (capped by ``backoff_max``, with full jitter).
-        ``concurrency``: runs of this task executing at once. ``name`` defaults to the function's
-        ``__name__`` (``fetch`` for ``async def fetch``, wherever it is defined). Raises
+        ``concurrency``: runs of this task executing at once; with ``concurrency_key="arg"``, at
+        once per value of that argument (one build per repository), the others waiting in order.
+        ``rate_limit="N/s|m|h"``: starts at most N per second, minute or hour, evenly spaced
+        (per value of the ``rate_key`` argument, if named); a run waiting for its rate is
+        ``queued``, holds no slot, and ``get`` says ``waiting_for="rate_limit"``. On a shared
+        store (Redis) both limits hold for the whole deployment. ``priority``: the default
+        priority of its runs, 0 to 9, higher first. ``retention``: how long and how many of its
+        finished runs are kept (overrides the App's; see ``Retention``). ``name`` defaults to
+        the function's ``__name__`` (``fetch`` for ``async def fetch``, wherever it is). Raises
         ``ValueError`` for a bad policy, or for a name already registered (naming both
         functions: give one of them ``name=``).
         """
@@ -142,6 +182,11 @@ class App:
                     retry_on=retry_on,
                 ),
                 concurrency=concurrency,
+                concurrency_key=concurrency_key,
+                rate_limit=rate_limit,
+                rate_key=rate_key,
+                priority=priority,
+                retention=retention,
             )
             taken = self.tasks.get(definition.name)
             if taken is not None:
@@ -153,6 +198,58 @@ class App:
             return fn
 
         return register(function) if function is not None else register
+
+    @property
+    def retention(self) -> Retention:
+        """How long and how many finished runs are kept (the store's default unless set)."""
+        return self.store.default_retention if self._retention is None else self._retention
+
+    @retention.setter
+    def retention(self, value: Retention | str | float) -> None:
+        try:
+            self._retention = Retention.parse(value)
+        except InvalidRequest as exc:
+            raise ValueError(exc.message) from None
+
+    def schedule(
+        self,
+        name: str,
+        task: str,
+        args: Mapping[str, Any] | None = None,
+        *,
+        cron: str | None = None,
+        every: float | None = None,
+        timezone: str = "UTC",
+        catch_up: str = "latest",
+        enabled: bool = True,
+    ) -> Schedule:
+        """Start a run of ``task`` with ``args`` at every tick of ``cron`` (5 fields, in
+        ``timezone``, DST-correct) or ``every`` seconds (>= 1; ticks at the Unix times divisible
+        by it). Each tick starts at most one run, however many processes share the store and
+        however often they restart (its id derives from the schedule and the tick). Ticks missed
+        while no process was up: ``catch_up="latest"`` starts one run for the latest of them,
+        ``"none"`` skips them. ``enabled=False`` registers it paused (``resume_schedule``).
+
+        Register schedules before ``start``; the task may be registered after, and ``start``
+        checks it and its arguments. Raises ``ValueError`` naming the field (a bad name, cron
+        expression, period, time zone or catch-up) or for a name already registered.
+        """
+        if self.started:
+            raise RuntimeError("register schedules before the App starts")
+        defined = Schedule.create(
+            name,
+            task,
+            dict(args or {}),
+            cron=cron,
+            every=every,
+            timezone=timezone,
+            catch_up=catch_up,
+            enabled=enabled,
+        )
+        if name in self.schedules:
+            raise ValueError(f"a schedule named {name!r} is registered already")
+        self.schedules[name] = defined
+        return defined
 
     def definition(self, task: str) -> TaskDefinition:
         """The registered task ``task``, or ``UnknownTask`` listing the registered names (and,
@@ -215,6 +312,8 @@ class App:
             raise ValueError(
                 f"worker=False needs a store that workers share (redis://), not {self.store.url!r}"
             )
+        for schedule in self.schedules.values():  # refused before anything is opened
+            self.definition(schedule.task).validate_arguments(dict(schedule.args))
         self.started = True
         queue = queue_for(self.store, max_queue=self.max_queue)
         await self.store.open()
@@ -232,6 +331,27 @@ class App:
         resumed = await self._coordinator.start(take=self.worker)
         if resumed:
             logger.info("resumed %d unfinished runs", len(resumed))
+        coordinator = self._coordinator
+        self._pruner = Pruner(
+            self.store,
+            {name: task.retention or self.retention for name, task in self.tasks.items()},
+            spare=coordinator.dependencies.awaited,
+        )
+        self._log.add_listener(self._pruner.note)
+        self._pruner.start()
+        self._scheduler = Scheduler(self.schedules, self.store, self._submit_tick)
+        self._scheduler.start()
+
+    async def _submit_tick(self, schedule: Schedule, tick: float | None) -> tuple[Run, bool]:
+        origin: dict[str, Any] = {"schedule": schedule.name}
+        if tick is not None:
+            origin["tick"] = tick
+        return await self._running().submit_tick(
+            self.definition(schedule.task),
+            schedule.args,
+            None if tick is None else schedule.run_id(tick),
+            origin,
+        )
 
     async def shutdown(
         self, grace: float | None = None, timeout: float | None = None
@@ -251,6 +371,12 @@ class App:
             self.grace if grace is None else grace,
             self.shutdown_timeout if timeout is None else timeout,
         )
+        # After the engine's stop began (it refuses new runs at once, so a tick firing now
+        # starts nothing), and before the store closes.
+        if self._scheduler is not None:
+            await self._scheduler.close()
+        if self._pruner is not None:
+            await self._pruner.close()
         if not self.stopped:
             self.stopped = True
             try:
@@ -342,10 +468,19 @@ class App:
         max_attempts: int | None = None,
         after: Sequence[str] | None = None,
         after_policy: str = "fail",
+        run_at: datetime | None = None,
+        delay: float | None = None,
+        priority: int | None = None,
     ) -> Run:
         """``submit`` with options: a per-run ``timeout`` (seconds per attempt), ``max_attempts``
         (overrides the task's), and ``id``, an idempotency key: submitting an id that exists
         returns the existing run and queues nothing.
+
+        ``run_at`` (a ``datetime`` with its offset) or ``delay`` (seconds): the run is
+        ``scheduled`` until then (it holds no slot, can be cancelled), then ``queued``; a time
+        that has passed starts it at once. At most a year ahead. ``priority``: 0 to 9, higher
+        first (default: the task's), with ageing (``policies.rank``). Bad values raise
+        ``InvalidRequest`` naming the field, and nothing is stored.
 
         ``after``: ids of runs this one waits for; it stays ``queued`` until each has ended,
         then starts if they all completed. If one failed, was cancelled or timed out, it fails
@@ -363,6 +498,9 @@ class App:
             max_attempts=max_attempts,
             after=after,
             after_policy=after_policy,
+            run_at=run_at,
+            delay=delay,
+            priority=priority,
         )
         return run.copy()  # the coordinator keeps its own; the caller may change this one
 
@@ -373,26 +511,41 @@ class App:
         *,
         timeout: float | None = None,
         max_attempts: int | None = None,
+        run_at: datetime | None = None,
+        delay: float | None = None,
+        priority: int | None = None,
     ) -> list[Run]:
         """Queue one run of ``task`` per mapping in ``many_args``; return them, in order.
 
         All or nothing: every mapping is validated first (``InvalidArguments`` names the index,
         e.g. ``[3].n``), and ``QueueFull`` is raised unless the queue has room for them all.
         The runs are stored together (for SQLite, one commit), which makes this the fast way to
-        queue many runs at once. ``timeout`` and ``max_attempts`` apply to each run.
+        queue many runs at once. ``timeout``, ``max_attempts``, ``run_at`` or ``delay``, and
+        ``priority`` apply to each run (see ``submit_with``).
         """
         coordinator = self._running()
         definition = self.definition(task)
         runs = await coordinator.submit_many(
-            definition, many_args, timeout=timeout, max_attempts=max_attempts
+            definition,
+            many_args,
+            timeout=timeout,
+            max_attempts=max_attempts,
+            run_at=run_at,
+            delay=delay,
+            priority=priority,
         )
         return [run.copy() for run in runs]
 
     async def get(self, run_id: str) -> Run:
-        """The run as stored. Raises ``RunNotFound``."""
-        run = await self._running().store.get_run(run_id)
+        """The run as stored, with ``waiting_for`` saying why it does not start yet when a limit
+        holds it (``"rate_limit"``, ``"concurrency"``, ``"dependencies"``). Raises
+        ``RunNotFound``."""
+        coordinator = self._running()
+        run = await coordinator.store.get_run(run_id)
         if run is None:
             raise RunNotFound(run_id)
+        if run.waiting_for is None and run.state is RunState.QUEUED:
+            run.waiting_for = coordinator.waiting_reason(run_id)
         return run
 
     async def runs(
@@ -476,6 +629,63 @@ class App:
             async for _ in batches:
                 pass
         return await self.get(run_id)
+
+    # -- schedules ---------------------------------------------------------------------------
+
+    def _schedule(self, name: str) -> tuple[Scheduler, Schedule]:
+        self._running()
+        if self._scheduler is None:
+            raise ShuttingDown("this App is not started: use `async with app:` or app.start()")
+        schedule = self.schedules.get(name)
+        if schedule is None:
+            raise UnknownSchedule(name, list(self.schedules))
+        return self._scheduler, schedule
+
+    async def schedule_info(self, name: str | None = None) -> list[dict[str, Any]]:
+        """The registered schedules (or the one named) as JSON: definition, ``paused``,
+        ``next_tick``, ``last_tick``, ``last_run`` (times are Unix seconds). Raises
+        ``UnknownSchedule``."""
+        names = list(self.schedules) if name is None else [name]
+        found = []
+        for each in names:
+            scheduler, schedule = self._schedule(each)
+            found.append(await scheduler.describe(schedule))
+        return found
+
+    async def pause_schedule(self, name: str) -> None:
+        """Stop starting runs at ``name``'s ticks, in every process sharing the store (ticks
+        passing meanwhile are skipped). Raises ``UnknownSchedule``."""
+        scheduler, schedule = self._schedule(name)
+        await scheduler.set_paused(schedule, True)
+
+    async def resume_schedule(self, name: str) -> None:
+        """Start runs at ``name``'s ticks again, from the next one. Raises
+        ``UnknownSchedule``."""
+        scheduler, schedule = self._schedule(name)
+        await scheduler.set_paused(schedule, False)
+
+    async def trigger_schedule(self, name: str) -> Run:
+        """Start a run of ``name`` now, out of turn (even while paused); returns it. Raises
+        ``UnknownSchedule`` and what ``submit`` raises."""
+        scheduler, schedule = self._schedule(name)
+        return (await scheduler.trigger(schedule)).copy()
+
+    def time_counts(self) -> dict[str, Any]:
+        """What the time-and-order machinery did in this process: ``ticks_started`` and
+        ``ticks_skipped`` by schedule, ``runs_pruned``."""
+        scheduler, pruner = self._scheduler, self._pruner
+        return {
+            "ticks_started": dict(scheduler.started) if scheduler else {},
+            "ticks_skipped": dict(scheduler.skipped) if scheduler else {},
+            "runs_pruned": pruner.pruned if pruner else 0,
+        }
+
+    async def prune_now(self) -> int:
+        """Run one retention pass now (``App(retention=...)`` does it in the background);
+        returns how many finished runs it deleted."""
+        self._running()
+        assert self._pruner is not None
+        return await self._pruner.prune()
 
     async def prune(self, older_than: float) -> int:
         """Delete finished runs that finished more than ``older_than`` seconds ago, with their

@@ -38,6 +38,21 @@ class UnknownTask(TaskcastError):
         )
 
 
+class UnknownSchedule(TaskcastError):
+    """No schedule is registered under that name."""
+
+    code = "unknown_schedule"
+    status = 404
+
+    def __init__(self, name: str, known: list[str]) -> None:
+        listing = ", ".join(sorted(known)) or "none"
+        super().__init__(
+            f"unknown schedule {name!r}; registered schedules: {listing}",
+            schedule=name,
+            known=sorted(known),
+        )
+
+
 class InvalidArguments(TaskcastError):
     """The arguments do not fit the task's signature; ``problems`` names each parameter."""
 

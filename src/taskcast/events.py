@@ -3,8 +3,9 @@
 A run's log holds two kinds of events:
 
 * **lifecycle events**, written only by the engine, each of which moves the run's state:
-  ``queued``, ``started``, ``retrying``, ``interrupted``, exactly one terminal event
-  (``completed``, ``failed``, ``cancelled``, ``timed_out``), and ``shutdown`` (the process
+  ``scheduled`` (the run waits for its start time), ``queued``, ``started``, ``retrying``,
+  ``interrupted``, exactly one terminal event (``completed``, ``failed``, ``cancelled``,
+  ``timed_out``), and ``shutdown`` (the process
   stopped while the run was unfinished; its data says the state it was left in);
 * **events of the run's own**: those its task emits (``progress``, ``log``, any other type),
   plus two the engine writes on request, ``signal`` (a signal was sent to it) and ``child`` (it
@@ -20,6 +21,7 @@ from typing import Any
 
 from .states import TERMINAL_STATES, RunState
 
+SCHEDULED = "scheduled"
 QUEUED = "queued"
 STARTED = "started"
 RETRYING = "retrying"
@@ -34,6 +36,7 @@ TERMINAL_EVENT_TYPES = frozenset(state.value for state in TERMINAL_STATES)
 """The event type written when a run enters each terminal state (named like the state)."""
 
 STATE_AFTER: dict[str, RunState] = {
+    SCHEDULED: RunState.SCHEDULED,  # submitted with a start time; ``queued`` at that time
     QUEUED: RunState.QUEUED,
     STARTED: RunState.RUNNING,
     RETRYING: RunState.QUEUED,  # waits for its backoff, then ``started`` again
@@ -53,8 +56,11 @@ def state_after(event_type: str, data: Any) -> RunState | None:
     """The state a run is in right after an event of ``event_type`` with ``data``, or ``None``
     for an event that does not change it (a task's own, ``signal``, ``child``).
 
-    ``shutdown`` leaves the run in the state its data names (``queued`` or ``interrupted``)."""
+    ``shutdown`` leaves the run in the state its data names (``queued``, ``scheduled`` or
+    ``interrupted``)."""
     if event_type == SHUTDOWN:
         named = data.get("state") if isinstance(data, dict) else None
-        return RunState.QUEUED if named == RunState.QUEUED.value else RunState.INTERRUPTED
+        if named in (RunState.QUEUED.value, RunState.SCHEDULED.value):
+            return RunState(named)
+        return RunState.INTERRUPTED
     return STATE_AFTER.get(event_type)

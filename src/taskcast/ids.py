@@ -6,6 +6,7 @@ one millisecond (runs submitted in a burst list in submit order), which that lib
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import time
@@ -87,3 +88,13 @@ def ids_with_prefix_below(prefix: str) -> str:
     Every character a run id may hold sorts below DEL (``\\x7f``), in Python, SQLite and Redis
     alike (they compare bytes)."""
     return prefix + "\x7f"
+
+
+def derived_run_id(at: float, key: str) -> str:
+    """A ULID made from a time (Unix seconds) and a ``key``, the same wherever and whenever it is
+    made: its time part is ``at``, its random part a hash of ``key``. A schedule's tick uses it
+    as the idempotency id of its run, so the tick starts one run however many processes (or
+    restarts) try, and the run still sorts among the others by time."""
+    digest = hashlib.sha256(key.encode()).digest()
+    randomness = int.from_bytes(digest[:10], "big")
+    return _encode(max(0, int(at * 1000)), 10) + _encode_random(randomness)

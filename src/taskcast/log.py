@@ -148,6 +148,10 @@ class EventLog:
         """How many watchers are reading a log right now."""
         return sum(channel.watchers for channel in self._channels.values())
 
+    def is_watched(self, run_id: str) -> bool:
+        """True while somebody reads the run's log."""
+        return run_id in self._channels
+
     @property
     def closing(self) -> bool:
         return self._closing

@@ -168,6 +168,11 @@ class Run:
     ``ctx.map``); ``after`` the runs it waits for before it may start, and ``after_policy``
     what a dependency that did not complete does to it: ``"fail"`` it, or run it ``"always"``.
     ``retry_of`` is the run this one retries (``App.retry``): same task, same arguments.
+    ``run_at`` is the Unix time a run submitted with a start time may start (it is
+    ``scheduled`` until then); ``priority`` 0 to 9, higher first (``policies.rank``).
+    ``waiting_for`` says why a queued run does not start yet, when the engine knows
+    (``"rate_limit"``, ``"concurrency"``, ``"dependencies"``); it is not a stored field on every
+    store: ``App.get`` fills it in.
     """
 
     id: str
@@ -188,6 +193,9 @@ class Run:
     after: list[str] = field(default_factory=list)
     after_policy: str = "fail"
     retry_of: str | None = None
+    run_at: float | None = None
+    priority: int = 0
+    waiting_for: str | None = None
     not_after: float | None = None
 
     @property
@@ -218,6 +226,9 @@ class Run:
             self.after,
             self.after_policy,
             self.retry_of,
+            self.run_at,
+            self.priority,
+            self.waiting_for,
             self.not_after,
         )
 
@@ -241,6 +252,9 @@ class Run:
             "after": self.after,
             "after_policy": self.after_policy,
             "retry_of": self.retry_of,
+            "run_at": self.run_at,
+            "priority": self.priority,
+            "waiting_for": self.waiting_for,
         }
 
 
@@ -296,3 +310,15 @@ class Event:
             "data": self.data,
             "at": self.at,
         }
+
+
+@dataclass(slots=True)
+class ScheduleState:
+    """What the store keeps of a schedule between ticks and across processes: whether it is
+    ``paused`` (None: as its ``enabled`` says), its latest tick (Unix time) and that tick's
+    run."""
+
+    name: str
+    paused: bool | None = None
+    last_tick: float | None = None
+    last_run: str | None = None

@@ -1,10 +1,11 @@
 """Run states and the one table of allowed transitions.
 
-A run moves ``queued -> running -> <terminal>``. ``running -> queued`` is a retry waiting for its
-backoff; ``interrupted`` is a run that was running when its process stopped; on the next start it
-goes back to ``queued`` (a new attempt) or to ``failed``. Terminal states have no way out, which is
-what makes "exactly one terminal state per run" a property of this table plus a compare-and-set in
-the store.
+A run moves ``queued -> running -> <terminal>``; a run submitted with a start time (``run_at`` or
+``delay``) is ``scheduled`` first, and becomes ``queued`` at its time (or ``cancelled`` before).
+``running -> queued`` is a retry waiting for its backoff; ``interrupted`` is a run that was
+running when its process stopped; on the next start it goes back to ``queued`` (a new attempt) or
+to ``failed``. Terminal states have no way out, which is what makes "exactly one terminal state
+per run" a property of this table plus a compare-and-set in the store.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from enum import StrEnum
 
 
 class RunState(StrEnum):
+    SCHEDULED = "scheduled"
     QUEUED = "queued"
     RUNNING = "running"
     COMPLETED = "completed"
@@ -31,6 +33,7 @@ TERMINAL_STATES = frozenset(
 )
 
 ALLOWED_TRANSITIONS: dict[RunState, frozenset[RunState]] = {
+    RunState.SCHEDULED: frozenset({RunState.QUEUED, RunState.CANCELLED}),
     RunState.QUEUED: frozenset(
         {RunState.RUNNING, RunState.CANCELLED, RunState.FAILED, RunState.QUEUED}
     ),

@@ -27,9 +27,10 @@ from typing import Any, Literal, Protocol
 
 import pydantic
 
-from .errors import InvalidArguments
+from .errors import InvalidArguments, InvalidRequest
 from .limits import timeout_error
-from .models import Event
+from .models import Event, compact_json
+from .policies import RateLimit, Retention, check_priority
 
 
 class Context(Protocol):
@@ -86,13 +87,23 @@ class RetryPolicy:
 
 @dataclass(slots=True)
 class TaskDefinition:
-    """A registered task: what ``@app.task`` builds. See the module docstring for body kinds."""
+    """A registered task: what ``@app.task`` builds. See the module docstring for body kinds.
+
+    ``concurrency`` is per task, or per value of the ``concurrency_key`` argument when one is
+    named; ``rate_limit`` per task, or per value of ``rate_key``; ``priority`` is the default of
+    its runs; ``retention`` overrides the App's for its finished runs.
+    """
 
     name: str
     function: Callable[..., Any]
     timeout: float | None = None
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     concurrency: int | None = None
+    concurrency_key: str | None = None
+    rate_limit: RateLimit | None = None
+    rate_key: str | None = None
+    priority: int = 0
+    retention: Retention | None = None
     description: str = ""
     kind: BodyKind = BodyKind.ASYNC_FUNCTION
     wants_context: bool = False
@@ -108,12 +119,41 @@ class TaskDefinition:
         timeout: float | None = None,
         retry: RetryPolicy | None = None,
         concurrency: int | None = None,
+        concurrency_key: str | None = None,
+        rate_limit: str | RateLimit | None = None,
+        rate_key: str | None = None,
+        priority: int = 0,
+        retention: Retention | str | float | None = None,
     ) -> TaskDefinition:
-        """Inspect ``function`` and build its definition. Raises ``ValueError`` on a bad policy."""
+        """Inspect ``function`` and build its definition. Raises ``ValueError`` on a bad policy
+        (naming the option: a rate limit that is not ``"N/s|m|h"``, a key that is not a
+        parameter of the function, a priority outside 0-9...)."""
         if (problem := timeout_error(timeout, "timeout")) is not None:
             raise ValueError(problem)
-        if concurrency is not None and concurrency < 1:
-            raise ValueError(f"concurrency must be >= 1, got {concurrency!r}")
+        if concurrency is not None and (
+            isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1
+        ):
+            raise ValueError(f"concurrency must be an integer >= 1, got {concurrency!r}")
+        try:
+            parsed_rate = (
+                rate_limit
+                if rate_limit is None or isinstance(rate_limit, RateLimit)
+                else RateLimit.parse(rate_limit)
+            )
+            check_priority(priority)
+            parsed_retention = None if retention is None else Retention.parse(retention)
+        except InvalidRequest as exc:
+            raise ValueError(exc.message) from None
+        if concurrency_key is not None and concurrency is None:
+            raise ValueError(
+                f"concurrency_key={concurrency_key!r} needs concurrency=K: how many runs at once"
+                " per value of that argument"
+            )
+        if rate_key is not None and parsed_rate is None:
+            raise ValueError(
+                f'rate_key={rate_key!r} needs rate_limit="N/s|m|h": the rate per value of that'
+                " argument"
+            )
         # The function's own name, as written (and as arq, SAQ and Dramatiq name tasks): the
         # module it lives in does not change what a user types in curl or the CLI.
         task_name = name or function.__name__
@@ -128,12 +168,24 @@ class TaskDefinition:
         )
         if wants_context:
             params = params[1:]
+        names = [p.name for p in params if p.kind is not inspect.Parameter.VAR_KEYWORD]
+        for option, key in (("concurrency_key", concurrency_key), ("rate_key", rate_key)):
+            if key is not None and key not in names:
+                raise ValueError(
+                    f"{option}={key!r} is not a parameter of task {task_name!r}; its parameters:"
+                    f" {', '.join(names) or 'none'}"
+                )
         definition = cls(
             name=task_name,
             function=function,
             timeout=timeout,
             retry=retry or RetryPolicy(),
             concurrency=concurrency,
+            concurrency_key=concurrency_key,
+            rate_limit=parsed_rate,
+            rate_key=rate_key,
+            priority=priority,
+            retention=parsed_retention,
             description=inspect.getdoc(function) or "",
             kind=_body_kind(function),
             wants_context=wants_context,
@@ -145,6 +197,32 @@ class TaskDefinition:
     @property
     def max_attempts(self) -> int:
         return self.retry.retries + 1
+
+    @property
+    def task_concurrency(self) -> int | None:
+        """Runs of this task at once in all (``None`` when ``concurrency`` is per key)."""
+        return self.concurrency if self.concurrency_key is None else None
+
+    def concurrency_key_of(self, args: dict[str, Any]) -> str | None:
+        """The value of the ``concurrency_key`` argument in ``args`` (as JSON), or None."""
+        return None if self.concurrency_key is None else self._argument(args, self.concurrency_key)
+
+    def rate_key_of(self, args: dict[str, Any]) -> str | None:
+        """The value of the ``rate_key`` argument in ``args`` (as JSON), or None: runs with the
+        same value share one rate (every run of the task shares it without a ``rate_key``)."""
+        return None if self.rate_key is None else self._argument(args, self.rate_key)
+
+    def _argument(self, args: dict[str, Any], name: str) -> str:
+        if name in args:
+            value = args[name]
+        else:  # left to its default: runs that omit it share the default's limit
+            value = next((p.default for p in self.parameters if p.name == name), None)
+            if value is inspect.Parameter.empty:
+                value = None
+        try:
+            return compact_json(value)
+        except (TypeError, ValueError, RecursionError):
+            return repr(value)
 
     def validate_arguments(self, args: dict[str, Any]) -> dict[str, Any]:
         """The arguments as JSON-ready values, or ``InvalidArguments`` naming each bad one."""
@@ -191,6 +269,11 @@ class TaskDefinition:
             "timeout": self.timeout,
             "max_attempts": self.max_attempts,
             "concurrency": self.concurrency,
+            "concurrency_key": self.concurrency_key,
+            "rate_limit": None if self.rate_limit is None else str(self.rate_limit),
+            "rate_key": self.rate_key,
+            "priority": self.priority,
+            "retention": None if self.retention is None else str(self.retention),
         }
 
     async def invoke(self, context: Context, args: dict[str, Any]) -> Any:

@@ -11,7 +11,41 @@ from pathlib import Path
 import pytest
 
 import taskcast
-from taskcast.stores.sqlite import _SCHEMA_TEMPLATE, SCHEMA_VERSION, SQLiteStore
+from taskcast.stores.sqlite import SCHEMA_VERSION, SQLiteStore
+
+V3_SCHEMA_TEMPLATE = """
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY,
+    task TEXT NOT NULL,
+    args TEXT NOT NULL,
+    state TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    max_attempts INTEGER NOT NULL,
+    timeout REAL,
+    result TEXT NOT NULL,
+    error TEXT,
+    created_at REAL NOT NULL,
+    started_at REAL,
+    finished_at REAL,
+    not_before REAL,
+    last_seq INTEGER NOT NULL,
+    parent_id TEXT,
+    after_ids TEXT NOT NULL DEFAULT '[]',
+    after_policy TEXT NOT NULL DEFAULT 'fail'
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS runs_by_state ON runs (state, id) WHERE state IN ({rare});
+CREATE INDEX IF NOT EXISTS runs_by_task ON runs (task, id);
+CREATE INDEX IF NOT EXISTS runs_by_parent ON runs (parent_id, id) WHERE parent_id IS NOT NULL;
+CREATE TABLE IF NOT EXISTS events (
+    run_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    type TEXT NOT NULL,
+    data TEXT NOT NULL,
+    at REAL NOT NULL,
+    PRIMARY KEY (run_id, seq)
+) WITHOUT ROWID;
+"""
+"""The schema of version 3 files (before time and order), ``{rare}`` for the index's states."""
 
 
 async def test_the_file_uses_wal_and_records_its_schema_version(tmp_path: Path) -> None:
@@ -394,8 +428,7 @@ async def test_listing_a_rare_end_state_does_not_read_the_whole_table(tmp_path: 
 async def test_a_version_2_file_gets_the_new_index_and_keeps_its_runs(tmp_path: Path) -> None:
     path = tmp_path / "v2.db"
     conn = sqlite3.connect(path)
-    version_2 = _SCHEMA_TEMPLATE.replace(" WHERE state IN ({rare})", "")
-    conn.executescript(version_2.replace(",\n    retry_of TEXT,\n    not_after REAL", ""))
+    conn.executescript(V3_SCHEMA_TEMPLATE.replace(" WHERE state IN ({rare})", ""))
     conn.execute(
         "INSERT INTO runs (id, task, args, state, attempt, max_attempts, result, created_at,"
         " last_seq) VALUES ('old', 'noop', '{}', 'failed', 1, 1, 'null', 1.0, 3)"
@@ -411,9 +444,7 @@ async def test_a_version_2_file_gets_the_new_index_and_keeps_its_runs(tmp_path: 
 
 
 def _version_3_schema() -> str:
-    return _SCHEMA_TEMPLATE.format(rare="'failed', 'cancelled', 'timed_out'").replace(
-        ",\n    retry_of TEXT,\n    not_after REAL", ""
-    )
+    return V3_SCHEMA_TEMPLATE.format(rare="'failed', 'cancelled', 'timed_out'")
 
 
 async def test_a_version_3_file_gets_retry_of_and_the_finish_index_and_keeps_its_runs(

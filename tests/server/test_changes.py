@@ -21,7 +21,16 @@ from taskcast.server.changes import RunChanges
 from .live import LiveServer, live_server
 
 TOKEN = "changes-token"
-STATES = {"queued", "running", "completed", "failed", "cancelled", "timed_out", "interrupted"}
+STATES = {
+    "scheduled",
+    "queued",
+    "running",
+    "completed",
+    "failed",
+    "cancelled",
+    "timed_out",
+    "interrupted",
+}
 
 
 @pytest.fixture

@@ -58,6 +58,14 @@ def _parser() -> argparse.ArgumentParser:
         metavar="RUN",
         help="start only once this run has ended (repeat for several)",
     )
+    when = submit.add_mutually_exclusive_group()
+    when.add_argument(
+        "--at",
+        metavar="TIME",
+        help="start it at this time: 2030-01-01T09:00+01:00, 2030-01-01 09:00 (local) or 09:00",
+    )
+    when.add_argument("--in", dest="in_", metavar="DURATION", help="start it in 90s, 15m, 2h, 1d")
+    submit.add_argument("--priority", type=int, help="0 to 9, higher first (default: the task's)")
     submit.add_argument(
         "--after-policy",
         choices=["fail", "always"],
@@ -92,7 +100,15 @@ def _parser() -> argparse.ArgumentParser:
     signal.add_argument("name", help="the signal name")
     signal.add_argument("--data", help="JSON data for the task")
 
-    for client_verb in (submit, watch, cancel, retry, get, runs, signal):
+    schedules = verbs.add_parser(
+        "schedules", help="list the periodic schedules; pause, resume or trigger one"
+    )
+    schedules.add_argument(
+        "action", nargs="?", choices=["pause", "resume", "trigger"], help="what to do"
+    )
+    schedules.add_argument("name", nargs="?", help="the schedule (with an action)")
+
+    for client_verb in (submit, watch, cancel, retry, get, runs, signal, schedules):
         client_commands.add_connection_options(client_verb)
     return parser
 

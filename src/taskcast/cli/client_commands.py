@@ -1,4 +1,5 @@
-"""The client verbs: ``submit``, ``watch``, ``cancel``, ``retry``, ``get``, ``runs``, ``signal``.
+"""The client verbs: ``submit``, ``watch``, ``cancel``, ``retry``, ``get``, ``runs``,
+``signal``, ``schedules``.
 
 Each takes a run id or any unique prefix of one, and ``--json`` for scripts: one JSON document
 on stdout (JSON lines, one event each, for ``watch`` and ``submit --watch``), errors as one JSON
@@ -19,7 +20,8 @@ from ..client import AsyncClient
 from ..errors import InvalidRequest, RunFinished
 from ..models import Run, compact_json
 from . import run_ids
-from .runs_table import clock, duration, runs_table
+from .runs_table import clock, duration, runs_table, schedules_table
+from .start_times import parse_at, parse_in
 from .watch import watch_run, watch_run_json
 
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -100,6 +102,9 @@ async def submit(options: argparse.Namespace, console: Console) -> int:
             id=options.id,
             after=await run_ids.resolve_all(client, options.after),
             after_policy=options.after_policy,
+            run_at=None if options.at is None else parse_at(options.at),
+            delay=None if options.in_ is None else parse_in(options.in_),
+            priority=options.priority,
         )
         if options.json:
             print_json(console, run.to_dict())
@@ -168,6 +173,12 @@ def _describe(run: Run, now: float | None = None) -> list[tuple[str, str]]:
         ("finished", clock(run.finished_at, now)),
         ("duration", duration(run, now)),
     ]
+    if run.run_at is not None:
+        facts.append(("run at", clock(run.run_at, now)))
+    if run.priority:
+        facts.append(("priority", str(run.priority)))
+    if run.waiting_for is not None:
+        facts.append(("waiting for", run.waiting_for))
     if run.timeout is not None:
         facts.append(("timeout", f"{run.timeout:g}s"))
     if run.parent_id:
@@ -210,4 +221,39 @@ async def runs(options: argparse.Namespace, console: Console) -> int:
         console.print("no runs")
         return 0
     console.print(runs_table(found, console.width))
+    return 0
+
+
+async def schedules(options: argparse.Namespace, console: Console) -> int:
+    if options.action is not None and not options.name:
+        raise InvalidRequest(f"taskcast schedules {options.action} needs the schedule's NAME")
+    if options.action is None and options.name:
+        raise InvalidRequest("to act on a schedule: taskcast schedules pause|resume|trigger NAME")
+    async with connect(options) as client:
+        if options.action == "trigger":
+            run = await client.trigger_schedule(options.name)
+            if options.json:
+                print_json(console, run.to_dict())
+            else:
+                console.print(run.id, highlight=False)
+            return 0
+        if options.action is not None:
+            changed = await (
+                client.pause_schedule(options.name)
+                if options.action == "pause"
+                else client.resume_schedule(options.name)
+            )
+            if options.json:
+                print_json(console, changed)
+            else:
+                done = "paused" if changed["paused"] else "resumed"
+                console.print(f"{done} {options.name}", highlight=False)
+            return 0
+        found = await client.schedules()
+    if options.json:
+        print_json(console, found)
+    elif not found:
+        console.print("no schedules")
+    else:
+        console.print(schedules_table(found))
     return 0

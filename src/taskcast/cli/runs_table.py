@@ -4,8 +4,9 @@ and a table that fits the terminal (80 columns and up) without cutting a cell.""
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
+from typing import Any
 
 from rich.table import Table
 
@@ -51,10 +52,13 @@ def duration(run: Run, now: float) -> str:
 
 
 def clock(timestamp: float | None, now: float) -> str:
-    """An absolute local time with its age: ``2026-12-02 09:41:07 (3m05s ago)``, or ``-``."""
+    """An absolute local time with its age: ``2026-12-02 09:41:07 (3m05s ago)`` (``(in 1m30s)``
+    for a time to come), or ``-``."""
     if timestamp is None:
         return "-"
     when = datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M:%S")
+    if timestamp > now:
+        return f"{when} (in {span(timestamp - now)})"
     return f"{when} ({age(timestamp, now)})"
 
 
@@ -108,4 +112,27 @@ def runs_table(runs: Sequence[Run], width: int, now: float | None = None) -> Tab
         )
     for row in rows:
         table.add_row(*(row[name] for name in columns))
+    return table
+
+
+def schedules_table(schedules: Sequence[Mapping[str, Any]], now: float | None = None) -> Table:
+    """``taskcast schedules``: one row per schedule: when it ticks, its next and last tick, and
+    its last run."""
+    now = time.time() if now is None else now
+    table = Table(box=None, pad_edge=False, padding=(0, COLUMN_GAP, 0, 0))
+    for column in ("name", "task", "when", "state", "next", "last", "last run"):
+        table.add_column(column, no_wrap=True)
+    for schedule in schedules:
+        every = schedule.get("every")
+        when = f"every {span(every)}" if every else f"{schedule['cron']} {schedule['timezone']}"
+        next_tick = schedule.get("next_tick")
+        table.add_row(
+            schedule["name"],
+            schedule["task"],
+            when,
+            "paused" if schedule["paused"] else "active",
+            "-" if next_tick is None else f"in {span(next_tick - now)}",
+            age(schedule.get("last_tick"), now),
+            schedule.get("last_run") or "-",
+        )
     return table

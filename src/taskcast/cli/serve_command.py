@@ -75,6 +75,11 @@ def build_app(options: argparse.Namespace) -> App:
                 f"--no-worker needs a store that workers share (redis://), not {app.store.url!r}"
             )
         app.worker = False
+    if getattr(options, "retention", None):
+        try:
+            app.retention = options.retention
+        except ValueError as exc:
+            raise CannotLoadApp(f"--retention: {exc}") from None
     if not options.no_demo:
         try:
             register_demo_tasks(app)
@@ -112,6 +117,7 @@ def add_serve_options(parser: argparse.ArgumentParser) -> None:
         " only loopback names are answered by default, against DNS rebinding); * for any",
         metavar="NAME",
     )
+    add_retention_option(env)
     env.add("--grace", "seconds running runs get to finish on shutdown (default 10)", type=float)
     env.add(
         "--shutdown-timeout",
@@ -140,6 +146,14 @@ def add_fetch_options(env: EnvOptions) -> None:
     env.switch(
         "--fetch-allow-private",
         "let http.fetch reach any address, the cloud metadata service included",
+    )
+
+
+def add_retention_option(env: EnvOptions) -> None:
+    env.add(
+        "--retention",
+        "keep finished runs this long and/or this many per task, then prune them: 7d, 1h,10000,"
+        " forever (default: the store's; memory:// 1h,10000, else 7d)",
     )
 
 

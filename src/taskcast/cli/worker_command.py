@@ -28,6 +28,7 @@ from .serve_command import (
     CannotLoadApp,
     add_fetch_options,
     add_log_options,
+    add_retention_option,
     build_app,
 )
 
@@ -41,6 +42,7 @@ def add_worker_options(parser: argparse.ArgumentParser) -> None:
     env.switch("--enable-shell", "register the built-in shell task (give it to the API nodes too)")
     add_fetch_options(env)
     env.add("--concurrency", "runs executing at once (default: the App's, 100)", type=int)
+    add_retention_option(env)
     env.add("--grace", "seconds running runs get to finish on shutdown (default 10)", type=float)
     env.add(
         "--shutdown-timeout",

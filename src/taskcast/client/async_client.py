@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncGenerator, Mapping, Sequence
+from datetime import datetime
 from types import TracebackType
 from typing import Any, TypeVar, cast
 
@@ -121,6 +122,9 @@ class AsyncClient:
         max_attempts: int | None = None,
         after: Sequence[str] | None = None,
         after_policy: str = "fail",
+        run_at: datetime | None = None,
+        delay: float | None = None,
+        priority: int | None = None,
     ) -> Run:
         """``submit`` with options: ``timeout`` (seconds per attempt), ``max_attempts``
         (overrides the task's), and ``id``, an idempotency key: submitting an id that exists
@@ -135,6 +139,9 @@ class AsyncClient:
             max_attempts=max_attempts,
             after=after,
             after_policy=after_policy,
+            run_at=run_at,
+            delay=delay,
+            priority=priority,
         )
         return await self._call(call)
 
@@ -181,6 +188,24 @@ class AsyncClient:
     async def tasks(self) -> list[TaskInfo]:
         """The tasks the server runs, with their parameters (JSON Schema) and policy."""
         return await self._call(calls.tasks())
+
+    async def schedules(self) -> list[dict[str, Any]]:
+        """The server's periodic schedules: definition, ``paused``, ``next_tick``,
+        ``last_tick``, ``last_run`` (times in Unix seconds)."""
+        return await self._call(calls.schedules())
+
+    async def pause_schedule(self, name: str) -> dict[str, Any]:
+        """Pause the schedule ``name`` (for every process); returns it. Raises
+        ``UnknownSchedule``."""
+        return await self._call(calls.set_schedule_paused(name, True))
+
+    async def resume_schedule(self, name: str) -> dict[str, Any]:
+        """Resume the schedule ``name``; returns it. Raises ``UnknownSchedule``."""
+        return await self._call(calls.set_schedule_paused(name, False))
+
+    async def trigger_schedule(self, name: str) -> Run:
+        """Start a run of the schedule ``name`` now; returns it. Raises ``UnknownSchedule``."""
+        return await self._call(calls.trigger_schedule(name))
 
     async def events(self, run_id: str, after: int = 0) -> AsyncGenerator[Event, None]:
         """The run's events with ``seq > after``, the same ``Event`` objects as in-process: the

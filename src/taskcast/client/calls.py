@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Generic, TypeVar
 from urllib.parse import quote
 
@@ -74,6 +75,9 @@ def run_from_json(body: Mapping[str, Any]) -> Run:
         after=body.get("after") or [],
         after_policy=body.get("after_policy", "fail"),
         retry_of=body.get("retry_of"),
+        run_at=body.get("run_at"),
+        priority=body.get("priority", 0),
+        waiting_for=body.get("waiting_for"),
     )
 
 
@@ -120,9 +124,19 @@ def submit(
     max_attempts: int | None,
     after: Sequence[str] | None = None,
     after_policy: str = "fail",
+    run_at: datetime | None = None,
+    delay: float | None = None,
+    priority: int | None = None,
 ) -> Call[Run]:
     body: dict[str, Any] = {"task": task, "args": dict(args or {})}
-    options = {"id": id, "timeout": timeout, "max_attempts": max_attempts}
+    options = {
+        "id": id,
+        "timeout": timeout,
+        "max_attempts": max_attempts,
+        "run_at": None if run_at is None else run_at.isoformat(),
+        "delay": delay,
+        "priority": priority,
+    }
     body.update({name: value for name, value in options.items() if value is not None})
     if after:
         body["after"] = list(after)
@@ -174,3 +188,26 @@ def signal(run_id: str, name: str, data: Any) -> Call[None]:
 
 def tasks() -> Call[list[TaskInfo]]:
     return Call("GET", "/tasks", _tasks)
+
+
+def _schedules(response: httpx.Response) -> list[dict[str, Any]]:
+    schedules: list[dict[str, Any]] = _json(response)["schedules"]
+    return schedules
+
+
+def _schedule(response: httpx.Response) -> dict[str, Any]:
+    schedule: dict[str, Any] = _json(response)
+    return schedule
+
+
+def schedules() -> Call[list[dict[str, Any]]]:
+    return Call("GET", "/schedules", _schedules)
+
+
+def set_schedule_paused(name: str, paused: bool) -> Call[dict[str, Any]]:
+    action = "pause" if paused else "resume"
+    return Call("POST", f"/schedules/{quote(name, safe='')}/{action}", _schedule)
+
+
+def trigger_schedule(name: str) -> Call[Run]:
+    return Call("POST", f"/schedules/{quote(name, safe='')}/trigger", _run)

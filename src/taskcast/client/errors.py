@@ -29,6 +29,7 @@ from ..errors import (
     TaskcastError,
     TooManySignals,
     Unauthorized,
+    UnknownSchedule,
     UnknownTask,
 )
 
@@ -36,6 +37,7 @@ ERRORS_BY_CODE: dict[str, type[TaskcastError]] = {
     error.code: error
     for error in (
         UnknownTask,
+        UnknownSchedule,
         InvalidArguments,
         InvalidRequest,
         NotSerializable,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Generator, Mapping, Sequence
+from datetime import datetime
 from types import TracebackType
 from typing import Any, TypeVar, cast
 
@@ -102,6 +103,9 @@ class Client:
         max_attempts: int | None = None,
         after: Sequence[str] | None = None,
         after_policy: str = "fail",
+        run_at: datetime | None = None,
+        delay: float | None = None,
+        priority: int | None = None,
     ) -> Run:
         """See ``AsyncClient.submit_with``."""
         return self._call(
@@ -113,6 +117,9 @@ class Client:
                 max_attempts=max_attempts,
                 after=after,
                 after_policy=after_policy,
+                run_at=run_at,
+                delay=delay,
+                priority=priority,
             )
         )
 
@@ -151,6 +158,22 @@ class Client:
     def tasks(self) -> list[TaskInfo]:
         """See ``AsyncClient.tasks``."""
         return self._call(calls.tasks())
+
+    def schedules(self) -> list[dict[str, Any]]:
+        """See ``AsyncClient.schedules``."""
+        return self._call(calls.schedules())
+
+    def pause_schedule(self, name: str) -> dict[str, Any]:
+        """See ``AsyncClient.pause_schedule``."""
+        return self._call(calls.set_schedule_paused(name, True))
+
+    def resume_schedule(self, name: str) -> dict[str, Any]:
+        """See ``AsyncClient.resume_schedule``."""
+        return self._call(calls.set_schedule_paused(name, False))
+
+    def trigger_schedule(self, name: str) -> Run:
+        """See ``AsyncClient.trigger_schedule``."""
+        return self._call(calls.trigger_schedule(name))
 
     def events(self, run_id: str, after: int = 0) -> Generator[Event, None, None]:
         """See ``AsyncClient.events``. Wrap it in ``contextlib.closing`` when you break out, to

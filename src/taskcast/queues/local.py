@@ -87,4 +87,5 @@ class LocalQueue:
 
     async def counts(self) -> QueueCounts:
         queued, running = self._owner.counts()
-        return QueueCounts(queued, running, "process")
+        scheduled, rate_limited = self._owner.waiting_counts()
+        return QueueCounts(queued, running, "process", scheduled, rate_limited)

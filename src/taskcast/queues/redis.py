@@ -54,6 +54,8 @@ from .. import events
 from ..errors import StoreError
 from ..limits import MAX_PENDING_SIGNALS
 from ..models import Event, Run, compact_json
+from ..policies import AGEING
+from ..runs import clock
 from ..runs.ports import QueueCounts, QueueOwner
 from ..states import RunState
 from ..stores import redis_scripts as scripts
@@ -64,6 +66,9 @@ logger = logging.getLogger("taskcast")
 
 LOG_PAGE = 1000
 """Events read per page of a run's log (a claimed run's signals)."""
+
+PROMOTE_BATCH = 1000
+"""Runs one PROMOTE queues at most (then it runs again at once): other writes get a turn."""
 
 CLAIM_WAIT = 1.0
 """Seconds the claim loop waits for news before it looks again (for dead workers' runs, and
@@ -141,6 +146,8 @@ class RedisQueue:
         self._next_reclaim = 0.0
         self._turn = 0  # which task the claim serves first (rotates, so none starves)
         self._nudge_key = f"{store.prefix}nudge:{self.consumer}"
+        self._due = asyncio.Event()  # a run was scheduled sooner than the promoter's next look
+        self._next_due = 0.0
         self._scripts: dict[str, AsyncScript] = {}
 
     @property
@@ -173,7 +180,8 @@ class RedisQueue:
         are resumed by whichever worker claims them, never at start: returns []."""
         self._owner = owner
         client = self._store.client
-        for name in ("REQUEST_CANCEL", "HEARTBEAT", "RELEASE", "CLAIM", "LEND", "TAKE_BACK"):
+        names = ("REQUEST_CANCEL", "HEARTBEAT", "RELEASE", "CLAIM", "LEND", "TAKE_BACK", "PROMOTE")
+        for name in names:
             self._scripts[name] = client.register_script(getattr(scripts, name))
         if take:
             self._store.on_control(self._on_control)
@@ -181,6 +189,7 @@ class RedisQueue:
             spawn = self._supervisor.spawn
             self._claiming = spawn(self._claim_forever(), name="taskcast claim loop")
             self._heartbeating = spawn(self._heartbeat_forever(), name="taskcast heartbeat")
+            spawn(self._promote_forever(), name="taskcast promoter")
         return []
 
     def reserve(self, runs: Sequence[Run]) -> None:
@@ -313,7 +322,47 @@ class RedisQueue:
         counts = await self._store.count_runs()
         queued = sum(n for (_, state), n in counts.items() if state is RunState.QUEUED)
         running = sum(n for (_, state), n in counts.items() if state is RunState.RUNNING)
-        return QueueCounts(queued, running, "deployment")
+        scheduled = sum(n for (_, state), n in counts.items() if state is RunState.SCHEDULED)
+        parked = int(await self._store.command("ZCARD", self._store.prefix + "parked"))
+        return QueueCounts(queued, running, "deployment", scheduled, parked)
+
+    # -- runs whose time came -----------------------------------------------------------------
+
+    async def _promote_forever(self) -> None:
+        """Queue the runs whose time came (PROMOTE: scheduled runs due, runs parked for their
+        rate), whichever worker gets there first: the script moves each once. Sleeps until the
+        next is due, at most ``CLAIM_WAIT``, and less when a ``due`` message says a run was
+        scheduled sooner."""
+        backoff = Backoff()
+        while True:
+            _reraise_cancellation()  # redis-py may swallow a cancellation on the way
+            self._due.clear()
+            try:
+                queued, wait = await self._scripts["PROMOTE"](
+                    args=[self._store.prefix, repr(clock.now()), repr(time.time()), PROMOTE_BATCH]
+                )
+            except _UNREACHABLE as exc:
+                _reraise_cancellation()
+                logger.warning("cannot queue the runs due (%s); retrying", exc)
+                await backoff.wait()
+                continue
+            _reraise_cancellation()
+            backoff.reset()
+            if int(queued) >= PROMOTE_BATCH:
+                continue  # more are due: at once
+            next_due = float(wait)
+            self._next_due = clock.now() + (next_due if next_due >= 0 else CLAIM_WAIT)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(
+                    min(CLAIM_WAIT, max(next_due, 0.0)) if next_due >= 0 else CLAIM_WAIT
+                ):
+                    await self._due.wait()
+
+    def _on_due(self, run_at: float) -> None:
+        """A run was scheduled for ``run_at``: wake the promoter if that is sooner than its
+        next look."""
+        if run_at < self._next_due:
+            self._due.set()
 
     # -- claiming -----------------------------------------------------------------------------
 
@@ -374,7 +423,7 @@ class RedisQueue:
         self._turn = (self._turn + 1) % len(tasks)
         tasks = tasks[self._turn :] + tasks[: self._turn]
         for task in tasks:
-            await store.ensure_group(task)
+            await store.ensure_group(task)  # the others are made by the runs queued in them
         now = time.monotonic()
         reclaim = now >= self._next_reclaim
         if reclaim:
@@ -386,9 +435,23 @@ class RedisQueue:
             1 if reclaim else 0,
             max(wanted.values()),
             self._nudge_key,
+            int(AGEING * 1000),
         ]
         for task in tasks:
-            args.extend((task, wanted[task], owner.deployment_limit(task) or 0))
+            admission = owner.admission(task)
+            args.extend(
+                (
+                    task,
+                    wanted[task],
+                    owner.deployment_limit(task) or 0,
+                    max(1, round(admission.rate_interval * 1e6)) if admission.rate_interval else 0,
+                    admission.rate_key,
+                    admission.rate_default,
+                    admission.key,
+                    admission.key_default,
+                    admission.key_limit,
+                )
+            )
         raw_claims, raw_waits = await self._scripts["CLAIM"](args=args)
         claims = []
         for _task, entry_id, flat in raw_claims:
@@ -407,9 +470,12 @@ class RedisQueue:
         empty, ``freed`` streams of full tasks, this consumer's nudge stream)."""
         if not waits:
             return
-        prefixes = [(self._store.prefix + kind).encode() for kind in ("queue:", "freed:")]
+        prefixes = [(self._store.prefix + kind).encode() for kind in ("queue", "freed:")]
         self._reading = frozenset(
-            key.removeprefix(prefix).decode()
+            # queue:TASK, queue@N:TASK (a priority), freed:TASK
+            key.removeprefix(prefix).partition(b":")[2].decode()
+            if prefix.endswith(b"queue")
+            else key.removeprefix(prefix).decode()
             for key, _ in waits
             for prefix in prefixes
             if key.startswith(prefix)
@@ -508,6 +574,8 @@ class RedisQueue:
             freed = self._freed.get(name)
             if freed is not None:
                 freed.set()
+        elif kind == "due" and isinstance(data, int | float):
+            self._on_due(float(data))
 
     def _on_signal(self, event: Event) -> None:
         buffer = self._adopting.get(event.run_id)

@@ -3,8 +3,10 @@
 Its ``phase`` says what the engine is doing with it (a cancel acts by phase, see
 ``coordinator``):
 
+    SCHEDULED    ``scheduled``: waiting for its start time (``run_at``), holding nothing
     BLOCKED      queued, waiting for the runs it was submitted ``after``
-    WAITING      queued: ready to start, or sleeping out a retry backoff
+    WAITING      queued: ready to start, sleeping out a retry backoff, or in the line of a
+                 limit (``held``: its rate limit, or its key's concurrency)
     STARTING     its asyncio task exists but has not had its first turn yet
     RUNNING      its asyncio task is executing the body
     RESCHEDULING the attempt failed; its ``retrying`` write is on its way, then WAITING again
@@ -27,6 +29,7 @@ from .signals import Mailbox
 
 
 class Phase(Enum):
+    SCHEDULED = "scheduled"
     BLOCKED = "blocked"
     WAITING = "waiting"
     STARTING = "starting"
@@ -54,10 +57,14 @@ class ActiveRun:
         "deadline_cap",
         "definition",
         "dependency_failures",
+        "held",
         "holds_slot",
+        "key",
         "lent",
         "order",
         "phase",
+        "rank",
+        "rate_key",
         "run",
         "stop",
         "stop_reason",
@@ -86,6 +93,11 @@ class ActiveRun:
         self.waiting_for: set[str] | None = None
         self.dependency_failures: list[tuple[str, dict[str, Any]]] | None = None
         self.order = 0
+        self.rank = 0.0  # ``policies.rank``: where it stands among ready runs (smallest first)
+        # The values of its task's ``concurrency_key`` and ``rate_key`` arguments (as JSON).
+        self.key: str | None = definition.concurrency_key_of(run.args)
+        self.rate_key: str | None = definition.rate_key_of(run.args)
+        self.held: str | None = None  # the limit whose line it waits in (``waiting_reason``)
         self.task: asyncio.Task[None] | None = None
         # A retry backoff while WAITING; the cancel watchdog while RUNNING.
         self.timer: asyncio.TimerHandle | None = None
@@ -109,6 +121,13 @@ class ActiveRun:
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
+
+    @property
+    def waiting_reason(self) -> str | None:
+        """Why this queued run does not start yet, if a limit holds it (``Run.waiting_for``)."""
+        if self.phase is Phase.BLOCKED:
+            return "dependencies"
+        return self.held if self.phase is Phase.WAITING else None
 
     @property
     def can_take_signals(self) -> bool:

@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable
 from typing import Any
 
 from ..errors import NotSerializable
 from ..models import encode_json
 from ..supervisor import Supervisor
+from . import clock
 from .active import ActiveRun, Phase, StopKind
 from .context import Context
 from .outcomes import Outcomes
@@ -88,7 +88,7 @@ class Attempts:
         scope: asyncio.Timeout | None = None
         outcomes = self._outcomes
         try:
-            moved = await outcomes.started(active, attempt, time.time())
+            moved = await outcomes.started(active, attempt, clock.now())
             if moved is None:  # finished by someone else meanwhile
                 active.phase = Phase.DONE
                 return

@@ -1,7 +1,9 @@
 """The coordinator: owns this process's runs from queued to done, and composes the engine.
 
 It takes runs from its work queue (``ports.WorkQueue``), keeps them as ``ActiveRun`` (phases in
-``active``), starts them within the ``Slots`` oldest first, and hands each to ``Attempts``;
+``active``): a ``scheduled`` run waits for its time in ``StartTimes``, a ready one in
+``ReadyRuns`` (by priority, with ageing); it starts them within the ``Slots`` (and the
+``RateLimits`` of their task), and hands each to ``Attempts``;
 ``Outcomes`` writes every lifecycle event, ``Endings`` and ``DependencyHolds`` learn from the
 store's committed events which runs ended, and ``shutdown.stop_runs`` stops them all.
 
@@ -24,10 +26,8 @@ has ended, or fails naming the one that did not complete.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import time
-from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any
@@ -47,18 +47,23 @@ from ..limits import MAX_PENDING_SIGNALS_PER_RUN, MAX_REASON, check_timeout
 from ..log import EventLog
 from ..models import Event, Run, encode_json, lone_surrogate
 from ..names import check_signal_name
+from ..policies import check_priority, start_time
 from ..resources import Resources
 from ..states import RunState
 from ..stores.base import Store
 from ..supervisor import Supervisor
 from ..tasks import TaskDefinition
+from . import clock
 from .active import ActiveRun, Phase, StopKind
 from .attempts import Attempts
 from .dependencies import AFTER_POLICIES, check_dependencies
 from .outcomes import Outcomes
-from .ports import ChildSubmission, QueueCounts, WorkQueue, child_submitted
+from .ports import Admission, ChildSubmission, QueueCounts, WorkQueue, child_submitted
+from .rates import RateLimits
+from .ready import ReadyRuns
 from .shutdown import ShutdownReport, stop_runs
 from .slots import Slots
+from .start_times import StartTimes
 from .waits import DependencyHolds, Endings
 
 logger = logging.getLogger("taskcast")
@@ -86,8 +91,7 @@ class Coordinator:
         self._queue = queue
         self.max_pending_signals = max_pending_signals
         self._active: dict[str, ActiveRun] = {}
-        self._ready: dict[str, deque[ActiveRun]] = {}
-        self._order = itertools.count()
+        self._ready = ReadyRuns()
         self._supervisor = Supervisor()
         self.queued_count = 0
         self._accepting = False
@@ -95,7 +99,9 @@ class Coordinator:
         self._shutting_down: asyncio.Future[ShutdownReport] | None = None
         self._stopping_callbacks: set[Callable[[], None]] = set()
         self.outcomes = Outcomes(store)
-        self.slots = Slots(max_concurrency, self._slot_freed, queue)
+        self.slots = Slots(max_concurrency, self._slot_freed, queue, self._ready_again)
+        self.rates = RateLimits(self._ready_again)
+        self.start_times = StartTimes(self._runs_due)
         self.endings = Endings(store)
         self.dependencies = DependencyHolds(store, self._dependencies_ended)
         self.attempts = Attempts(
@@ -130,9 +136,13 @@ class Coordinator:
         return lambda: self._stopping_callbacks.discard(callback)
 
     def stats(self) -> dict[str, int]:
-        """Counts at a glance: queued, running, watchers, tasks owned (this process)."""
+        """Counts at a glance (this process): scheduled, queued (of which ``rate_limited`` and
+        ``key_limited`` wait in the line of a limit), running, watchers, tasks owned."""
         return {
+            "scheduled": self.start_times.count,
             "queued": self.queued_count,
+            "rate_limited": self.rates.held,
+            "key_limited": self.slots.in_lines,
             "running": self.slots.used,
             "watchers": self.log.watcher_count,
             "tasks": self._supervisor.active_count,
@@ -142,6 +152,10 @@ class Coordinator:
         """``(queued, running)`` in this process."""
         return self.queued_count, self.slots.used
 
+    def waiting_counts(self) -> tuple[int, int]:
+        """``(scheduled, rate_limited)`` in this process."""
+        return self.start_times.count, self.rates.held
+
     async def queue_counts(self) -> QueueCounts:
         """Runs queued and running as the work queue counts them (see ``QueueCounts``)."""
         return await self._queue.counts()
@@ -150,12 +164,32 @@ class Coordinator:
         return task in self._tasks
 
     def deployment_limit(self, task: str) -> int | None:
-        """The task's ``concurrency`` (see ``ports.QueueOwner``)."""
+        """The task's ``concurrency`` (see ``ports.QueueOwner``); None when it is per key."""
         definition = self._tasks.get(task)
-        return None if definition is None else definition.concurrency
+        return None if definition is None else definition.task_concurrency
+
+    def admission(self, task: str) -> Admission:
+        """The task's rate limit and per-key concurrency (see ``ports.QueueOwner``)."""
+        definition = self._tasks.get(task)
+        if definition is None:
+            return Admission()
+        rate, key = definition.rate_limit, definition.concurrency_key
+        return Admission(
+            rate_interval=0.0 if rate is None else rate.interval,
+            rate_key=definition.rate_key or "",
+            rate_default=definition.rate_key_of({}) or "null",
+            key=key or "",
+            key_default=definition.concurrency_key_of({}) or "null",
+            key_limit=(definition.concurrency or 0) if key else 0,
+        )
 
     def holds(self, run_id: str) -> bool:
         return run_id in self._active
+
+    def waiting_reason(self, run_id: str) -> str | None:
+        """Why a queued run this process owns does not start yet (``Run.waiting_for``)."""
+        active = self._active.get(run_id)
+        return None if active is None else active.waiting_reason
 
     def definition(self, task: str) -> TaskDefinition:
         """The registered task ``task``, or ``UnknownTask``."""
@@ -236,9 +270,12 @@ class Coordinator:
         after: Sequence[str] | None = None,
         after_policy: str = "fail",
         retry_of: str | None = None,
+        run_at: Any = None,
+        delay: Any = None,
+        priority: Any = None,
     ) -> Run:
-        """Validate, store and queue a run; see ``App.submit_with`` for the contract.
-        ``retry_of``: the id of the run this one retries (``App.retry``)."""
+        """Validate, store and queue (or schedule) a run; see ``App.submit_with`` for the
+        contract. ``retry_of``: the id of the run this one retries (``App.retry``)."""
         run, _, _ = await self._submit(
             definition,
             args,
@@ -248,8 +285,24 @@ class Coordinator:
             after=after,
             after_policy=after_policy,
             retry_of=retry_of,
+            run_at=run_at,
+            delay=delay,
+            priority=priority,
         )
         return run
+
+    async def submit_tick(
+        self,
+        definition: TaskDefinition,
+        args: Mapping[str, Any],
+        run_id: str | None,
+        origin: dict[str, Any],
+    ) -> tuple[Run, bool]:
+        """Submit a schedule's run (``origin`` joins its first event's data: which schedule,
+        which tick). Returns the run and True if this call created it (False: the tick's id
+        existed, another process or an earlier try submitted it)."""
+        run, created, _ = await self._submit(definition, args, run_id=run_id, origin=origin)
+        return run, created
 
     def start_child(
         self,
@@ -323,10 +376,17 @@ class Coordinator:
         parent: ActiveRun | None = None,
         fresh_id: bool | None = None,
         retry_of: str | None = None,
+        run_at: Any = None,
+        delay: Any = None,
+        priority: Any = None,
+        origin: dict[str, Any] | None = None,
     ) -> tuple[Run, bool, asyncio.Future[Event] | None]:
         """Store and queue a run; returns it, whether it was created now (False: the id
         existed), and for a child the future of its end."""
         self._check_submit_options(timeout, max_attempts, child=parent is not None)
+        starts_at = start_time(run_at, delay, clock.now())
+        if priority is not None:
+            check_priority(priority)
         if run_id is not None and not is_run_id(run_id):
             raise InvalidRequest(
                 "id must be a string of 1 to 128 letters, digits and ._~:- (it goes in URLs and"
@@ -340,7 +400,9 @@ class Coordinator:
             raise InvalidRequest(f"after must be a list of run ids, got {after!r}")
         dependencies = list(dict.fromkeys(after)) if after else []  # no duplicates, in order
         stored_args = self._stored_arguments(definition, args)
-        run = self._new_run(definition, stored_args, timeout, max_attempts, run_id)
+        run = self._new_run(
+            definition, stored_args, timeout, max_attempts, run_id, starts_at, priority
+        )
         expected = False
         ending: asyncio.Future[Event] | None = None
         if parent is not None:
@@ -365,7 +427,9 @@ class Coordinator:
             if dependencies:
                 await check_dependencies(self.store, run.id, dependencies)
             stored, event = await self.store.create_run(
-                run, {"task": run.task}, fresh_id=run_id is None if fresh_id is None else fresh_id
+                run,
+                {**self._first_event_data(run), **(origin or {})},
+                fresh_id=run_id is None if fresh_id is None else fresh_id,
             )
         except asyncio.CancelledError:
             # Cancelled while waiting for the commit. Stores never undo a write they were handed
@@ -430,9 +494,15 @@ class Coordinator:
         *,
         timeout: float | None = None,
         max_attempts: int | None = None,
+        run_at: Any = None,
+        delay: Any = None,
+        priority: Any = None,
     ) -> list[Run]:
         """Validate, store and queue several runs at once; see ``App.submit_many``."""
         self._check_submit_options(timeout, max_attempts)
+        starts_at = start_time(run_at, delay, clock.now())
+        if priority is not None:
+            check_priority(priority)
         stored_args = []
         for index, args in enumerate(many_args):
             try:
@@ -443,10 +513,14 @@ class Coordinator:
                     for problem in exc.details["problems"]
                 ]
                 raise InvalidArguments(definition.name, problems) from None
-        runs = [self._new_run(definition, args, timeout, max_attempts) for args in stored_args]
+        runs = [
+            self._new_run(definition, args, timeout, max_attempts, None, starts_at, priority)
+            for args in stored_args
+        ]
         self._queue.reserve(runs)
         try:
-            stored = await self.store.create_runs(runs, {"task": definition.name})
+            data = self._first_event_data(runs[0]) if runs else {}
+            stored = await self.store.create_runs(runs, data)
         except BaseException:
             self._queue.unreserve(runs)
             raise
@@ -485,15 +559,35 @@ class Coordinator:
         timeout: float | None,
         max_attempts: int | None,
         run_id: str | None = None,
+        starts_at: float | None = None,
+        priority: int | None = None,
     ) -> Run:
-        return Run(
+        run = Run(
             id=run_id or new_run_id(),
             task=definition.name,
             args=args,
             max_attempts=max_attempts or definition.max_attempts,
             timeout=timeout,
-            created_at=time.time(),
+            created_at=clock.now(),
+            priority=definition.priority if priority is None else priority,
         )
+        if starts_at is not None:
+            run.run_at = starts_at
+            if starts_at > clock.now():  # in the past: it starts at once
+                run.state = RunState.SCHEDULED
+        return run
+
+    @staticmethod
+    def _first_event_data(run: Run) -> dict[str, Any]:
+        """The data of a new run's first event (``queued``, or ``scheduled`` with its time)."""
+        if run.run_at is None and not run.priority:
+            return {"task": run.task}
+        data: dict[str, Any] = {"task": run.task}
+        if run.run_at is not None:
+            data["run_at"] = run.run_at
+        if run.priority:
+            data["priority"] = run.priority
+        return data
 
     # -- owning runs -------------------------------------------------------------------------
 
@@ -513,14 +607,45 @@ class Coordinator:
             active.mailbox.deliver(name, data)
         if run.parent_id is not None:
             active.deadline_cap = self._inherited_deadline(run)
+        if run.state is RunState.SCHEDULED:
+            self._active[run.id] = active
+            self.start_times.add(active)
+            return active
+        self._queue_owned(active, blocked)
+        return active
+
+    def _queue_owned(self, active: ActiveRun, blocked: bool) -> None:
+        """Count a queued run this process owns, and hold it for its dependencies (``blocked``)
+        or make it ready."""
         self.queued_count += 1
         if blocked:
-            self._active[run.id] = active
+            self._active[active.run.id] = active
             self.dependencies.watch(active)
             self.dependencies.hold(active)
         else:
             self._enqueue(active)
-        return active
+
+    def _runs_due(self, due: list[ActiveRun]) -> None:
+        """The start time of these scheduled runs came: queue them (in their own task)."""
+        if self._supervisor.closed:
+            return  # stopped: they stay scheduled, and the next start queues them
+        self._supervisor.spawn(self._promote(due), name=f"taskcast {len(due)} runs due")
+
+    async def _promote(self, due: list[ActiveRun]) -> None:
+        for index, active in enumerate(due):
+            if index % 64 == 63:
+                # Let the runs queued so far start (and others work) while many are queued:
+                # a store's write may not suspend at all (memory), and 100,000 runs may be due.
+                await asyncio.sleep(0)
+            if active.phase is not Phase.SCHEDULED:
+                continue  # cancelled meanwhile
+            moved = await self.outcomes.due(active)
+            if moved is None or active.phase is not Phase.SCHEDULED:
+                continue  # cancelled while the write was on its way
+            active.run = moved
+            self._queue_owned(active, bool(moved.after))
+            if active.waiting_for:
+                await self.dependencies.check_ended(active)
 
     def _inherited_deadline(self, run: Run) -> float | None:
         """The cap of a child's attempts (event loop time): its parent's deadline, exact when the
@@ -621,9 +746,10 @@ class Coordinator:
         wanted = {}
         for name, definition in self._tasks.items():
             count = free
-            if definition.concurrency is not None:
-                waiting = len(self._ready.get(name, ()))
-                count = min(count, definition.concurrency - self.slots.by_task[name] - waiting)
+            concurrency = definition.task_concurrency
+            if concurrency is not None:
+                waiting = self._ready.waiting(name)
+                count = min(count, concurrency - self.slots.by_task[name] - waiting)
             if count > 0:
                 wanted[name] = count
         return wanted
@@ -638,7 +764,8 @@ class Coordinator:
         """Make a WAITING run ready now, or after its ``not_before`` time (retry backoff)."""
         active.phase = Phase.WAITING
         self._active[active.run.id] = active
-        delay = (active.run.not_before or 0.0) - time.time()
+        not_before = active.run.not_before
+        delay = 0.0 if not_before is None else not_before - clock.now()
         if delay > 0:
             active.timer = asyncio.get_running_loop().call_later(delay, self._make_ready, active)
         else:
@@ -656,8 +783,15 @@ class Coordinator:
         active.timer = None
         if active.phase is not Phase.WAITING:
             return
-        active.order = next(self._order)
-        self._ready.setdefault(active.definition.name, deque()).append(active)
+        self._ready.add(active)
+        self._dispatch()
+
+    def _ready_again(self, active: ActiveRun) -> None:
+        """The head of a limit's line may start now: back among the ready runs, in its place
+        (``dispatch`` follows: a slot was freed, or a timer fired)."""
+        if active.phase is not Phase.WAITING:
+            return
+        self._ready.add(active, again=True)
         self._dispatch()
 
     def _slot_freed(self) -> None:
@@ -665,27 +799,29 @@ class Coordinator:
         self._queue.room_freed()
 
     def _dispatch(self) -> None:
-        """Start ready runs, oldest first, while the global and per-task limits allow."""
+        """Start ready runs, smallest rank first (``ReadyRuns``), while the limits allow: the
+        global and per-task slots; a run whose key is full, or whose rate is spent, goes to
+        the line of that limit instead (``Slots.admit``, ``RateLimits.admit``)."""
         slots = self.slots
         slots.serve_reclaimers()
         if not self._accepting:
             if self._in_grace:
                 self._dispatch_children()
             return
+        ready = self._ready
         while slots.used < slots.limit:
-            chosen: deque[ActiveRun] | None = None
-            for name, queue in self._ready.items():
-                while queue and queue[0].phase is not Phase.WAITING:
-                    queue.popleft()  # cancelled while it waited
-                if not queue:
+            chosen: ActiveRun | None = None
+            for name in ready.tasks():
+                head = ready.head(name)
+                if head is None or slots.task_full(name, head.definition.task_concurrency):
                     continue
-                if slots.task_full(name, queue[0].definition.concurrency):
-                    continue
-                if chosen is None or queue[0].order < chosen[0].order:
-                    chosen = queue
+                if chosen is None or (head.rank, head.order) < (chosen.rank, chosen.order):
+                    chosen = head
             if chosen is None:
                 return
-            self._start(chosen.popleft())
+            ready.pop(chosen.definition.name)
+            if slots.admit(chosen) and self.rates.admit(chosen):
+                self._start(chosen)
 
     @property
     def _in_grace(self) -> bool:
@@ -695,18 +831,15 @@ class Coordinator:
     def _dispatch_children(self) -> None:
         """During the grace period, start only children of running parents (oldest first per
         task): the parents wait for them, so they are part of the work that is finishing."""
-        for queue in self._ready.values():
-            for active in list(queue):
+        for task in list(self._ready.tasks()):
+            for active in self._ready.in_order(task):
                 if self.slots.full:
                     return
                 if not self.slots.has_room(active):
                     break
-                if active.phase is not Phase.WAITING:
-                    queue.remove(active)
-                    continue
                 parent = self._active.get(active.run.parent_id or "")
                 if parent is not None and parent.phase is Phase.RUNNING and parent.stop is None:
-                    queue.remove(active)
+                    self._ready.remove(active)
                     self._start(active)
 
     def _start(self, active: ActiveRun) -> None:
@@ -732,8 +865,15 @@ class Coordinator:
         active = self._active.get(run_id)
         if active is None:  # not owned here: the work queue knows who holds it, if anyone
             return await self._queue.cancel(run_id, reason)
+        if active.phase is Phase.SCHEDULED:
+            self.start_times.forget(active)
+            active.phase = Phase.DONE
+            self._active.pop(run_id, None)
+            return await self.outcomes.cancel_in_store(run_id, reason)
         if active.phase in (Phase.WAITING, Phase.BLOCKED):
             self.dependencies.unwatch(active)
+            self.slots.leave_line(active)
+            self.rates.leave_line(active)
             active.phase = Phase.DONE
             active.cancel_timer()
             self.queued_count -= 1
@@ -809,6 +949,8 @@ class Coordinator:
     async def _shut_down(self, grace: float, timeout: float) -> ShutdownReport:
         began = time.monotonic()
         self._accepting = False
+        self.start_times.close()
+        self.rates.close()
         self.endings.stopping = True
         callbacks, self._stopping_callbacks = self._stopping_callbacks, set()
         for callback in callbacks:
@@ -817,6 +959,7 @@ class Coordinator:
         report = await stop_runs(
             self._active.values,
             self.outcomes,
+            watched=self.log.is_watched,
             grace=grace,
             timeout=timeout,
             dispatch=self._dispatch,

@@ -15,7 +15,6 @@ holds before it closes.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Coroutine
 from typing import Any
 
@@ -24,6 +23,7 @@ from ..errors import RunNotFound
 from ..models import Event, Run, text
 from ..states import RunState
 from ..stores.base import Store
+from . import clock
 from .active import ActiveRun, Phase, StopKind
 
 
@@ -56,6 +56,20 @@ class Outcomes:
     def __init__(self, store: Store) -> None:
         self.store = store
 
+    async def due(self, active: ActiveRun) -> Run | None:
+        """Record that a ``scheduled`` run's time came: it is ``queued`` now. The run as stored,
+        or None if it could not move (cancelled meanwhile). Not durable: a crash before the
+        commit leaves it scheduled, and the next start queues it at once."""
+        run = active.run
+        moved = await self.store.transition(
+            run.id,
+            RunState.QUEUED,
+            events.QUEUED,
+            {"task": run.task, "run_at": run.run_at},
+            durable=False,
+        )
+        return None if moved is None else moved[0]
+
     def started(self, active: ActiveRun, attempt: int, started_at: float) -> Write:
         """Record the start of ``attempt``. The write gives the run as stored, or None if
         someone else finished it meanwhile (it must not run)."""
@@ -85,7 +99,7 @@ class Outcomes:
     ) -> Write:
         """Write the run's terminal state and event (once; see the module docstring)."""
         active.phase = Phase.DONE
-        now = time.time()
+        now = clock.now()
         if active.run.started_at is not None:
             data["duration"] = round(now - active.run.started_at, 6)
         return self.store.transition(
@@ -144,15 +158,16 @@ class Outcomes:
 
     async def left_queued(self, runs: list[ActiveRun]) -> None:
         """Tell the watchers of runs that never started that the process stops (they stay
-        queued and run on the next start)."""
+        queued, or scheduled, and run on the next start)."""
         for index, active in enumerate(runs):
+            state = "scheduled" if active.phase is Phase.SCHEDULED else "queued"
             # One commit for all: batches commit in order, so the last (durable) write's commit
             # covers the others; thousands of queued runs do not cost a commit each.
             await self.store.append(
                 active.run.id,
                 events.SHUTDOWN,
-                {"reason": "shutdown", "state": "queued"},
-                '{"reason":"shutdown","state":"queued"}',
+                {"reason": "shutdown", "state": state},
+                f'{{"reason":"shutdown","state":"{state}"}}',
                 durable=index == len(runs) - 1,
             )
 
@@ -166,7 +181,7 @@ class Outcomes:
             RunState.QUEUED,
             events.RETRYING,
             {"attempt": run.attempt + 1, "delay": round(delay, 6), "error": error},
-            not_before=time.time() + delay,
+            not_before=clock.now() + delay,
             error=error,
         )
         return None if moved is None else moved[0]
@@ -184,7 +199,7 @@ class Outcomes:
                 RunState.CANCELLED.value,
                 {"reason": reason},
                 error=error,
-                finished_at=time.time(),
+                finished_at=clock.now(),
             )
         except RunNotFound:
             return False
@@ -225,6 +240,6 @@ class Outcomes:
             RunState.FAILED.value,
             {"error": error},
             error=error,
-            finished_at=time.time(),
+            finished_at=clock.now(),
         )
         return None

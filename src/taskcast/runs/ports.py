@@ -94,11 +94,29 @@ async def child_submitted(
 @dataclass(frozen=True, slots=True)
 class QueueCounts:
     """Runs queued and running, counted by the work queue: ``scope`` says for whom (this
-    ``process``, or the whole ``deployment`` sharing the queue)."""
+    ``process``, or the whole ``deployment`` sharing the queue). ``scheduled``: runs waiting for
+    their start time; ``rate_limited``: queued runs (among ``queued``) waiting for their rate."""
 
     queued: int
     running: int
     scope: Literal["process", "deployment"]
+    scheduled: int = 0
+    rate_limited: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """A task's limits a shared queue applies to each new run: ``rate_interval`` (seconds between
+    two starts; 0: none) per value of the ``rate_key`` argument; at most ``key_limit`` runs at
+    once per value of the ``key`` argument (0: none). ``*_default``: the JSON of the argument's
+    default, for runs that leave it out."""
+
+    rate_interval: float = 0.0
+    rate_key: str = ""
+    rate_default: str = "null"
+    key: str = ""
+    key_default: str = "null"
+    key_limit: int = 0
 
 
 class QueueOwner(Protocol):
@@ -124,6 +142,11 @@ class QueueOwner(Protocol):
     def deployment_limit(self, task: str) -> int | None:
         """Runs of ``task`` that may execute at once in the whole deployment (its
         ``concurrency``), or None: a shared queue enforces it across processes."""
+        ...
+
+    def admission(self, task: str) -> Admission:
+        """What a shared queue checks before it hands a new run of ``task`` over, for the
+        whole deployment: its rate limit and its per-key concurrency."""
         ...
 
     def take_over(self, run: Run, signals: Sequence[tuple[str, Any]] = ()) -> None:
@@ -172,6 +195,11 @@ class QueueOwner(Protocol):
 
     def counts(self) -> tuple[int, int]:
         """``(queued, running)`` in this process."""
+        ...
+
+    def waiting_counts(self) -> tuple[int, int]:
+        """``(scheduled, rate_limited)``: runs this process holds until their start time, and
+        queued runs it holds until their rate allows."""
         ...
 
 

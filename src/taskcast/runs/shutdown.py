@@ -24,13 +24,16 @@ class ShutdownReport:
     ``finished``: ended on their own during the grace period. ``interrupted``: cancelled after the
     grace period, cleaned up, persisted as ``interrupted`` (resumed on the next start).
     ``stuck``: ignored cancellation for the whole timeout; persisted as ``interrupted`` anyway.
-    ``queued``: never started; they stay queued in the store.
+    ``queued``: never started; they stay queued in the store. ``scheduled``: their start time
+    had not come; they stay scheduled (and start at their time, or at once on the next start if
+    it passed meanwhile).
     """
 
     finished: list[str] = field(default_factory=list)
     interrupted: list[str] = field(default_factory=list)
     stuck: list[str] = field(default_factory=list)
     queued: list[str] = field(default_factory=list)
+    scheduled: list[str] = field(default_factory=list)
     duration: float = 0.0
 
     @property
@@ -47,7 +50,7 @@ class ShutdownReport:
         return (
             f"shutdown in {self.duration:.2f}s: {len(self.finished)} finished during grace,"
             f" {len(self.interrupted)} interrupted, {len(self.stuck)} stuck,"
-            f" {len(self.queued)} left queued"
+            f" {len(self.queued)} left queued, {len(self.scheduled)} left scheduled"
         )
 
 
@@ -59,6 +62,7 @@ async def stop_runs(
     runs: Callable[[], Iterable[ActiveRun]],
     outcomes: Outcomes,
     *,
+    watched: Callable[[str], bool] = lambda run_id: False,
     grace: float,
     timeout: float,
     dispatch: Callable[[], None],
@@ -66,7 +70,8 @@ async def stop_runs(
 ) -> ShutdownReport:
     """Stop the process's runs (``runs()``: those it owns now) in the order of the module
     docstring and report on each. ``dispatch`` starts the children queued during the grace
-    period; ``grace_over`` is called when it ends (no run starts any more)."""
+    period; ``grace_over`` is called when it ends (no run starts any more). Scheduled runs get
+    a ``shutdown`` event only when ``watched(run_id)``: there may be very many, far ahead."""
     report = ShutdownReport()
     for active in runs():
         active.cancel_timer()  # retry backoffs: what waits stays queued
@@ -99,5 +104,7 @@ async def stop_runs(
             await outcomes.stuck_at_shutdown(active)
     waiting = [a for a in runs() if a.phase in (Phase.WAITING, Phase.BLOCKED)]
     report.queued = [a.run.id for a in waiting]
-    await outcomes.left_queued(waiting)
+    scheduled = [a for a in runs() if a.phase is Phase.SCHEDULED]
+    report.scheduled = [a.run.id for a in scheduled]
+    await outcomes.left_queued(waiting + [a for a in scheduled if watched(a.run.id)])
     return report

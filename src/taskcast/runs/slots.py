@@ -1,7 +1,13 @@
 """``Slots``: the concurrency limits of this process, in one object.
 
-A run executes while it holds a slot: at most ``limit`` at once in all, and at most its task's
-``concurrency`` at once per task. Why a run waits is always one of these counts.
+A run executes while it holds a slot: at most ``limit`` at once in all, at most its task's
+``concurrency`` at once per task, or, for a task with a ``concurrency_key``, at most
+``concurrency`` at once per value of that argument (``ActiveRun.key``). Why a run waits is
+always one of these counts.
+
+A run whose key is full waits in that key's *line* (``wait_for_key``), in the order it got
+there, taking nothing; each time a run of the key ends, the head of the line is handed back to
+the ready runs (``ready_again``), so the runs of one key start in order.
 
 A parent that waits for its children *lends* its slot while it waits (``lending``), so a
 waiting parent never holds the slot its children need, whatever the limits; before it goes on it
@@ -42,17 +48,27 @@ class Slots:
     """Counts, take, release and lending of this process's slots (see the module docstring).
 
     ``dispatch`` is called whenever a slot is freed or asked back, to start what waits for one;
-    ``leases`` keeps the places under deployment-wide limits a lending parent lends too.
+    ``ready_again(active)`` hands the head of a key's line back to the ready runs; ``leases``
+    keeps the places under deployment-wide limits a lending parent lends too.
     """
 
     def __init__(
-        self, limit: int, dispatch: Callable[[], None], leases: Leases | None = None
+        self,
+        limit: int,
+        dispatch: Callable[[], None],
+        leases: Leases | None = None,
+        ready_again: Callable[[ActiveRun], None] = lambda active: None,
     ) -> None:
         self.limit = limit
         self._leases: Leases = leases if leases is not None else _NoLeases()
         self.used = 0
         self.by_task: Counter[str] = Counter()
+        self.by_key: Counter[tuple[str, str]] = Counter()
         self._dispatch = dispatch
+        self._ready_again = ready_again
+        # Runs waiting for a slot of their key, per (task, key), in arrival order. The head may
+        # also be among the ready runs (handed back when a slot of its key was freed).
+        self._lines: dict[tuple[str, str], deque[ActiveRun]] = {}
         # Parents waiting to take a slot back, served before any queued run.
         self._reclaiming: deque[tuple[ActiveRun, asyncio.Future[None]]] = deque()
 
@@ -66,13 +82,75 @@ class Slots:
         return concurrency is not None and self.by_task[task] >= concurrency
 
     def has_room(self, active: ActiveRun) -> bool:
-        """A slot is free for ``active``, in all and for its task."""
+        """A slot is free for ``active``, in all, for its task and for its key."""
         definition = active.definition
-        return not self.full and not self.task_full(definition.name, definition.concurrency)
+        return (
+            not self.full
+            and not self.task_full(definition.name, definition.task_concurrency)
+            and not self.key_full(active)
+        )
+
+    def key_full(self, active: ActiveRun) -> bool:
+        """The run's key runs as many at once as its task's ``concurrency`` allows."""
+        if active.key is None:
+            return False
+        definition = active.definition
+        assert definition.concurrency is not None
+        return self.by_key[(definition.name, active.key)] >= definition.concurrency
+
+    @property
+    def in_lines(self) -> int:
+        """Runs waiting in the line of their key."""
+        return sum(len(line) for line in self._lines.values())
+
+    def admit(self, active: ActiveRun) -> bool:
+        """True if the ready run ``active`` may take a slot of its key now; else it joins the
+        end of its key's line (or stays at its head) and waits there, and False. A run whose
+        key has a line goes behind it, even if the key has room: the line is served first."""
+        if active.key is None:
+            return True
+        line_key = (active.definition.name, active.key)
+        line = self._lines.get(line_key)
+        if line and line[0] is not active:
+            if active not in line:
+                line.append(active)
+            active.held = "concurrency"
+            return False
+        if self.key_full(active):
+            if line is None:
+                line = self._lines[line_key] = deque()
+            if not line:
+                line.append(active)
+            active.held = "concurrency"
+            return False
+        if line:  # it was the head: its turn came
+            line.popleft()
+            if not line:
+                del self._lines[line_key]
+        active.held = None
+        return True
+
+    def leave_line(self, active: ActiveRun) -> None:
+        """Take a run that will not start (cancelled) out of its key's line."""
+        if active.held != "concurrency" or active.key is None:
+            return
+        active.held = None
+        line_key = (active.definition.name, active.key)
+        line = self._lines.get(line_key)
+        if line is None or active not in line:
+            return
+        was_head = line[0] is active
+        line.remove(active)
+        if not line:
+            del self._lines[line_key]
+        elif was_head and not self.key_full(line[0]):
+            self._ready_again(line[0])
 
     def take(self, active: ActiveRun) -> None:
         self.used += 1
         self.by_task[active.definition.name] += 1
+        if active.key is not None:
+            self.by_key[(active.definition.name, active.key)] += 1
         active.holds_slot = True
 
     def release(self, active: ActiveRun) -> None:
@@ -85,7 +163,18 @@ class Slots:
             return
         active.holds_slot = False
         self.used -= 1
-        self.by_task[active.definition.name] -= 1
+        name = active.definition.name
+        self.by_task[name] -= 1
+        if active.key is not None:
+            line_key = (name, active.key)
+            left = self.by_key[line_key] - 1
+            if left:
+                self.by_key[line_key] = left
+            else:
+                del self.by_key[line_key]  # keys come and go: keep only those in use
+            line = self._lines.get(line_key)
+            if line:
+                self._ready_again(line[0])
         self._dispatch()
 
     def serve_reclaimers(self) -> None:

@@ -130,6 +130,10 @@ class DependencyHolds:
         #: Dependency id -> the runs it holds.
         self.blocked: dict[str, list[ActiveRun]] = {}
 
+    def awaited(self) -> frozenset[str]:
+        """The ids of the runs held runs wait for (retention must not prune them)."""
+        return frozenset(self.blocked)
+
     def watch(self, active: ActiveRun) -> None:
         """Start listening for the ends of the run's dependencies (before reading them, so an
         end committed meanwhile is not missed)."""

@@ -38,6 +38,8 @@ from .schemas import (
     Health,
     RunBody,
     RunList,
+    ScheduleBody,
+    ScheduleList,
     SignalAccepted,
     SubmitRequest,
     TaskList,
@@ -161,6 +163,9 @@ def create_app(
             max_attempts=request.max_attempts,
             after=request.after,
             after_policy=request.after_policy,
+            run_at=request.run_at,
+            delay=request.delay,
+            priority=request.priority,
         )
         response.headers["Location"] = f"/runs/{run.id}"
         return run.to_dict()
@@ -309,6 +314,50 @@ def create_app(
     async def tasks() -> dict[str, Any]:
         """The registered tasks with their parameters (JSON Schema) and policy."""
         return {"tasks": [task.describe() for task in app.tasks.values()]}
+
+    ScheduleName = Annotated[str, Path(description="The schedule's name.")]
+
+    @router.get(
+        "/schedules", response_model=ScheduleList, responses=errors(), summary="List schedules"
+    )
+    async def schedules() -> dict[str, Any]:
+        """The periodic schedules: definition, paused or not, next and last tick, last run."""
+        return {"schedules": await app.schedule_info()}
+
+    @router.post(
+        "/schedules/{name}/pause",
+        response_model=ScheduleBody,
+        responses=errors(404),
+        summary="Pause a schedule",
+    )
+    async def pause_schedule(name: ScheduleName) -> dict[str, Any]:
+        """Start no run at its ticks (for every process sharing the store) until resumed."""
+        await app.pause_schedule(name)
+        return (await app.schedule_info(name))[0]
+
+    @router.post(
+        "/schedules/{name}/resume",
+        response_model=ScheduleBody,
+        responses=errors(404),
+        summary="Resume a schedule",
+    )
+    async def resume_schedule(name: ScheduleName) -> dict[str, Any]:
+        """Start runs at its ticks again, from the next one."""
+        await app.resume_schedule(name)
+        return (await app.schedule_info(name))[0]
+
+    @router.post(
+        "/schedules/{name}/trigger",
+        status_code=201,
+        response_model=RunBody,
+        responses=errors(404, 429),
+        summary="Start a schedule's run now",
+    )
+    async def trigger_schedule(name: ScheduleName, response: Response) -> dict[str, Any]:
+        """Start a run of the schedule now, out of turn (even while paused)."""
+        run = await app.trigger_schedule(name)
+        response.headers["Location"] = f"/runs/{run.id}"
+        return run.to_dict()
 
     @api.get(
         "/health",

@@ -6,9 +6,12 @@ once); run counts by task and state and the live gauges are read when scraped.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 
 from ..app import App
 from ..events import TERMINAL_EVENT_TYPES
@@ -31,6 +34,17 @@ class Metrics:
             registry=self.registry,
         )
         self.queued = Gauge("taskcast_queued", "Runs waiting to start.", registry=self.registry)
+        self.scheduled = Gauge(
+            "taskcast_scheduled",
+            "Runs waiting for their start time (run_at, delay).",
+            registry=self.registry,
+        )
+        self.rate_limited = Gauge(
+            "taskcast_rate_limited",
+            "Queued runs held by their task's rate limit.",
+            registry=self.registry,
+        )
+        self.registry.register(_TimeCounters(app))
         self.running = Gauge("taskcast_running", "Runs executing now.", registry=self.registry)
         self.watchers = Gauge(
             "taskcast_watchers",
@@ -101,7 +115,33 @@ class Metrics:
         # processes share the queue (an API node's own counts would say nothing).
         queue = await self._app.queue_counts()
         self.queued.set(queue.queued)
+        self.scheduled.set(queue.scheduled)
+        self.rate_limited.set(queue.rate_limited)
         self.running.set(queue.running)
         self.watchers.set(stats["watchers"])
         self.streams.set(self.open_streams)
         return generate_latest(self.registry)
+
+
+class _TimeCounters(Collector):
+    """Counters the App keeps (schedule ticks, pruned runs), read when scraped."""
+
+    def __init__(self, app: App) -> None:
+        self._app = app
+
+    def collect(self) -> Iterator[Any]:
+        counts = self._app.time_counts() if self._app.started else {}
+        ticks = CounterMetricFamily(
+            "taskcast_schedule_ticks",
+            "Ticks of each schedule in this process: started a run, or skipped.",
+            labels=["schedule", "outcome"],
+        )
+        for outcome in ("started", "skipped"):
+            for schedule, count in counts.get(f"ticks_{outcome}", {}).items():
+                ticks.add_metric([schedule, outcome], count)
+        yield ticks
+        pruned = CounterMetricFamily(
+            "taskcast_runs_pruned", "Finished runs deleted by retention in this process."
+        )
+        pruned.add_metric([], counts.get("runs_pruned", 0))
+        yield pruned

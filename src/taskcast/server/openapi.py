@@ -24,7 +24,7 @@ from .schemas import ErrorBody
 
 ERROR_DESCRIPTIONS = {
     401: "The server has a token and it was missing or wrong.",
-    404: "No such run or task.",
+    404: "No such run, task or schedule.",
     409: "The run already finished.",
     413: "The body is too large.",
     422: "The request is not valid; `problems` names each field and why.",

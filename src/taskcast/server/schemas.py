@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from ..ids import RUN_ID_PATTERN
 from ..limits import MAX_TIMEOUT
+from ..policies import MAX_AHEAD
 from ..states import RunState
 
 
@@ -46,6 +47,26 @@ class SubmitRequest(BaseModel):
         default="fail",
         description='If a dependency did not complete: "fail" this run, or run it "always".',
     )
+    run_at: AwareDatetime | None = Field(
+        default=None,
+        description="Start it at this time (RFC 3339 with its offset, at most a year ahead); it"
+        " is `scheduled` until then. A time that has passed starts it at once.",
+    )
+    delay: float | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_AHEAD,
+        allow_inf_nan=False,
+        strict=True,
+        description="Start it this many seconds from now (instead of `run_at`).",
+    )
+    priority: int | None = Field(
+        default=None,
+        ge=0,
+        le=9,
+        strict=True,
+        description="0 to 9, higher first (default: the task's); see docs/semantics.md.",
+    )
 
 
 class CancelRequest(BaseModel):
@@ -82,6 +103,14 @@ class RunBody(BaseModel):
     retry_of: str | None = Field(
         default=None, description="The run this one retries (POST /runs/{id}/retry), if any."
     )
+    run_at: float | None = Field(
+        default=None, description="When it may start (Unix time), if submitted with one."
+    )
+    priority: int = Field(default=0, description="0 to 9, higher first.")
+    waiting_for: Literal["rate_limit", "concurrency", "dependencies"] | None = Field(
+        default=None,
+        description="Why a queued run does not start yet, when a limit holds it.",
+    )
 
 
 class RunList(BaseModel):
@@ -101,10 +130,42 @@ class TaskBody(BaseModel):
     timeout: float | None
     max_attempts: int
     concurrency: int | None
+    concurrency_key: str | None = Field(
+        default=None, description="`concurrency` applies per value of this argument."
+    )
+    rate_limit: str | None = Field(default=None, description='Starts at most, e.g. "100/m".')
+    rate_key: str | None = Field(
+        default=None, description="`rate_limit` applies per value of this argument."
+    )
+    priority: int = Field(default=0, description="The default priority of its runs.")
+    retention: str | None = Field(default=None, description="Its own retention, if any.")
 
 
 class TaskList(BaseModel):
     tasks: list[TaskBody]
+
+
+class ScheduleBody(BaseModel):
+    """A periodic schedule: its definition and its state."""
+
+    name: str
+    task: str
+    args: dict[str, Any]
+    cron: str | None = Field(description="A 5-field cron expression, or null with `every`.")
+    every: float | None = Field(description="Seconds between ticks, or null with `cron`.")
+    timezone: str
+    catch_up: Literal["latest", "none"]
+    enabled: bool
+    paused: bool
+    next_tick: float | None = Field(description="Unix time of the next tick (null if paused).")
+    last_tick: float | None = Field(description="Unix time of the latest tick fired.")
+    last_run: str | None = Field(description="The id of the latest run it started.")
+    ticks_started: int = Field(description="Ticks whose run this process started.")
+    ticks_skipped: int = Field(description="Ticks this process skipped (paused, missed).")
+
+
+class ScheduleList(BaseModel):
+    schedules: list[ScheduleBody]
 
 
 class CancelAccepted(BaseModel):

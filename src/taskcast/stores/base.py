@@ -22,10 +22,11 @@ write: stores hand it over before their first suspension.
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
-from ..models import Event, Run, encode_json
+from ..models import Event, Run, ScheduleState, encode_json
+from ..policies import Retention
 from ..states import ALLOWED_TRANSITIONS, RunState
 from ..stats import Activity, Window
 
@@ -72,6 +73,9 @@ class Store(abc.ABC):
 
     #: The URL this store was opened from, for messages.
     url: str
+
+    #: How long finished runs are kept when the App says nothing (``App(retention=...)``).
+    default_retention = Retention(age=7 * 86400.0)
 
     #: Stores shared by several processes: announce other processes' events from ``open`` on
     #: (True), or only once something reads a log (``follow_events``): a worker serving no
@@ -209,6 +213,42 @@ class Store(abc.ABC):
         """Delete finished runs (and their logs) that finished before that Unix time.
 
         Returns how many runs were deleted. Unfinished runs are never pruned.
+        """
+
+    @abc.abstractmethod
+    async def prune_task(
+        self,
+        task: str,
+        *,
+        finished_before: float | None = None,
+        keep: int | None = None,
+        spare: Collection[str] = (),
+        limit: int = 1000,
+    ) -> int:
+        """Delete, with their logs, up to ``limit`` finished runs of ``task``, oldest finished
+        first: those that finished before ``finished_before`` (Unix time), and those beyond the
+        ``keep`` newest. Runs in ``spare`` are kept (a dependent still waits for them).
+
+        Returns how many were deleted: a full ``limit`` means there may be more. Unfinished
+        runs are never pruned. A store keeps the finished runs of each task in finish order
+        (SQLite: an index on ``(task, finished_at)``), so a call costs what it deletes.
+        """
+
+    # -- schedules ---------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def schedule_state(self, name: str) -> ScheduleState:
+        """What the store keeps of the schedule ``name`` (an empty state if nothing yet)."""
+
+    @abc.abstractmethod
+    async def set_schedule_paused(self, name: str, paused: bool) -> None:
+        """Pause (True) or resume (False) the schedule ``name``, for every process."""
+
+    @abc.abstractmethod
+    async def record_tick(self, name: str, tick: float | None, run_id: str) -> None:
+        """Record that ``run_id`` was started for the schedule ``name``: at ``tick`` (kept only
+        if it is later than the tick recorded, so racing processes agree), or out of turn
+        (``tick=None``: a trigger, which changes only the last run).
         """
 
     # -- health and announcements ------------------------------------------------------------

@@ -4,17 +4,24 @@ from __future__ import annotations
 
 import bisect
 import time
+from collections.abc import Collection
 from typing import Any
 
 from ..errors import RunFinished, RunNotFound
-from ..models import Event, Run
+from ..models import Event, Run, ScheduleState
+from ..policies import Retention
 from ..states import RunState
 from ..stats import Activity, RunTimes, Window, tally
 from .base import Store, apply_transition
 
 
 class MemoryStore(Store):
-    """Keeps every run and its log in dicts; every write is durable as soon as it returns."""
+    """Keeps every run and its log in dicts; every write is durable as soon as it returns.
+
+    Its default retention keeps the newest 10,000 finished runs of each task, for an hour at
+    most: a long-lived process stays bounded (the engine prunes in the background)."""
+
+    default_retention = Retention(age=3600.0, count=10_000)
 
     def __init__(self, url: str = "memory://") -> None:
         super().__init__()
@@ -25,6 +32,10 @@ class MemoryStore(Store):
         self._unfinished: dict[str, Run] = {}
         self._by_finish: list[tuple[float, str]] = []
         self._counts: dict[tuple[str, RunState], int] = {}  # by (task, state): count_runs
+        self._stale = 0  # entries of ``_by_finish`` whose run was pruned
+        # Per task, the ids of its finished runs in the order they finished (for retention).
+        self._finished: dict[str, dict[str, None]] = {}
+        self._schedules: dict[str, ScheduleState] = {}
 
     async def open(self) -> None:
         pass
@@ -49,7 +60,7 @@ class MemoryStore(Store):
         self._logs[run.id] = []
         self._unfinished[run.id] = stored
         self._count(run.task, run.state, 1)
-        event = self._new_event(stored, "queued", data, None)
+        event = self._new_event(stored, stored.state.value, data, None)
         self._announce((event,))
         return stored.copy(), event
 
@@ -89,6 +100,11 @@ class MemoryStore(Store):
             if run.finished_at is not None:  # usually the newest: insort appends
                 bisect.insort(self._by_finish, (run.finished_at, run_id))
         event = self._new_event(run, event_type, data, data_json)
+        if target.is_terminal:
+            finished = self._finished.get(run.task)
+            if finished is None:
+                finished = self._finished[run.task] = {}
+            finished[run_id] = None
         self._announce((event,))
         return (run if target.is_terminal else run.copy()), event
 
@@ -157,18 +173,82 @@ class MemoryStore(Store):
             and run.finished_at < finished_before
         ]
         for run_id in doomed:
-            run = self._runs.pop(run_id)
-            del self._logs[run_id]
-            self._count(run.task, run.state, -1)
-        if doomed:
-            self._by_finish = [entry for entry in self._by_finish if entry[1] in self._runs]
+            self._delete(run_id)
         return len(doomed)
 
     async def activity(self, window: Window) -> Activity:
         first = bisect.bisect_left(self._by_finish, (window.start, ""))
         runs = self._runs
-        recent = (runs[run_id] for _, run_id in self._by_finish[first:])
+        recent = (runs[i] for _, i in self._by_finish[first:] if i in runs)  # pruned: skipped
         return tally(window, (_times(run) for run in (*recent, *self._unfinished.values())))
+
+    def _delete(self, run_id: str) -> None:
+        run = self._runs.pop(run_id)
+        del self._logs[run_id]
+        self._count(run.task, run.state, -1)
+        finished = self._finished.get(run.task)
+        if finished is not None:
+            finished.pop(run_id, None)
+            if not finished:
+                del self._finished[run.task]
+        # ``_by_finish`` keeps the entry (``activity`` skips it) until half of it is stale:
+        # removing each from the middle of the list would cost a copy per run pruned.
+        self._stale += 1
+        if self._stale > len(self._by_finish) // 2 + 1000:
+            self._by_finish = [entry for entry in self._by_finish if entry[1] in self._runs]
+            self._stale = 0
+
+    async def prune_task(
+        self,
+        task: str,
+        *,
+        finished_before: float | None = None,
+        keep: int | None = None,
+        spare: Collection[str] = (),
+        limit: int = 1000,
+    ) -> int:
+        finished = self._finished.get(task)
+        if not finished:
+            return 0
+        remaining = len(finished)
+        doomed: list[str] = []
+        for run_id in finished:  # oldest finished first
+            if len(doomed) >= limit:
+                break
+            beyond = keep is not None and remaining > keep
+            run = self._runs[run_id]
+            old = (
+                finished_before is not None
+                and run.finished_at is not None
+                and run.finished_at < finished_before
+            )
+            if not (beyond or old):
+                break  # the rest finished later
+            if run_id in spare:
+                continue
+            doomed.append(run_id)
+            remaining -= 1
+        for run_id in doomed:
+            self._delete(run_id)
+        return len(doomed)
+
+    async def schedule_state(self, name: str) -> ScheduleState:
+        state = self._schedules.get(name)
+        return ScheduleState(name) if state is None else ScheduleState(*_fields(state))
+
+    async def set_schedule_paused(self, name: str, paused: bool) -> None:
+        self._schedules.setdefault(name, ScheduleState(name)).paused = paused
+
+    async def record_tick(self, name: str, tick: float | None, run_id: str) -> None:
+        state = self._schedules.setdefault(name, ScheduleState(name))
+        if tick is None:
+            state.last_run = run_id
+        elif state.last_tick is None or tick > state.last_tick:
+            state.last_tick, state.last_run = tick, run_id
+
+
+def _fields(state: ScheduleState) -> tuple[str, bool | None, float | None, str | None]:
+    return state.name, state.paused, state.last_tick, state.last_run
 
 
 def _times(run: Run) -> RunTimes:

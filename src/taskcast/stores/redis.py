@@ -37,7 +37,7 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from itertools import chain
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -58,7 +58,7 @@ from ..errors import (
     TooManySignals,
 )
 from ..ids import ids_with_prefix_below
-from ..models import Event, Run, compact_json, encode_json
+from ..models import Event, Run, ScheduleState, compact_json, encode_json
 from ..states import ALLOWED_TRANSITIONS, RunState
 from ..stats import Activity, RunTimes, Tally, Window
 from . import redis_scripts as scripts
@@ -206,6 +206,8 @@ class RedisStore(Store):
         self._transition: AsyncScript
         self._prune: AsyncScript
         self._times: AsyncScript
+        self._prune_task: AsyncScript
+        self._record_tick: AsyncScript
         self._events_channel = (self.prefix + "events").encode()
         self._control_channel = (self.prefix + "control").encode()
 
@@ -230,6 +232,8 @@ class RedisStore(Store):
         self._transition = client.register_script(scripts.TRANSITION)
         self._prune = client.register_script(scripts.PRUNE)
         self._times = client.register_script(scripts.TIMES)
+        self._prune_task = client.register_script(scripts.PRUNE_TASK)
+        self._record_tick = client.register_script(scripts.RECORD_TICK)
         self._following_wanted = self.follow_events_at_open
         self._following = asyncio.Event()
         if self._following_wanted:
@@ -372,6 +376,8 @@ class RedisStore(Store):
                     self._control_listener("cancel", run_id, detail)
                 elif kind == "freed":
                     self._control_listener("freed", run_id, None)
+                elif kind == "due":
+                    self._control_listener("due", run_id, detail)
                 elif kind == "signal":
                     at, _, body = rest.partition(b"\n")
                     text = body.decode()
@@ -469,23 +475,29 @@ class RedisStore(Store):
     async def _read(self, call: Callable[[], Awaitable[_T]]) -> _T:
         return await self.retrying(call)
 
-    async def ensure_group(self, task: str) -> None:
-        """Create the consumer group of ``task``'s queue (reading from its start) once."""
-        if task in self._groups:
+    def queue_key(self, task: str, priority: int = 0) -> str:
+        """The queue stream of ``task``'s runs of ``priority`` (see ``redis_scripts``)."""
+        if priority:
+            return f"{self.prefix}queue@{priority}:{task}"
+        return self.prefix + "queue:" + task
+
+    async def ensure_group(self, task: str, priority: int = 0) -> None:
+        """Create the consumer group of ``task``'s queue of ``priority`` (reading from its
+        start) once."""
+        key = self.queue_key(task, priority)
+        if key in self._groups:
             return
         try:
-            await self.client.xgroup_create(
-                self.prefix + "queue:" + task, scripts.GROUP, id="0", mkstream=True
-            )
+            await self.client.xgroup_create(key, scripts.GROUP, id="0", mkstream=True)
         except ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
-        self._groups.add(task)
+        self._groups.add(key)
 
     async def create_run(
         self, run: Run, data: dict[str, Any], *, fresh_id: bool = False
     ) -> tuple[Run, Event | None]:
-        await self.retrying(lambda: self.ensure_group(run.task))
+        await self.retrying(lambda: self.ensure_group(run.task, run.priority))
         at = time.time()
         data_json = encode_json(data, "the queued event")
         args = [
@@ -503,20 +515,23 @@ class RedisStore(Store):
             raise QueueFull(self.max_queued or 0, retry_after=1.0)
         if reply[0] == 0:
             return decode_run(reply[1]), None
-        if reply[2] != b"queued":  # failed at once by a dependency that had not completed
+        first = run.state.value  # the first event: queued, or scheduled
+        if reply[2] not in (b"queued", b"scheduled"):  # failed at once by a dependency
             found = await self.get_run(run.id)
             if found is not None:
-                return found, Event(run.id, 1, "queued", data, at, data_json)
+                return found, Event(run.id, 1, first, data, at, data_json)
         stored = run.copy()
         stored.last_seq = int(reply[1])
-        return stored, Event(run.id, 1, "queued", data, at, data_json)
+        return stored, Event(run.id, 1, first, data, at, data_json)
 
     async def create_runs(self, runs: Sequence[Run], data: dict[str, Any]) -> list[Run]:
         """All or nothing, in one script: ``QueueFull`` if they would not all fit."""
         if not runs:
             return []
-        for task in {run.task for run in runs}:
-            await self.retrying(lambda task=task: self.ensure_group(task))  # type: ignore[misc]
+        for task, priority in {(run.task, run.priority) for run in runs}:
+            await self.retrying(
+                lambda task=task, priority=priority: self.ensure_group(task, priority)  # type: ignore[misc]
+            )
         at = time.time()
         data_json = encode_json(data, "the queued event")
         args: list[Any] = [self.prefix, repr(at), data_json, self.max_queued or 0]
@@ -766,6 +781,50 @@ class RedisStore(Store):
         # per value cost three times as much as the rest of the read).
         flat = json.loads(b"[" + b",".join(chain.from_iterable(present)) + b"]")
         return [RunTimes(*flat[index : index + width]) for index in range(0, len(flat), width)]
+
+    async def prune_task(
+        self,
+        task: str,
+        *,
+        finished_before: float | None = None,
+        keep: int | None = None,
+        spare: Collection[str] = (),
+        limit: int = 1000,
+    ) -> int:
+        args: list[Any] = [
+            self.prefix,
+            task,
+            "" if finished_before is None else repr(finished_before),
+            "" if keep is None else keep,
+            limit,
+            *spare,
+        ]
+        return int(await self.write(self._prune_task, args))
+
+    # -- schedules ----------------------------------------------------------------------------
+
+    def _schedule_key(self, name: str) -> str:
+        return self.prefix + "schedule:" + name
+
+    async def schedule_state(self, name: str) -> ScheduleState:
+        raw = await self._read(lambda: self.command("HGETALL", self._schedule_key(name)))
+        paused = raw.get(b"paused")
+        tick = raw.get(b"last_tick")
+        run = raw.get(b"last_run")
+        return ScheduleState(
+            name,
+            None if paused is None else paused == b"1",
+            None if tick is None else float(tick),
+            None if run is None else run.decode(),
+        )
+
+    async def set_schedule_paused(self, name: str, paused: bool) -> None:
+        key = self._schedule_key(name)
+        await self.retrying(lambda: self.command("HSET", key, "paused", "1" if paused else "0"))
+
+    async def record_tick(self, name: str, tick: float | None, run_id: str) -> None:
+        args = [self.prefix, name, "" if tick is None else repr(tick), run_id]
+        await self.write(self._record_tick, args)
 
 
 def _events(run_id: str, entries: Sequence[Any]) -> list[Event]:

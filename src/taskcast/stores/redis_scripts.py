@@ -14,9 +14,19 @@ Keys (``P`` is the store's key prefix, ``taskcast:`` by default):
 * ``P runs``: every run id (sorted set, lexical: ULIDs sort by time); ``P state:STATE``: the ids
   per state; ``P finished``: finished run ids scored by their finish time (for ``prune``);
   ``P counts``: a hash ``STATE<tab>TASK_JSON -> count``; ``P children:ID``: the ids of a run's
-  children (sorted set, lexical);
+  children (sorted set, lexical); ``P finished:TASK``: the finished runs of one task, scored by
+  finish time (for retention); ``P schedule:NAME``: a schedule's state (a hash: ``paused``,
+  ``last_tick``, ``last_run``);
 * ``P dependents:ID``: the runs held until run ``ID`` ends (a set, gone once it ended);
-* ``P queue:TASK``: the work queue of a task, a stream read by the consumer group ``workers``;
+* ``P queue:TASK``: the work queue of a task, a stream read by the consumer group ``workers``
+  (runs of priority 0); ``P queue@N:TASK`` the same for priority N (1 to 9): the claim takes
+  the head with the smallest rank (``policies.rank``: its entry's time less ``AGEING`` per
+  level), so a higher priority goes first and a lower one is never starved;
+* ``P due``: the ``scheduled`` runs, scored by their start time (Unix seconds); ``P parked``:
+  queued runs waiting for their rate (``rate:TASK:KEY`` holds the next start a key may have,
+  ms of Redis's clock), scored by when they may go; ``P keyline:SCOPE``: queued runs waiting for
+  a place of their key under ``concurrency_key`` (a list, in order). PROMOTE moves what is due
+  back to its queue;
 * ``P lease:SCOPE``: the runs holding a place under a deployment-wide limit (today a task's
   ``concurrency``; the scope is the task's name), scored by when the place expires unless the
   heartbeat renews it (ms, Redis time); ``P reclaim:SCOPE``: parents waiting to take their place
@@ -65,11 +75,22 @@ local function add_event(id, rkey, etype, at, data)
   return seq
 end
 
+-- The queue stream of `task` for runs of `priority` (0 to 9).
+local function queue_key(task, priority)
+  if priority and priority > 0 then return P .. 'queue@' .. priority .. ':' .. task end
+  return P .. 'queue:' .. task
+end
+
+-- The queue stream of the run whose hash is `rkey` (by its task and priority).
+local function queue_of(rkey, task)
+  return queue_key(task, tonumber(redis.call('HGET', rkey, 'priority') or '0') or 0)
+end
+
 -- Acknowledge and delete the run's queue entry, if it has one.
 local function ack(rkey, task)
   local qid = redis.call('HGET', rkey, '_qid')
   if qid then
-    local queue = P .. 'queue:' .. task
+    local queue = queue_of(rkey, task)
     redis.call('XACK', queue, 'workers', qid)
     redis.call('XDEL', queue, qid)
     redis.call('HDEL', rkey, '_qid')
@@ -78,7 +99,7 @@ end
 
 -- Give the run a new entry in its task's queue.
 local function enqueue(id, rkey, task)
-  redis.call('HSET', rkey, '_qid', redis.call('XADD', P .. 'queue:' .. task, '*', 'run', id))
+  redis.call('HSET', rkey, '_qid', redis.call('XADD', queue_of(rkey, task), '*', 'run', id))
 end
 
 -- Free the run's place under its deployment-wide limit, if it holds one, and say so.
@@ -89,6 +110,25 @@ local function free_lease(id, rkey)
   if redis.call('ZREM', P .. 'lease:' .. scope, id) == 1 then
     redis.call('XADD', P .. 'freed:' .. scope, 'MAXLEN', '1', '*', 'f', '1')
     redis.call('PUBLISH', P .. 'control', cjson.encode({'freed', scope, ''}) .. '\\n')
+    -- A key's line (concurrency_key): its head goes back to its queue, first in line.
+    local head = redis.call('LPOP', P .. 'keyline:' .. scope)
+    if head then
+      local hkey = P .. 'run:' .. head
+      redis.call('HSET', hkey, '_keyhead', '1', 'waiting_for', 'null')
+      redis.call('HDEL', hkey, '_keyline')
+      local task = cjson.decode(redis.call('HGET', hkey, 'task'))
+      redis.call('HSET', hkey, '_qid', redis.call('XADD', queue_of(hkey, task), '*', 'run', head))
+    end
+  end
+end
+
+-- Take a queued run out of every waiting place (a rate's parking, a key's line).
+local function unpark(id, rkey)
+  redis.call('ZREM', P .. 'parked', id)
+  local line = redis.call('HGET', rkey, '_keyline')
+  if line then
+    redis.call('LREM', P .. 'keyline:' .. line, 0, id)
+    redis.call('HDEL', rkey, '_keyline')
   end
 end
 
@@ -109,16 +149,19 @@ local function set_state(id, rkey, current, target, etype, at, data, terminal, f
   if terminal then
     local finished_at = tonumber(redis.call('HGET', rkey, 'finished_at')) or tonumber(at)
     redis.call('ZADD', P .. 'finished', finished_at, id)
+    redis.call('ZADD', P .. 'finished:' .. cjson.decode(task_json), finished_at, id)
     ack(rkey, cjson.decode(task_json))
     free_lease(id, rkey)
-    redis.call('HDEL', rkey, '_cancel', '_lease', '_limit', '_pending', '_depfail')
+    redis.call('ZREM', P .. 'due', id)
+    unpark(id, rkey)
+    redis.call('HDEL', rkey, '_cancel', '_lease', '_limit', '_pending', '_depfail', '_keyhead')
   end
 end
 
 -- Cancel run `id` (state `current`) as a request: a queued or interrupted run now (returns
 -- true), a running one through its worker (flag + message; returns false).
 local function request_cancel(id, rkey, current, reason, at)
-  if current == 'queued' or current == 'interrupted' then
+  if current == 'queued' or current == 'interrupted' or current == 'scheduled' then
     set_state(id, rkey, current, 'cancelled', 'cancelled', at, cjson.encode({reason = reason}),
               true, {'error', cjson.encode({type = 'Cancelled', message = reason}),
                      'finished_at', at})
@@ -219,20 +262,40 @@ local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
+
+-- Redis's clock, in microseconds (rates: one start per interval, which may be below a ms).
+local function now_us()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
 """
 )
 
 _CREATE_ONE = """
+local queue_or_hold
+
 -- Index a new run `id` (hash written) as queued, add its `queued` event, then hold it for its
 -- dependencies or queue it (`enqueue`: '1'). Returns its state after all that.
 local function create(id, rkey, at, data, enqueue_it)
   local task_json = redis.call('HGET', rkey, 'task')
+  local state = cjson.decode(redis.call('HGET', rkey, 'state'))
   redis.call('ZADD', P .. 'runs', 0, id)
-  redis.call('ZADD', P .. 'state:queued', 0, id)
-  redis.call('HINCRBY', P .. 'counts', 'queued\\t' .. task_json, 1)
+  redis.call('ZADD', P .. 'state:' .. state, 0, id)
+  redis.call('HINCRBY', P .. 'counts', state .. '\\t' .. task_json, 1)
   local parent = cjson.decode(redis.call('HGET', rkey, 'parent_id') or 'null')
   if type(parent) == 'string' then redis.call('ZADD', P .. 'children:' .. parent, 0, id) end
-  add_event(id, rkey, 'queued', at, data)
+  add_event(id, rkey, state, at, data)
+  if state == 'scheduled' then  -- PROMOTE queues it at its time
+    local run_at = tonumber(cjson.decode(redis.call('HGET', rkey, 'run_at')))
+    redis.call('ZADD', P .. 'due', run_at, id)
+    redis.call('PUBLISH', P .. 'control', cjson.encode({'due', id, run_at}) .. '\\n')
+    return 'scheduled'
+  end
+  return queue_or_hold(id, rkey, task_json, at, enqueue_it)
+end
+
+-- Queue the new (or due) queued run `id`, or hold it for its dependencies.
+function queue_or_hold(id, rkey, task_json, at, enqueue_it)
   local after = cjson.decode(redis.call('HGET', rkey, 'after') or '[]')
   if #after == 0 then
     if enqueue_it then enqueue(id, rkey, cjson.decode(task_json)) end
@@ -402,15 +465,22 @@ CLAIM = (
     + """
 -- ARGV: P, consumer, visibility (ms), reclaim (1: also take entries idle longer than the
 --       visibility timeout: the runs of dead workers), budget (runs in all), nudge stream key,
---       then per task: name, wanted, limit (deployment-wide; 0: none).
--- Takes up to `wanted` runs of each task (and `budget` in all); a task with a limit only as
--- many as it has free places (counting the parents waiting to take theirs back), each taken
--- run getting a place. Entries with nothing left to run are dropped.
+--       ageing (ms per level of priority),
+--       then per task: name, wanted, limit (deployment-wide; 0: none), rate interval (us; 0:
+--       none), rate key argument ('' none), its default (JSON), concurrency key argument (''
+--       none), its default (JSON), per-key limit.
+-- Takes up to `wanted` runs of each task (and `budget` in all), new ones by rank across the
+-- task's priority queues (the head whose entry time less `ageing` per level is smallest); a
+-- task with a limit only as many as it has free places (counting the parents waiting to take
+-- theirs back), each taken run getting a place. A new run whose rate is spent is parked until
+-- its turn (a start reserved for it); one whose key is full joins the key's line. Entries with
+-- nothing left to run are dropped.
 -- Returns {claims, waits}: claims = {task, entry id, hash} each; when there are none, waits =
--- {key, id} pairs to XREAD (BLOCK) from: a queue that was empty, the `freed` stream of a task
--- that was full, and the nudge stream.
+-- {key, id} pairs to XREAD (BLOCK) from: the queues that were empty, the `freed` stream of a
+-- task that was full, and the nudge stream.
 local consumer, visibility = ARGV[2], tonumber(ARGV[3])
 local budget = tonumber(ARGV[5])
+local ageing = tonumber(ARGV[7])
 local now = now_ms()
 local claims, waits = {}, {}
 
@@ -420,22 +490,103 @@ local function last_id(key)
   return newest[1][1]
 end
 
-local function take(task, queue, entries, limit, scope)
+-- The first entry of `queue` not yet delivered to the group (nil if none).
+local function head_of(queue)
+  local last = nil
+  for _, group in ipairs(redis.call('XINFO', 'GROUPS', queue)) do
+    local name, delivered = nil, nil
+    for j = 1, #group, 2 do
+      if group[j] == 'name' then name = group[j + 1] end
+      if group[j] == 'last-delivered-id' then delivered = group[j + 1] end
+    end
+    if name == 'workers' then last = delivered end
+  end
+  if last == nil then return nil end  -- no group yet: nothing was queued here through a create
+  local next_entry = redis.call('XRANGE', queue, '(' .. last, '+', 'COUNT', 1)
+  if #next_entry == 0 then return nil end
+  return next_entry[1][1]
+end
+
+-- The JSON of argument `name` of the run (its default when it was left out).
+local function argument(rkey, name, default)
+  local ok, args = pcall(cjson.decode, redis.call('HGET', rkey, 'args') or '{}')
+  if ok and type(args) == 'table' and args[name] ~= nil then return cjson.encode(args[name]) end
+  return default
+end
+
+-- Leave the queue without running: the entry is acked; the run waits elsewhere.
+local function step_aside(rkey, queue, entry_id, why)
+  redis.call('XACK', queue, 'workers', entry_id)
+  redis.call('XDEL', queue, entry_id)
+  redis.call('HDEL', rkey, '_qid')
+  redis.call('HSET', rkey, 'waiting_for', cjson.encode(why))
+end
+
+-- May the new run start now? Its rate (GCRA: the next start its key may have; a run that
+-- may not start yet is parked with a start reserved for it) and its key's places.
+local function admitted(spec, run_id, rkey, queue, entry_id)
+  if spec.rate > 0 then
+    if redis.call('HGET', rkey, '_parkhead') then
+      redis.call('HDEL', rkey, '_parkhead')  -- its start was reserved when it was parked
+    else
+      local value = argument(rkey, spec.rate_key, spec.rate_default)
+      local key = P .. 'rate:' .. spec.task .. ':' .. value
+      local clock = now_us()
+      local next_start = tonumber(redis.call('GET', key)) or clock
+      local keep_ms = math.ceil((math.max(next_start, clock) + spec.rate - clock) / 1000) + 1000
+      if next_start > clock then
+        step_aside(rkey, queue, entry_id, 'rate_limit')
+        redis.call('ZADD', P .. 'parked', math.ceil(next_start / 1000), run_id)
+        redis.call('PUBLISH', P .. 'control',
+                   cjson.encode({'due', run_id, next_start / 1000000}) .. '\\n')
+        redis.call('SET', key, string.format('%.0f', next_start + spec.rate), 'PX', keep_ms)
+        return false
+      end
+      redis.call('SET', key, string.format('%.0f', clock + spec.rate), 'PX', keep_ms)
+    end
+  end
+  if spec.key_limit > 0 then
+    local scope = spec.task .. '\\t' .. argument(rkey, spec.key, spec.key_default)
+    local lkey, line = P .. 'lease:' .. scope, P .. 'keyline:' .. scope
+    redis.call('ZREMRANGEBYSCORE', lkey, '-inf', now)
+    local first = redis.call('HGET', rkey, '_keyhead')
+    redis.call('HDEL', rkey, '_keyhead')
+    local queued_behind = (not first) and redis.call('LLEN', line) > 0
+    if queued_behind or redis.call('ZCARD', lkey) >= spec.key_limit then
+      step_aside(rkey, queue, entry_id, 'concurrency')
+      redis.call('HSET', rkey, '_keyline', scope)
+      if first then redis.call('LPUSH', line, run_id) else redis.call('RPUSH', line, run_id) end
+      return false
+    end
+    redis.call('ZADD', lkey, now + visibility, run_id)
+    redis.call('HSET', rkey, '_lease', scope, '_limit', spec.key_limit)
+  end
+  return true
+end
+
+-- Take the delivered entries of `queue`; `new`: they pass the task's rate and key first.
+local function take(spec, queue, entries, new)
   local taken = 0
   for _, entry in ipairs(entries) do
     local entry_id, fields = entry[1], entry[2] or {}
     local run_id = nil
-    for i = 1, #fields, 2 do if fields[i] == 'run' then run_id = fields[i + 1] end end
+    for j = 1, #fields, 2 do if fields[j] == 'run' then run_id = fields[j + 1] end end
     local rkey = run_id and (P .. 'run:' .. run_id)
     local state = rkey and redis.call('HGET', rkey, 'state')
     if state and not TERMINAL[cjson.decode(state)]
         and redis.call('HGET', rkey, '_qid') == entry_id then
-      if limit > 0 then
-        redis.call('ZADD', P .. 'lease:' .. scope, now + visibility, run_id)
-        redis.call('HSET', rkey, '_lease', scope, '_limit', limit)
+      if not new or admitted(spec, run_id, rkey, queue, entry_id) then
+        local scope = redis.call('HGET', rkey, '_lease')
+        if not new and scope and spec.key_limit > 0 then  -- a dead worker's: keep its key place
+          redis.call('ZADD', P .. 'lease:' .. scope, now + visibility, run_id)
+        end
+        if spec.limit > 0 then
+          redis.call('ZADD', P .. 'lease:' .. spec.task, now + visibility, run_id)
+          redis.call('HSET', rkey, '_lease', spec.task, '_limit', spec.limit)
+        end
+        claims[#claims + 1] = {spec.task, entry_id, redis.call('HGETALL', rkey)}
+        taken = taken + 1
       end
-      claims[#claims + 1] = {task, entry_id, redis.call('HGETALL', rkey)}
-      taken = taken + 1
     else  -- pruned, finished (its ack was lost with a worker) or a stale delivery
       redis.call('XACK', queue, 'workers', entry_id)
       redis.call('XDEL', queue, entry_id)
@@ -444,39 +595,75 @@ local function take(task, queue, entries, limit, scope)
   return taken
 end
 
-local i = 7
-while i + 2 <= #ARGV + 0 and budget > 0 do
-  local task, wanted, limit = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
-  i = i + 3
-  local queue = P .. 'queue:' .. task
-  local scope = task
+local i = 8
+while i + 8 <= #ARGV and budget > 0 do
+  local spec = {
+    task = ARGV[i], limit = tonumber(ARGV[i + 2]), rate = tonumber(ARGV[i + 3]),
+    rate_key = ARGV[i + 4], rate_default = ARGV[i + 5], key = ARGV[i + 6],
+    key_default = ARGV[i + 7], key_limit = tonumber(ARGV[i + 8]),
+  }
+  local wanted = tonumber(ARGV[i + 1])
+  i = i + 9
+  local queues = {}
+  for priority = 0, 9 do
+    local queue = queue_key(spec.task, priority)
+    if redis.call('EXISTS', queue) == 1 then queues[#queues + 1] = {queue, priority} end
+  end
   local room = math.min(wanted, budget)
   local full = false
-  if limit > 0 then
-    local lkey, rkey = P .. 'lease:' .. scope, P .. 'reclaim:' .. scope
+  if spec.limit > 0 then
+    local lkey, rkey = P .. 'lease:' .. spec.task, P .. 'reclaim:' .. spec.task
     redis.call('ZREMRANGEBYSCORE', lkey, '-inf', now)
     redis.call('ZREMRANGEBYSCORE', rkey, '-inf', now)
-    local free = limit - redis.call('ZCARD', lkey) - redis.call('ZCARD', rkey)
+    local free = spec.limit - redis.call('ZCARD', lkey) - redis.call('ZCARD', rkey)
     if free < room then room = free; full = true end
   end
   local taken = 0
   if room > 0 and ARGV[4] == '1' then
-    local reply = redis.call('XAUTOCLAIM', queue, 'workers', consumer, visibility, '0-0',
-                             'COUNT', room)
-    taken = take(task, queue, reply[2], limit, scope)
+    for _, q in ipairs(queues) do
+      if room - taken > 0 then
+        local reply = redis.call('XAUTOCLAIM', q[1], 'workers', consumer, visibility, '0-0',
+                                 'COUNT', room - taken)
+        taken = taken + take(spec, q[1], reply[2], false)
+      end
+    end
   end
-  if room - taken > 0 then
+  -- New runs from the queue whose head ranks first, one at a time while two queues have some
+  -- (a single queue: as many at once as there is room for).
+  local heads = {}
+  for _, q in ipairs(queues) do
+    local head = q[1]  -- a single queue: no need to look at its head
+    if #queues > 1 then head = head_of(q[1]) end
+    if head then heads[#heads + 1] = {q[1], q[2], head} end
+  end
+  if #heads == 1 and room - taken > 0 then
     local reply = redis.call('XREADGROUP', 'GROUP', 'workers', consumer, 'COUNT', room - taken,
-                             'STREAMS', queue, '>')
-    if reply then taken = taken + take(task, queue, reply[1][2], limit, scope) end
+                             'STREAMS', heads[1][1], '>')
+    if reply then taken = taken + take(spec, heads[1][1], reply[1][2], true) end
+    heads = {}
+  end
+  local tries = 0
+  while room - taken > 0 and #heads > 0 and tries < 1000 do
+    tries = tries + 1
+    local best, best_rank = nil, nil
+    for index, h in ipairs(heads) do
+      local rank = tonumber(string.match(h[3], '^(%d+)')) - h[2] * ageing
+      if best_rank == nil or rank < best_rank then best, best_rank = index, rank end
+    end
+    local h = heads[best]
+    local reply = redis.call('XREADGROUP', 'GROUP', 'workers', consumer, 'COUNT', 1,
+                             'STREAMS', h[1], '>')
+    if reply then taken = taken + take(spec, h[1], reply[1][2], true) end
+    local following = head_of(h[1])
+    if following then h[3] = following else table.remove(heads, best) end
   end
   budget = budget - taken
   if taken == 0 then
     if full and room <= 0 then
-      local freed = P .. 'freed:' .. scope
+      local freed = P .. 'freed:' .. spec.task
       waits[#waits + 1] = {freed, last_id(freed)}
     else
-      waits[#waits + 1] = {queue, last_id(queue)}
+      for _, q in ipairs(queues) do waits[#waits + 1] = {q[1], last_id(q[1])} end
     end
   end
 end
@@ -497,8 +684,9 @@ end
 return 1
 """
 
-HEARTBEAT = """
-local TERMINAL = {completed = true, failed = true, cancelled = true, timed_out = true}
+HEARTBEAT = (
+    _PRELUDE
+    + """
 -- ARGV: P, consumer, visibility (ms), id, qid, id, qid ... Extends the visibility of each
 -- entry this consumer still holds, and the place under a limit its run holds or waits for.
 -- Returns {lost ids, {id, cancel reason} ...} (a run that finished meanwhile is not lost).
@@ -512,7 +700,7 @@ for i = 4, #ARGV, 2 do
   local task_json = redis.call('HGET', rkey, 'task')
   local held = false
   if task_json and redis.call('HGET', rkey, '_qid') == qid then
-    local queue = P .. 'queue:' .. cjson.decode(task_json)
+    local queue = queue_of(rkey, cjson.decode(task_json))
     local pending = redis.call('XPENDING', queue, 'workers', qid, qid, 1)
     if #pending == 1 and pending[1][2] == consumer then
       redis.call('XCLAIM', queue, 'workers', consumer, 0, qid, 'JUSTID')
@@ -532,6 +720,57 @@ for i = 4, #ARGV, 2 do
 end
 return {lost, cancels}
 """
+)
+
+PROMOTE = (
+    _PRELUDE
+    + _CREATE_ONE
+    + """
+-- ARGV: P, now (Unix seconds, the caller's clock), at (the event time), limit.
+-- Queues up to `limit` runs whose time came: `scheduled` runs due by `now` (state `queued`, a
+-- `queued` event, then their queue or their dependencies), and queued runs parked for their
+-- rate whose turn came by Redis's clock. Exactly once, whoever runs it: each leaves its set in
+-- the same script. Returns {queued, seconds until the next one is due (-1: none)}.
+local now, at, limit = tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
+local queued = 0
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', P .. 'due', '-inf', now, 'LIMIT', 0, limit)) do
+  redis.call('ZREM', P .. 'due', id)
+  local rkey = P .. 'run:' .. id
+  local state = redis.call('HGET', rkey, 'state')
+  if state and cjson.decode(state) == 'scheduled' then
+    local task_json = redis.call('HGET', rkey, 'task')
+    local run_at = redis.call('HGET', rkey, 'run_at')
+    local data = '{"task":' .. task_json .. ',"run_at":' .. run_at .. '}'
+    set_state(id, rkey, 'scheduled', 'queued', 'queued', at, data, false, {})
+    if queue_or_hold(id, rkey, task_json, at, true) == 'failed' then
+      cascade(id, 'failed', at)
+    end
+    queued = queued + 1
+  end
+end
+local clock = now_ms()
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', P .. 'parked', '-inf', clock,
+                               'LIMIT', 0, limit)) do
+  redis.call('ZREM', P .. 'parked', id)
+  local rkey = P .. 'run:' .. id
+  local state = redis.call('HGET', rkey, 'state')
+  if state and cjson.decode(state) == 'queued' then
+    redis.call('HSET', rkey, 'waiting_for', 'null', '_parkhead', '1')
+    enqueue(id, rkey, cjson.decode(redis.call('HGET', rkey, 'task')))
+    queued = queued + 1
+  end
+end
+local next_wait = -1
+local due = redis.call('ZRANGE', P .. 'due', 0, 0, 'WITHSCORES')
+if #due > 0 then next_wait = math.max(0, tonumber(due[2]) - now) end
+local parked = redis.call('ZRANGE', P .. 'parked', 0, 0, 'WITHSCORES')
+if #parked > 0 then
+  local wait = math.max(0, (tonumber(parked[2]) - clock) / 1000)
+  if next_wait < 0 or wait < next_wait then next_wait = wait end
+end
+return {queued, tostring(next_wait)}
+"""
+)
 
 RELEASE = (
     _PRELUDE
@@ -546,7 +785,7 @@ for i = 3, #ARGV do
   local qid = redis.call('HGET', rkey, '_qid')
   local task_json = redis.call('HGET', rkey, 'task')
   if qid and task_json then
-    local queue = P .. 'queue:' .. cjson.decode(task_json)
+    local queue = queue_of(rkey, cjson.decode(task_json))
     local pending = redis.call('XPENDING', queue, 'workers', qid, qid, 1)
     if #pending == 1 and pending[1][2] == consumer then
       redis.call('XACK', queue, 'workers', qid)
@@ -598,12 +837,11 @@ return 0
 """
 )
 
-PRUNE = """
--- ARGV: P, finished before (Unix time), batch size. Deletes that many finished runs at most.
+_DELETE_RUN = """
 local P = ARGV[1]
-local ids = redis.call('ZRANGEBYSCORE', P .. 'finished', '-inf', '(' .. ARGV[2],
-                       'LIMIT', 0, tonumber(ARGV[3]))
-for _, id in ipairs(ids) do
+
+-- Delete a finished run: its record, its log, and its place in every index.
+local function delete_run(id)
   local rkey = P .. 'run:' .. id
   local state = redis.call('HGET', rkey, 'state')
   local task_json = redis.call('HGET', rkey, 'task')
@@ -611,6 +849,7 @@ for _, id in ipairs(ids) do
     state = cjson.decode(state)
     redis.call('HINCRBY', P .. 'counts', state .. '\\t' .. task_json, -1)
     redis.call('ZREM', P .. 'state:' .. state, id)
+    redis.call('ZREM', P .. 'finished:' .. cjson.decode(task_json), id)
   end
   local parent = cjson.decode(redis.call('HGET', rkey, 'parent_id') or 'null')
   if type(parent) == 'string' then redis.call('ZREM', P .. 'children:' .. parent, id) end
@@ -618,7 +857,64 @@ for _, id in ipairs(ids) do
   redis.call('ZREM', P .. 'finished', id)
   redis.call('DEL', rkey, P .. 'log:' .. id, P .. 'children:' .. id)
 end
+"""
+
+PRUNE = (
+    _DELETE_RUN
+    + """
+-- ARGV: P, finished before (Unix time), batch size. Deletes that many finished runs at most.
+local ids = redis.call('ZRANGEBYSCORE', P .. 'finished', '-inf', '(' .. ARGV[2],
+                       'LIMIT', 0, tonumber(ARGV[3]))
+for _, id in ipairs(ids) do delete_run(id) end
 return #ids
+"""
+)
+
+PRUNE_TASK = (
+    _DELETE_RUN
+    + """
+-- ARGV: P, task, finished before ('' for none), keep ('' for none), limit, spare id ...
+-- Deletes up to `limit` finished runs of the task, oldest finished first: those finished before
+-- the time, and those beyond the `keep` newest; never a spare one. Returns how many.
+local key = P .. 'finished:' .. ARGV[2]
+local limit = tonumber(ARGV[5])
+local spare = {}
+for i = 6, #ARGV do spare[ARGV[i]] = true end
+-- Both rules doom a prefix of the set (oldest finished first): the longer prefix goes.
+local doomed = 0
+if ARGV[4] ~= '' then doomed = redis.call('ZCARD', key) - tonumber(ARGV[4]) end
+if ARGV[3] ~= '' then
+  doomed = math.max(doomed, redis.call('ZCOUNT', key, '-inf', '(' .. ARGV[3]))
+end
+local candidates = {}
+if doomed > 0 then
+  candidates = redis.call('ZRANGE', key, 0, math.min(doomed, limit + #ARGV - 5) - 1)
+end
+local deleted = 0
+for _, id in ipairs(candidates) do
+  if deleted >= limit then break end
+  if not spare[id] then
+    delete_run(id)
+    deleted = deleted + 1
+  end
+end
+return deleted
+"""
+)
+
+RECORD_TICK = """
+-- ARGV: P, name, tick ('' for a trigger), run id. Keeps the latest tick only.
+local key = ARGV[1] .. 'schedule:' .. ARGV[2]
+if ARGV[3] == '' then
+  redis.call('HSET', key, 'last_run', ARGV[4])
+  return 1
+end
+local last = tonumber(redis.call('HGET', key, 'last_tick'))
+if last == nil or tonumber(ARGV[3]) > last then
+  redis.call('HSET', key, 'last_tick', ARGV[3], 'last_run', ARGV[4])
+  return 1
+end
+return 0
 """
 
 TIMES = """

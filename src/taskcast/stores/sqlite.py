@@ -28,7 +28,7 @@ import os
 import sqlite3
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from itertools import chain
 from operator import itemgetter
@@ -36,21 +36,22 @@ from typing import Any, TypeVar
 
 from ..errors import RunFinished, RunNotFound, SchemaError, StoreError, StoreUnavailable
 from ..ids import ids_with_prefix_below
-from ..models import Event, Run, compact_json, encode_json
+from ..models import Event, Run, ScheduleState, compact_json, encode_json
 from ..states import TERMINAL_STATES, RunState
 from ..stats import Activity, RunTimes, Tally, TaskDurations, Window, durations_of
 from .base import Store, apply_transition
 
 logger = logging.getLogger("taskcast")
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 """1: the engine's runs and events. 2: adds the workflow columns ``parent_id``, ``after_ids`` and
 ``after_policy``. 3: the index by state keeps only the rarely listed end states (see
 ``_RARE_STATES``). 4: adds ``retry_of``, ``runs_by_finished`` for ``activity`` (see
 ``_FINISHED_INDEX``) and ``ended_runs``, the count of finished runs by task and state, kept with
 each commit (``count_runs`` reads it and the unfinished runs in memory, never the whole table).
-5: adds ``not_after`` (a child's cap: its parent's deadline). ``_MIGRATIONS`` moves an older file
-up."""
+5: adds ``not_after`` (a child's cap: its parent's deadline). 6: time and order: the columns
+``run_at`` and ``priority``, the index of finished runs by task and finish time (retention),
+the ``schedules`` table. ``_MIGRATIONS`` moves an older file up."""
 
 _RARE_STATES = ("failed", "cancelled", "timed_out")
 """The states the ``runs_by_state`` index covers. Unfinished runs are listed from memory (every
@@ -92,7 +93,9 @@ CREATE TABLE IF NOT EXISTS runs (
     after_ids TEXT NOT NULL DEFAULT '[]',
     after_policy TEXT NOT NULL DEFAULT 'fail',
     retry_of TEXT,
-    not_after REAL
+    not_after REAL,
+    run_at REAL,
+    priority INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS runs_by_state ON runs (state, id) WHERE state IN ({rare});
 CREATE INDEX IF NOT EXISTS runs_by_task ON runs (task, id);
@@ -102,6 +105,14 @@ CREATE TABLE IF NOT EXISTS ended_runs (
     state TEXT NOT NULL,
     runs INTEGER NOT NULL,
     PRIMARY KEY (task, state)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS runs_by_finish ON runs (task, finished_at)
+    WHERE finished_at IS NOT NULL;
+CREATE TABLE IF NOT EXISTS schedules (
+    name TEXT PRIMARY KEY,
+    paused INTEGER,
+    last_tick REAL,
+    last_run TEXT
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS events (
     run_id TEXT NOT NULL,
@@ -141,17 +152,26 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
     ),
     # From version 4 to 5: a child run keeps its parent's deadline.
     4: ("ALTER TABLE runs ADD COLUMN not_after REAL",),
+    # From version 5 to 6: time and order.
+    5: (
+        "ALTER TABLE runs ADD COLUMN run_at REAL",
+        "ALTER TABLE runs ADD COLUMN priority INTEGER NOT NULL DEFAULT 0",
+        "CREATE INDEX IF NOT EXISTS runs_by_finish ON runs (task, finished_at)"
+        " WHERE finished_at IS NOT NULL",
+        "CREATE TABLE IF NOT EXISTS schedules (name TEXT PRIMARY KEY, paused INTEGER,"
+        " last_tick REAL, last_run TEXT) WITHOUT ROWID",
+    ),
 }
 """Statements that move a file from version ``key`` to ``key + 1``."""
 
 _RUN_COLUMNS = (
     "id, task, args, state, attempt, max_attempts, timeout, result, error,"
     " created_at, started_at, finished_at, not_before, last_seq,"
-    " parent_id, after_ids, after_policy, retry_of, not_after"
+    " parent_id, after_ids, after_policy, retry_of, not_after, run_at, priority"
 )
 _RUN_COLUMN_NAMES = [column.strip() for column in _RUN_COLUMNS.split(",")]
 _REAL_RUN_COLUMNS = frozenset(
-    {"timeout", "created_at", "started_at", "finished_at", "not_before", "not_after"}
+    {"timeout", "created_at", "started_at", "finished_at", "not_before", "not_after", "run_at"}
 )
 _PACKED_RUN = "json_array({})".format(
     ", ".join(f"quote({c})" if c in _REAL_RUN_COLUMNS else c for c in _RUN_COLUMN_NAMES)
@@ -160,7 +180,7 @@ _PACKED_RUN = "json_array({})".format(
 where SQLite's JSON rendering keeps only 15 digits); see ``SQLiteStore._query_packed``."""
 _REAL_RUN_INDEXES = tuple(i for i, c in enumerate(_RUN_COLUMN_NAMES) if c in _REAL_RUN_COLUMNS)
 _UPSERT_RUN = (
-    f"INSERT INTO runs ({_RUN_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+    f"INSERT INTO runs ({_RUN_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
     " ON CONFLICT (id) DO UPDATE SET state=excluded.state, attempt=excluded.attempt,"
     " max_attempts=excluded.max_attempts, timeout=excluded.timeout, result=excluded.result,"
     " error=excluded.error, started_at=excluded.started_at, finished_at=excluded.finished_at,"
@@ -235,6 +255,8 @@ def _run_row(run: Run, args_json: str) -> RunRow:
         run.after_policy,
         run.retry_of,
         run.not_after,
+        run.run_at,
+        run.priority,
     )
 
 
@@ -259,6 +281,8 @@ def _run_from_row(row: Sequence[Any]) -> Run:
         after_policy=row[16],
         retry_of=row[17],
         not_after=row[18],
+        run_at=row[19],
+        priority=row[20],
     )
 
 
@@ -646,7 +670,7 @@ class SQLiteStore(Store):
             existing = self._live.get(run.id) or await self.get_run(run.id)
             if existing is not None:
                 return existing.copy(), None
-        event = self._new_event(run, "queued", data, None)
+        event = self._new_event(run, run.state.value, data, None)
         snapshot = run.copy()
         committed = self._stage(snapshot, [event])
         self._live[run.id] = run
@@ -658,7 +682,7 @@ class SQLiteStore(Store):
         committed = None
         data_json = compact_json(data)  # the same for all: encoded once
         for run in runs:
-            event = self._new_event(run, "queued", data, data_json)
+            event = self._new_event(run, run.state.value, data, data_json)
             snapshot = run.copy()
             committed = self._stage(snapshot, [event])
             self._live[run.id] = run
@@ -894,6 +918,130 @@ class SQLiteStore(Store):
             for task, values in self._query(_ACTIVITY_DURATIONS, params)
         }
         return ended, durations
+
+    async def prune_task(
+        self,
+        task: str,
+        *,
+        finished_before: float | None = None,
+        keep: int | None = None,
+        spare: Collection[str] = (),
+        limit: int = 1000,
+    ) -> int:
+        if self._writer is None:
+            raise StoreError(f"store {self.url!r} is closed")
+        return await self._in(
+            self._writer, self._delete_task_runs, task, finished_before, keep, set(spare), limit
+        )
+
+    def _delete_task_runs(
+        self,
+        task: str,
+        finished_before: float | None,
+        keep: int | None,
+        spare: set[str],
+        limit: int,
+    ) -> int:
+        """One transaction: find the doomed runs on the index ``runs_by_finish`` (oldest
+        finished first), then delete them and their events."""
+        conn = self._write_conn
+        assert conn is not None
+        # Doomed: finished before the time, or at/before the newest run beyond ``keep`` (in
+        # finish order, ties by id: many runs may finish within one clock tick).
+        rules, params = [], []
+        if finished_before is not None:
+            rules.append("finished_at < ?")
+            params.append(finished_before)
+        if keep is not None:
+            row = conn.execute(
+                "SELECT finished_at, id FROM runs WHERE task = ? AND finished_at IS NOT NULL"
+                " ORDER BY finished_at DESC, id DESC LIMIT 1 OFFSET ?",
+                [task, keep],
+            ).fetchone()
+            if row is not None:
+                rules.append("finished_at < ? OR (finished_at = ? AND id <= ?)")
+                params.extend([row[0], row[0], row[1]])
+        if not rules:
+            return 0
+        found = conn.execute(
+            "SELECT id FROM runs WHERE task = ? AND finished_at IS NOT NULL"
+            f" AND ({' OR '.join(rules)}) ORDER BY finished_at, id LIMIT ?",
+            [task, *params, limit + len(spare)],
+        ).fetchall()
+        doomed = [run_id for (run_id,) in found if run_id not in spare][:limit]
+        if not doomed:
+            return 0
+        conn.execute("BEGIN")
+        try:
+            for start in range(0, len(doomed), 500):
+                chunk = doomed[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                conn.execute(f"DELETE FROM events WHERE run_id IN ({marks})", chunk)
+                # ``ended_runs`` counts finished runs by task and state: one fewer of each.
+                conn.execute(
+                    "UPDATE ended_runs SET runs = runs - (SELECT count(*) FROM runs AS r"
+                    f" WHERE r.task = ended_runs.task AND r.state = ended_runs.state"
+                    f" AND r.id IN ({marks}))",
+                    chunk,
+                )
+                conn.execute(f"DELETE FROM runs WHERE id IN ({marks})", chunk)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return len(doomed)
+
+    # -- schedules -----------------------------------------------------------------------------
+
+    async def schedule_state(self, name: str) -> ScheduleState:
+        rows = await self._read(
+            "SELECT paused, last_tick, last_run FROM schedules WHERE name = ?", [name]
+        )
+        if not rows:
+            return ScheduleState(name)
+        paused, last_tick, last_run = rows[0]
+        return ScheduleState(name, None if paused is None else bool(paused), last_tick, last_run)
+
+    async def set_schedule_paused(self, name: str, paused: bool) -> None:
+        await self._write_schedule(
+            "INSERT INTO schedules (name, paused) VALUES (?, ?)"
+            " ON CONFLICT (name) DO UPDATE SET paused = excluded.paused",
+            [name, int(paused)],
+        )
+
+    async def record_tick(self, name: str, tick: float | None, run_id: str) -> None:
+        if tick is None:
+            await self._write_schedule(
+                "INSERT INTO schedules (name, last_run) VALUES (?, ?)"
+                " ON CONFLICT (name) DO UPDATE SET last_run = excluded.last_run",
+                [name, run_id],
+            )
+            return
+        await self._write_schedule(
+            "INSERT INTO schedules (name, last_tick, last_run) VALUES (?, ?, ?)"
+            " ON CONFLICT (name) DO UPDATE SET last_tick = excluded.last_tick,"
+            " last_run = excluded.last_run"
+            " WHERE last_tick IS NULL OR excluded.last_tick > last_tick",
+            [name, tick, run_id],
+        )
+
+    async def _write_schedule(self, sql: str, params: list[Any]) -> None:
+        """One statement in its own transaction, in the writer thread (between two batches)."""
+        if self._writer is None:
+            raise StoreError(f"store {self.url!r} is closed")
+
+        def write() -> None:
+            conn = self._write_conn
+            assert conn is not None
+            conn.execute("BEGIN")
+            try:
+                conn.execute(sql, params)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+        await self._in(self._writer, write)
 
 
 def _bucket(column: str) -> str:

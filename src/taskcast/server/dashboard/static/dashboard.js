@@ -11,10 +11,12 @@
 
 const LOG_LIMIT = 1000; // log lines kept on a run's page; older ones are dropped from view
 const TERMINAL = new Set(["completed", "failed", "cancelled", "timed_out"]);
-const STATES = ["queued", "running", "completed", "failed", "cancelled", "timed_out", "interrupted"];
-const CANCELLABLE = new Set(["queued", "running"]);
+const STATES = ["scheduled", "queued", "running", "completed", "failed", "cancelled", "timed_out", "interrupted"];
+const CANCELLABLE = new Set(["scheduled", "queued", "running"]);
 const RETRYABLE = new Set(["failed", "cancelled", "timed_out", "interrupted"]);
-const STATE_AFTER = { queued: "queued", started: "running", retrying: "queued", interrupted: "interrupted" };
+const STATE_AFTER = {
+  scheduled: "scheduled", queued: "queued", started: "running", retrying: "queued", interrupted: "interrupted",
+};
 const TOKEN_KEY = "taskcast.token";
 
 const $ = (id) => document.getElementById(id);
@@ -689,6 +691,11 @@ function renderRun() {
   setBadge($("run-state"), data.state);
   $("run-attempt").textContent = `${data.attempt} of ${data.max_attempts}`;
   $("run-created").textContent = new Date(data.created_at * 1000).toLocaleString();
+  const hasStart = data.run_at !== null && data.run_at !== undefined;
+  $("run-at-label").hidden = $("run-at").hidden = !hasStart;
+  if (hasStart) $("run-at").textContent = new Date(data.run_at * 1000).toLocaleString();
+  $("run-priority").textContent = String(data.priority || 0);
+  $("run-waiting").textContent = data.waiting_for ? ` (waiting for its ${data.waiting_for.replace("_", " ")})` : "";
   $("run-duration").textContent = duration(data, nowSeconds());
   if (data.args !== null) $("run-args").textContent = JSON.stringify(data.args);
   $("cancel-button").hidden = !CANCELLABLE.has(data.state);
@@ -1069,7 +1076,66 @@ function stopChanges() {
 }
 
 function showView(id) {
-  for (const view of ["login-view", "list-view", "run-view", "missing-view"]) $(view).hidden = view !== id;
+  for (const view of ["login-view", "list-view", "run-view", "schedules-view", "missing-view"]) {
+    $(view).hidden = view !== id;
+  }
+}
+
+// -- schedules ----------------------------------------------------------------------------------
+
+function when(schedule) {
+  return schedule.every ? `every ${shortDuration(schedule.every)}` : `${schedule.cron} (${schedule.timezone})`;
+}
+
+function instant(seconds) {
+  return seconds === null || seconds === undefined ? "—" : new Date(seconds * 1000).toLocaleString();
+}
+
+async function loadSchedules() {
+  const body = $("schedules-body");
+  try {
+    const { schedules } = await api("/schedules");
+    $("schedules-summary").textContent = schedules.length ? "" : "No schedules are registered.";
+    body.replaceChildren(...schedules.map(scheduleRow));
+  } catch (error) {
+    if (!(error instanceof AuthRequired)) $("schedules-summary").textContent = error.message;
+  }
+}
+
+function scheduleRow(schedule) {
+  const row = document.createElement("tr");
+  row.dataset.name = schedule.name;
+  const cells = [schedule.name, schedule.task, when(schedule), null, instant(schedule.next_tick),
+    instant(schedule.last_tick), null, null].map((text) => {
+    const cell = document.createElement("td");
+    if (text !== null) cell.textContent = text;
+    return cell;
+  });
+  cells[3].append(stateBadge(schedule.paused ? "paused" : "active"));
+  cells[6].append(schedule.last_run ? runLink(schedule.last_run) : "—");
+  const toggle = document.createElement("button");
+  toggle.type = "button";
+  toggle.textContent = schedule.paused ? "Resume" : "Pause";
+  toggle.setAttribute("aria-label", `${toggle.textContent} ${schedule.name}`);
+  toggle.addEventListener("click", () => scheduleAction(schedule.name, schedule.paused ? "resume" : "pause"));
+  const trigger = document.createElement("button");
+  trigger.type = "button";
+  trigger.textContent = "Run now";
+  trigger.setAttribute("aria-label", `Run ${schedule.name} now`);
+  trigger.addEventListener("click", () => scheduleAction(schedule.name, "trigger"));
+  cells[7].append(toggle, " ", trigger);
+  row.append(...cells);
+  return row;
+}
+
+async function scheduleAction(name, action) {
+  try {
+    const answer = await api(`/schedules/${encodeURIComponent(name)}/${action}`, { method: "POST" });
+    $("schedules-summary").textContent = action === "trigger" ? `Started run ${answer.id}.` : `${name} ${action}d.`;
+  } catch (error) {
+    if (!(error instanceof AuthRequired)) $("schedules-summary").textContent = error.message;
+  }
+  await loadSchedules();
 }
 
 function showMissing(text) {
@@ -1081,7 +1147,11 @@ function parseRoute() {
   const hash = location.hash.replace(/^#/, "") || "/";
   const [path, queryText] = hash.split("?");
   const runMatch = path.match(/^\/runs\/([^/]+)$/);
-  return { runId: runMatch ? decodeURIComponent(runMatch[1]) : null, query: new URLSearchParams(queryText || "") };
+  return {
+    path,
+    runId: runMatch ? decodeURIComponent(runMatch[1]) : null,
+    query: new URLSearchParams(queryText || ""),
+  };
 }
 
 const PAGE_SIZES = [50, 100, 500, 1000];
@@ -1098,7 +1168,14 @@ function listState(query) {
 
 function route() {
   if (!booted) return;
-  const { runId, query } = parseRoute();
+  const { runId, query, path } = parseRoute();
+  if (path === "/schedules") {
+    closeRun();
+    showView("schedules-view");
+    document.title = "Schedules — taskcast";
+    loadSchedules();
+    return;
+  }
   if (runId) {
     activity.hide(); // charts.js
     showView("run-view");
