@@ -604,7 +604,7 @@ class Coordinator:
     ) -> ActiveRun:
         active = ActiveRun(run, self._tasks[run.task])
         for name, data in signals:
-            active.mailbox.deliver(name, data)
+            active.mailbox.deliver(name, data, from_log=True)
         if run.parent_id is not None:
             active.deadline_cap = self._inherited_deadline(run)
         if run.state is RunState.SCHEDULED:
@@ -703,6 +703,18 @@ class Coordinator:
         """Append an event of the run's own (not durable: ordered now, committed with the next
         batch, before the run's terminal write, so a chatty task does not wait for each one)."""
         return await self.store.append(run_id, type, data, data_json, durable=False)
+
+    async def record(self, run_id: str, type: str, data: Any, data_json: str) -> Event:
+        """Append an event the engine writes for the run (a durable ``step``), durably."""
+        return await self.store.append(run_id, type, data, data_json)
+
+    async def read_events(self, run_id: str, after: int, limit: int) -> list[Event]:
+        """See ``Store.read_events``."""
+        return await self.store.read_events(run_id, after, limit)
+
+    async def get_run(self, run_id: str) -> Run | None:
+        """See ``Store.get_run``."""
+        return await self.store.get_run(run_id)
 
     def lending_slot(self, active: ActiveRun) -> AbstractAsyncContextManager[None]:
         return self.slots.lending(active)

@@ -37,6 +37,19 @@ class RunServices(Protocol):
         """Append an event of the run's own to its log (ordered now, committed shortly)."""
         ...
 
+    async def record(self, run_id: str, type: str, data: Any, data_json: str) -> Event:
+        """Append an event the engine writes for the run (a durable step's record) to its log;
+        returns once it is durable."""
+        ...
+
+    async def read_events(self, run_id: str, after: int, limit: int) -> list[Event]:
+        """Up to ``limit`` events of the run's log after ``after``, in order."""
+        ...
+
+    async def get_run(self, run_id: str) -> Run | None:
+        """The run as stored, or None."""
+        ...
+
     def lending_slot(self, active: ActiveRun) -> AbstractAsyncContextManager[None]:
         """Lend the run's concurrency slot while the block inside waits for children."""
         ...
