@@ -124,3 +124,22 @@ async def test_a_body_changed_by_a_deploy_fails_with_step_mismatch(tmp_path: Pat
     assert run["error"]["type"] == "StepMismatch"
     assert "'two'" in run["error"]["message"] and "'deux'" in run["error"]["message"]
     assert calls(tmp_path) == ["one", "two"]  # nothing ran under the wrong record
+
+
+async def test_get_run_lists_its_steps_with_their_times(tmp_path: Path) -> None:
+    args = plan(tmp_path, "one two crash three")
+    with live_server(tmp_path, *APP) as server:
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+            run_id = await submit(client, args)
+        run, _ = await finished(server.url, run_id)
+    steps = run["steps"]
+    assert [(s["name"], s["kind"], s["state"], s["attempt"]) for s in steps] == [
+        ("one", "step", "completed", 1),
+        ("two", "step", "completed", 1),
+        ("three", "step", "completed", 2),
+    ]
+    assert [s["replayed"] for s in steps] == [True, True, False]
+    assert [s["index"] for s in steps] == [0, 1, 2]
+    for step in steps:
+        assert run["created_at"] <= step["started_at"] <= step["finished_at"]
+        assert step["duration"] == step["finished_at"] - step["started_at"]

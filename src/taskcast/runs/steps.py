@@ -351,3 +351,36 @@ async def _call(function: Callable[..., Any], args: tuple[Any, ...], kwargs: dic
     if inspect.isawaitable(result):
         result = await result
     return result
+
+
+def timeline(records: list[Event], attempt: int) -> list[dict[str, Any]]:
+    """What ``GET /runs/{id}`` lists of a run's durable calls, from its ``step`` events in log
+    order, for a run at ``attempt``: one entry per record, with its times (Unix) and whether a
+    later attempt got it back without running it (``replayed``)."""
+    entries = []
+    for event in records:
+        data = event.data if isinstance(event.data, dict) else {}
+        ran_in = data.get("attempt") if isinstance(data.get("attempt"), int) else attempt
+        started = data.get("started_at")
+        started = float(started) if isinstance(started, int | float) else event.at
+        kind = str(data.get("kind", STEP))
+        finished = event.at
+        if kind == SLEEP and isinstance(data.get("wake_at"), int | float):
+            finished = float(data["wake_at"])
+        entry: dict[str, Any] = {
+            "index": data.get("index"),
+            "kind": kind,
+            "name": str(data.get("name", "")),
+            "state": "failed" if "error" in data else "completed",
+            "attempt": ran_in,
+            "tries": data.get("tries", 1),
+            "started_at": started,
+            "finished_at": finished,
+            "duration": max(0.0, finished - started),
+            "replayed": "error" not in data and ran_in < attempt,
+            "seq": event.seq,
+        }
+        if "error" in data:
+            entry["error"] = data["error"]
+        entries.append(entry)
+    return entries

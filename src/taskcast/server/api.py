@@ -37,6 +37,7 @@ from .schemas import (
     CancelRequest,
     Health,
     RunBody,
+    RunDetail,
     RunList,
     ScheduleBody,
     ScheduleList,
@@ -199,11 +200,14 @@ def create_app(
         return {"runs": [run.to_dict() for run in runs], "next_before": next_before}
 
     @router.get(
-        "/runs/{run_id}", response_model=RunBody, responses=errors(404), summary="Get a run"
+        "/runs/{run_id}", response_model=RunDetail, responses=errors(404), summary="Get a run"
     )
     async def get_run(run_id: RunId) -> dict[str, Any]:
-        """The run as stored: state, attempts, times, result or error."""
-        return (await app.get(run_id)).to_dict()
+        """The run as stored: state, attempts, times, result or error, and its durable steps
+        (``ctx.step``, ``ctx.sleep``, ``ctx.signal``) with their times."""
+        body = (await app.get(run_id)).to_dict()
+        body["steps"] = await app.steps(run_id)
+        return body
 
     @router.get(
         "/runs/{run_id}/events",
