@@ -26,7 +26,8 @@ def register(app: taskcast.App) -> None:
     async def plan(ctx: taskcast.Context, counter: str, plan: str) -> list[str]:
         await ctx.emit("worker", {"pid": os.getpid(), "attempt": ctx.attempt})
         done = []
-        for name in Path(plan).read_text().split():
+        names = (await asyncio.to_thread(Path(plan).read_text)).split()
+        for name in names:
             if name == "hold":
                 if ctx.attempt == 1:
                     await asyncio.Event().wait()

@@ -31,7 +31,7 @@ from typing import Any
 from .. import events
 from ..errors import InvalidRequest, StepMismatch
 from ..limits import check_timeout
-from ..models import Event, encode_json
+from ..models import Event, compact_json, encode_json
 from ..names import check_signal_name, name_error
 from ..tasks import RetryPolicy
 from . import clock
@@ -109,6 +109,20 @@ async def load_journal(services: RunServices, run_id: str, retry_of: str | None)
     return journal
 
 
+def _check_policy(retries: Any, backoff: Any) -> None:
+    """``InvalidRequest`` naming ``retries`` or ``backoff`` when they are not a step policy."""
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise InvalidRequest(f"retries must be an integer >= 0, got {retries!r}", param="retries")
+    if (
+        isinstance(backoff, bool)
+        or not isinstance(backoff, int | float)
+        or not (math.isfinite(backoff) and backoff >= 0)
+    ):
+        raise InvalidRequest(
+            f"backoff must be a number of seconds >= 0, got {backoff!r}", param="backoff"
+        )
+
+
 def _describe(kind: str, name: str) -> str:
     return f"a {kind} {name!r}" if kind != SLEEP else "a sleep"
 
@@ -116,7 +130,16 @@ def _describe(kind: str, name: str) -> str:
 class Steps:
     """The durable calls of one attempt (``Context`` makes it on first use)."""
 
-    __slots__ = ("_active", "_journal", "_loading", "_next", "_place", "_replaying", "_services")
+    __slots__ = (
+        "_active",
+        "_journal",
+        "_loading",
+        "_names",
+        "_next",
+        "_place",
+        "_replaying",
+        "_services",
+    )
 
     def __init__(self, services: RunServices, active: ActiveRun) -> None:
         self._services = services
@@ -129,6 +152,7 @@ class Steps:
             Journal() if run.attempt <= 1 and run.retry_of is None else None
         )
         self._loading: asyncio.Lock | None = None
+        self._names: set[str] = set()  # step names checked already
         self._replaying = run.attempt > 1
 
     @property
@@ -175,7 +199,10 @@ class Steps:
         return record
 
     async def _record(self, data: dict[str, Any]) -> Event:
-        data_json = encode_json(data, f"the result of step {data['name']!r}")
+        try:
+            data_json = compact_json(data)
+        except (TypeError, ValueError, RecursionError):  # say which step, as NotSerializable
+            data_json = encode_json(data, f"the result of step {data['name']!r}")
         return await self._services.record(self._active.run.id, events.STEP, data, data_json)
 
     # -- ctx.emit while replaying ------------------------------------------------------------
@@ -208,27 +235,23 @@ class Steps:
         backoff: float,
     ) -> Any:
         """See ``Context.step``."""
-        problem = name_error(name, "a step name")
-        if problem is not None:
-            raise InvalidRequest(problem, param="name")
+        if name not in self._names:
+            problem = name_error(name, "a step name")
+            if problem is not None:
+                raise InvalidRequest(problem, param="name")
+            self._names.add(name)
+        if retries or backoff != 1.0:
+            _check_policy(retries, backoff)
         if not callable(function):
             raise InvalidRequest(f"ctx.step needs a function to call, got {function!r}")
-        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-            raise InvalidRequest(f"retries must be an integer >= 0, got {retries!r}", param="retries")
-        if (
-            isinstance(backoff, bool)
-            or not isinstance(backoff, int | float)
-            or not (math.isfinite(backoff) and backoff >= 0)
-        ):
-            raise InvalidRequest(
-                f"backoff must be a number of seconds >= 0, got {backoff!r}", param="backoff"
-            )
-        index = self._take_position()
-        record = await self._recorded(index, STEP, name)
-        if record is not None:
-            self._reached(index)
-            return record.get("result")
-        policy = RetryPolicy(retries=retries, backoff=float(backoff))
+        index = self._next
+        self._next = index + 1
+        journal = self._journal
+        if journal is None or journal.records:
+            record = await self._recorded(index, STEP, name)
+            if record is not None:
+                self._reached(index)
+                return record.get("result")
         started = clock.now()
         tries = 0
         while True:
@@ -237,7 +260,7 @@ class Steps:
                 result = await _call(function, args, kwargs)
             except Exception as exc:
                 if tries <= retries:
-                    await asyncio.sleep(policy.delay(tries))
+                    await asyncio.sleep(RetryPolicy(retries, float(backoff)).delay(tries))
                     continue
                 await self._record_failure(index, name, started, tries, exc)
                 self._reached(index)
@@ -345,7 +368,10 @@ class Steps:
 async def _call(function: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     """Call ``function``: a coroutine function on the loop, anything else in a worker thread
     (and what it returns awaited, if it is awaitable)."""
-    if inspect.iscoroutinefunction(function):
+    code = getattr(function, "__code__", None)  # a plain ``async def``: told without ``inspect``
+    if (code is not None and code.co_flags & inspect.CO_COROUTINE) or (
+        inspect.iscoroutinefunction(function)
+    ):
         return await function(*args, **kwargs)
     result = await asyncio.to_thread(function, *args, **kwargs)
     if inspect.isawaitable(result):
@@ -360,7 +386,8 @@ def timeline(records: list[Event], attempt: int) -> list[dict[str, Any]]:
     entries = []
     for event in records:
         data = event.data if isinstance(event.data, dict) else {}
-        ran_in = data.get("attempt") if isinstance(data.get("attempt"), int) else attempt
+        recorded_in = data.get("attempt")
+        ran_in: int = recorded_in if isinstance(recorded_in, int) else attempt
         started = data.get("started_at")
         started = float(started) if isinstance(started, int | float) else event.at
         kind = str(data.get("kind", STEP))
