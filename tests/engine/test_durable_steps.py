@@ -308,3 +308,81 @@ def make_sqlite_app(tmp_path: Path) -> Callable[[], taskcast.App]:
         return taskcast.App(f"sqlite:///{tmp_path / 'resume.db'}", grace=0, shutdown_timeout=2)
 
     return make
+
+
+async def test_a_body_that_catches_step_mismatch_cannot_use_recorded_results(
+    app: taskcast.App,
+) -> None:
+    outcomes: list[str] = []
+
+    @app.task(name="stubborn", retries=1, backoff=0)
+    async def stubborn(ctx: taskcast.Context) -> None:
+        if ctx.attempt == 1:
+            await ctx.step("a", _value, "a")
+            await ctx.step("b", _value, "b")
+            raise RuntimeError("again")
+        try:
+            await ctx.step("other", _value, "other")
+        except taskcast.StepMismatch:
+            outcomes.append("mismatch")
+        try:
+            await ctx.step("b", _value, "b")  # recorded at position 1, but the body diverged
+        except taskcast.StepMismatch:
+            outcomes.append("mismatch again")
+
+    run = await app.wait((await app.submit("stubborn")).id, timeout=10)
+    assert run.state is RunState.COMPLETED
+    assert outcomes == ["mismatch", "mismatch again"]
+
+
+@pytest.mark.virtual_time
+async def test_a_resumed_sleep_sleeps_only_what_is_left(
+    make_sqlite_app: Callable[[], taskcast.App],
+) -> None:
+    def register(app: taskcast.App) -> None:
+        @app.task(name="nap", retries=1)
+        async def nap(ctx: taskcast.Context) -> str:
+            await ctx.sleep(3600)
+            return "rested"
+
+    loop = asyncio.get_running_loop()
+    first = make_sqlite_app()
+    register(first)
+    async with first:
+        run = await first.submit("nap")
+        await asyncio.sleep(1000)  # virtual: the run is asleep, 2,600 s to go
+        await first.shutdown(grace=0)
+    second = make_sqlite_app()
+    register(second)
+    async with second:
+        resumed = loop.time()
+        done = await second.wait(run.id, timeout=7200)
+        slept = loop.time() - resumed
+    assert done.state is RunState.COMPLETED and done.attempt == 2
+    assert slept == pytest.approx(2600, abs=5)
+
+
+@pytest.mark.virtual_time
+async def test_a_sleeping_run_holds_no_slot() -> None:
+    app = taskcast.App("memory://", max_concurrency=1, grace=0)
+    order: list[str] = []
+
+    @app.task(name="sleeper")
+    async def sleeper(ctx: taskcast.Context) -> None:
+        await ctx.sleep(60)
+        order.append("sleeper")
+
+    @app.task(name="quick")
+    async def quick() -> None:
+        order.append("quick")
+
+    async with app:
+        sleeping = await app.submit("sleeper")
+        async with contextlib.aclosing(app.events(sleeping.id)) as stream:
+            async for event in stream:
+                if event.type == "step":  # asleep: its wake-up time is recorded
+                    break
+        quick_run = await app.submit("quick")
+        assert (await app.wait(quick_run.id, timeout=30)).state is RunState.COMPLETED
+        assert (await app.wait(sleeping.id, timeout=120)).state is RunState.COMPLETED
+    assert order == ["quick", "sleeper"]

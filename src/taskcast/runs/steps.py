@@ -134,6 +134,7 @@ class Steps:
         "_active",
         "_journal",
         "_loading",
+        "_mismatch",
         "_names",
         "_next",
         "_place",
@@ -153,6 +154,9 @@ class Steps:
         )
         self._loading: asyncio.Lock | None = None
         self._names: set[str] = set()  # step names checked already
+        # Once a body has asked for another step than the one recorded, every durable call it
+        # makes raises the same error: catching it cannot lead to mixed results.
+        self._mismatch: StepMismatch | None = None
         self._replaying = run.attempt > 1
 
     @property
@@ -173,6 +177,7 @@ class Steps:
                 self._journal = await load_journal(self._services, run.id, run.retry_of)
                 if not self._journal.records:
                     self._replaying = False
+                    self._journal.emitted.clear()
             return self._journal
 
     def _take_position(self) -> int:
@@ -181,21 +186,29 @@ class Steps:
         return index
 
     def _reached(self, index: int) -> None:
-        if index + 1 > self._place:
+        place = self._place
+        if index + 1 > place:
             self._place = index + 1
+            journal = self._journal
+            if journal is not None and journal.emitted:
+                for passed in range(place, index + 1):  # never compared again: let them go
+                    journal.emitted.pop(passed, None)
 
     async def _recorded(self, index: int, kind: str, name: str) -> dict[str, Any] | None:
+        if self._mismatch is not None:
+            raise self._mismatch
         journal = await self.journal()
         record = journal.records.get(index)
         if record is None:
             return None
         if record.get("kind", STEP) != kind or record.get("name") != name:
-            raise StepMismatch(
+            self._mismatch = StepMismatch(
                 self._active.run.id,
                 index,
                 recorded=_describe(str(record.get("kind", STEP)), str(record.get("name"))),
                 asked=_describe(kind, name),
             )
+            raise self._mismatch
         return record
 
     async def _record(self, data: dict[str, Any]) -> Event:
@@ -247,7 +260,7 @@ class Steps:
         index = self._next
         self._next = index + 1
         journal = self._journal
-        if journal is None or journal.records:
+        if journal is None or journal.records or self._mismatch is not None:
             record = await self._recorded(index, STEP, name)
             if record is not None:
                 self._reached(index)
