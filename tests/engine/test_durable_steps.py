@@ -386,3 +386,22 @@ async def test_a_sleeping_run_holds_no_slot() -> None:
         assert (await app.wait(quick_run.id, timeout=30)).state is RunState.COMPLETED
         assert (await app.wait(sleeping.id, timeout=120)).state is RunState.COMPLETED
     assert order == ["quick", "sleeper"]
+
+
+async def test_a_sync_body_replays_its_steps_too(app: taskcast.App) -> None:
+    calls: Counter[str] = Counter()
+
+    def fetch(name: str) -> str:
+        calls[name] += 1
+        return name.upper()
+
+    @app.task(name="threaded", retries=1, backoff=0)
+    def threaded(ctx: Any) -> list[str]:
+        done = [ctx.step("one", fetch, "one"), ctx.step("two", fetch, "two")]
+        if ctx.attempt == 1:
+            raise RuntimeError("again")
+        return done
+
+    run = await app.wait((await app.submit("threaded")).id, timeout=10)
+    assert run.state is RunState.COMPLETED and run.result == ["ONE", "TWO"]
+    assert calls == {"one": 1, "two": 1}
