@@ -47,6 +47,19 @@ class Context(Protocol):
 
     async def log(self, message: str, level: str = "info") -> Event: ...
 
+    async def step(
+        self,
+        name: str,
+        fn: Callable[..., Any],
+        /,
+        *args: Any,
+        retries: int = 0,
+        backoff: float = 1.0,
+        **kwargs: Any,
+    ) -> Any: ...
+
+    async def sleep(self, seconds: float) -> None: ...
+
 
 class BodyKind(Enum):
     ASYNC_FUNCTION = "async function"
