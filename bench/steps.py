@@ -143,8 +143,8 @@ async def main(args: argparse.Namespace) -> None:
             costs.append(cost)
             figures = {"plain_s": plain, "step_s": steps, "us_per_step": cost}
             print(json.dumps({"store": label, "steps": n, **figures}))
-        median = statistics.median(costs)
-        table.append((f"cost of a step over a plain await, {label}", f"{median:.1f} us"))
+        spread = f"{statistics.median(costs):.1f} us ({min(costs):.1f} to {max(costs):.1f})"
+        table.append((f"cost of a step over a plain await, {label}", spread))
 
     # 2. Steps per second beside DBOS Transact on SQLite.
     n = args.steps
@@ -167,7 +167,8 @@ async def main(args: argparse.Namespace) -> None:
         theirs[label] = dbos_rates(setting, n, args.reps)
         print(json.dumps({"dbos": label, "steps_per_s": theirs[label]}))
     for label, rates in (*ours.items(), *theirs.items()):
-        table.append((f"{label}: steps/s ({n} no-op steps)", f"{statistics.median(rates):,.0f}"))
+        spread = f"{statistics.median(rates):,.0f} ({min(rates):,.0f} to {max(rates):,.0f})"
+        table.append((f"{label}: steps/s ({n} no-op steps)", spread))
     default_ours = statistics.median(next(iter(ours.values())))
     full_ours = statistics.median(list(ours.values())[1])
     default_dbos = statistics.median(next(iter(theirs.values())))
@@ -176,7 +177,7 @@ async def main(args: argparse.Namespace) -> None:
     table.append(("ratio, both WAL + synchronous=normal", f"{default_ours / wal_dbos:.1f}x"))
     table.append(("ratio, both synchronous=full", f"{full_ours / default_dbos:.1f}x"))
     print()
-    print("| measure | median |")
+    print("| measure | median (min to max) |")
     print("|---|---|")
     for label, value in table:
         print(f"| {label} | {value} |")
