@@ -5,12 +5,19 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 
 from ..ids import RUN_ID_PATTERN
 from ..limits import MAX_TIMEOUT
 from ..policies import MAX_AHEAD
 from ..states import RunState
+
+
+def _whole_float_as_int(value: Any) -> Any:
+    """``5.0`` as ``5``: JSON Schema's ``integer`` admits a number with a zero fraction."""
+    if type(value) is float and value.is_integer():
+        return int(value)
+    return value
 
 
 class SubmitRequest(BaseModel):
@@ -60,11 +67,11 @@ class SubmitRequest(BaseModel):
         strict=True,
         description="Start it this many seconds from now (instead of `run_at`).",
     )
-    priority: int | None = Field(
+    priority: Annotated[int | None, BeforeValidator(_whole_float_as_int)] = Field(
         default=None,
         ge=0,
         le=9,
-        strict=True,
+        strict=True,  # an integer: not "5", not true (5.0 is one, as JSON Schema says)
         description="0 to 9, higher first (default: the task's); see docs/semantics.md.",
     )
 
