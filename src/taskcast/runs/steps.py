@@ -57,11 +57,34 @@ class Journal:
 
     ``records``: the successful record at each position. ``emitted``: per place (1 + the last
     position recorded before it, 0 before any), the events of the run's own in log order.
-    ``signals_taken``: per signal name, how many ``ctx.signal`` took and recorded.
     """
 
     records: dict[int, dict[str, Any]] = field(default_factory=dict)
     emitted: dict[int, deque[Event]] = field(default_factory=dict)
+
+
+def _position(event: Event) -> int | None:
+    """The position a ``step`` event records, or None for any other event."""
+    data = event.data
+    if event.type == events.STEP and isinstance(data, dict):
+        index = data.get("index")
+        if isinstance(index, int):
+            return index
+    return None
+
+
+async def _read_log(
+    services: RunServices, run_id: str, keep: Callable[[Event], bool]
+) -> list[Event]:
+    """The events of the run's log that ``keep`` accepts, in order, read page by page."""
+    kept: list[Event] = []
+    after = 0
+    while True:
+        page = await services.read_events(run_id, after, LOG_PAGE)
+        kept.extend(event for event in page if keep(event))
+        if len(page) < LOG_PAGE:
+            return kept
+        after = page[-1].seq
 
 
 async def load_journal(services: RunServices, run_id: str, retry_of: str | None) -> Journal:
@@ -69,41 +92,26 @@ async def load_journal(services: RunServices, run_id: str, retry_of: str | None)
     their records only) into a ``Journal``."""
     journal = Journal()
     place = 0
-    after = 0
-    while True:
-        page = await services.read_events(run_id, after, LOG_PAGE)
-        for event in page:
-            kind = event.type
-            if kind == events.STEP:
-                data = event.data
-                if isinstance(data, dict) and isinstance(data.get("index"), int):
-                    index = data["index"]
-                    if "error" not in data:
-                        journal.records[index] = data
-                    place = index + 1
-            elif kind not in events.RESERVED_EVENT_TYPES:
-                journal.emitted.setdefault(place, deque()).append(event)
-        if len(page) < LOG_PAGE:
-            break
-        after = page[-1].seq
+    own = await _read_log(
+        services,
+        run_id,
+        lambda e: e.type == events.STEP or e.type not in events.RESERVED_EVENT_TYPES,
+    )
+    for event in own:
+        index = _position(event)
+        if index is not None:
+            if "error" not in event.data:
+                journal.records[index] = event.data
+            place = index + 1
+        elif event.type != events.STEP:
+            journal.emitted.setdefault(place, deque()).append(event)
     earlier, hops = retry_of, 0
     while earlier is not None and hops < MAX_RETRY_CHAIN:
         hops += 1
-        after = 0
-        while True:
-            page = await services.read_events(earlier, after, LOG_PAGE)
-            for event in page:
-                data = event.data
-                if (
-                    event.type == events.STEP
-                    and isinstance(data, dict)
-                    and isinstance(data.get("index"), int)
-                    and "error" not in data
-                ):
-                    journal.records.setdefault(data["index"], data)
-            if len(page) < LOG_PAGE:
-                break
-            after = page[-1].seq
+        for event in await _read_log(services, earlier, lambda e: e.type == events.STEP):
+            index = _position(event)
+            if index is not None and "error" not in event.data:
+                journal.records.setdefault(index, event.data)  # this run's own come first
         run = await services.get_run(earlier)
         earlier = None if run is None else run.retry_of
     return journal
