@@ -405,3 +405,33 @@ async def test_a_sync_body_replays_its_steps_too(app: taskcast.App) -> None:
     run = await app.wait((await app.submit("threaded")).id, timeout=10)
     assert run.state is RunState.COMPLETED and run.result == ["ONE", "TWO"]
     assert calls == {"one": 1, "two": 1}
+
+
+async def test_a_signal_sent_before_a_restart_waits_for_the_resumed_run(
+    make_sqlite_app: Callable[[], taskcast.App],
+) -> None:
+    holding = asyncio.Event()
+
+    def register(app: taskcast.App) -> None:
+        @app.task(name="two_signals", retries=1)
+        async def two_signals(ctx: taskcast.Context) -> list[Any]:
+            first = await ctx.signal("a")
+            if ctx.attempt == 1:
+                holding.set()
+                await asyncio.Event().wait()  # the process stops here, "b" sent meanwhile
+            return [first, await ctx.signal("b")]
+
+    before = make_sqlite_app()
+    register(before)
+    async with before:
+        run = await before.submit("two_signals")
+        await before.signal(run.id, "a", "A")
+        await holding.wait()
+        await before.signal(run.id, "b", "B")  # logged and kept, never taken in this process
+        await before.shutdown(grace=0)
+    after = make_sqlite_app()
+    register(after)
+    async with after:
+        done = await after.wait(run.id, timeout=10)
+    assert done.state is RunState.COMPLETED, done.error
+    assert done.result == ["A", "B"]

@@ -210,8 +210,14 @@ class Coordinator:
         self._queue.room_freed()
         return resumed
 
-    async def resume(self, runs: Sequence[Run]) -> list[str]:
+    async def resume(
+        self, runs: Sequence[Run], signals: Mapping[str, Sequence[tuple[str, Any]]] | None = None
+    ) -> list[str]:
         """Own the unfinished runs found in the store at start. Returns the resumed run ids.
+
+        ``signals``: the signals each run's log holds, by run id, in order: handed to the run
+        as a work queue hands those of a run it takes over (those an earlier attempt took are
+        dropped as its durable ``ctx.signal`` records replay: ``runs.steps``).
 
         A run that was running when its process stopped (``interrupted``, or ``running`` after a
         crash) is queued again as a new attempt if it has attempts left, else it fails with a
@@ -232,7 +238,8 @@ class Coordinator:
                 if recovered is None:
                     continue
                 run = recovered
-            active = self._own(run, blocked=bool(run.after))
+            logged = signals.get(run.id, ()) if signals else ()
+            active = self._own(run, logged, blocked=bool(run.after))
             if active.waiting_for:
                 await self.dependencies.check_ended(active)
             resumed.append(run.id)

@@ -12,7 +12,7 @@ No module reaches into another's private names: each gets one of these.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
@@ -172,9 +172,12 @@ class QueueOwner(Protocol):
         queue: a shared one gets such runs from the store once they may start)."""
         ...
 
-    async def resume(self, runs: Sequence[Run]) -> list[str]:
+    async def resume(
+        self, runs: Sequence[Run], signals: Mapping[str, Sequence[tuple[str, Any]]] | None = None
+    ) -> list[str]:
         """Own the unfinished runs found in the store at start (recovering the interrupted
-        ones); returns the ids resumed."""
+        ones), with the signals each one's log holds (``signals`` by run id, in order); returns
+        the ids resumed."""
         ...
 
     async def recover_interrupted(self, run: Run) -> Run | None:
