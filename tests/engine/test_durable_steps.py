@@ -234,6 +234,7 @@ async def test_a_step_refuses_a_bad_name_and_bad_policy(app: taskcast.App) -> No
     async def bad(ctx: taskcast.Context) -> None:
         for call in (
             ctx.step("has space", _value, 1),
+            ctx.step(["not", "a", "name"], _value, 1),  # type: ignore[arg-type]
             ctx.step("ok", _value, 1, retries=-1),
             ctx.step("ok", _value, 1, backoff=float("nan")),
             ctx.sleep(-1),
@@ -244,7 +245,7 @@ async def test_a_step_refuses_a_bad_name_and_bad_policy(app: taskcast.App) -> No
 
     run = await app.wait((await app.submit("bad")).id, timeout=10)
     assert run.state is RunState.COMPLETED, run.error
-    assert problems == ["name", "retries", "backoff", "seconds"]
+    assert problems == ["name", "name", "retries", "backoff", "seconds"]
     assert "step" not in types(await collect(app, run.id))
 
 

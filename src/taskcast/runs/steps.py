@@ -256,7 +256,7 @@ class Steps:
         backoff: float,
     ) -> Any:
         """See ``Context.step``."""
-        if name not in self._names:
+        if not isinstance(name, str) or name not in self._names:
             problem = name_error(name, "a step name")
             if problem is not None:
                 raise InvalidRequest(problem, param="name")
