@@ -5,12 +5,19 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 
 from ..ids import RUN_ID_PATTERN
 from ..limits import MAX_TIMEOUT
 from ..policies import MAX_AHEAD
 from ..states import RunState
+
+
+def _json_integer(value: Any) -> Any:
+    """An integer as JSON Schema counts them: ``5`` and ``5.0``, not ``"5"`` nor ``true``."""
+    if isinstance(value, bool | str):
+        raise ValueError("Input should be a valid integer")
+    return value
 
 
 class SubmitRequest(BaseModel):
@@ -60,11 +67,8 @@ class SubmitRequest(BaseModel):
         strict=True,
         description="Start it this many seconds from now (instead of `run_at`).",
     )
-    priority: int | None = Field(
+    priority: Annotated[int, Field(ge=0, le=9), BeforeValidator(_json_integer)] | None = Field(
         default=None,
-        ge=0,
-        le=9,
-        strict=True,
         description="0 to 9, higher first (default: the task's); see docs/semantics.md.",
     )
 
