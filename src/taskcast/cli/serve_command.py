@@ -18,7 +18,7 @@ from ..builtin import FetchPolicy, register_builtin_tasks, register_demo_tasks
 from ..errors import TaskcastError
 from ..runs.shutdown import ShutdownReport
 from ..server.serve import LINGER_TIMEOUT, exit_if_not_done_in, listen_tcp, listen_unix, serve
-from ..server.sse import StreamSettings
+from ..server.streams import StreamSettings
 from ..stores import store_from_url
 from .environment import EnvOptions, configure_logging
 

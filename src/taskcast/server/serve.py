@@ -35,8 +35,7 @@ from ..errors import TaskcastError
 from ..runs.shutdown import ShutdownReport
 from .api import create_app
 from .hosts import allowed_hosts_for, listens_on_loopback
-from .sse import StreamSettings
-from .transport import ExposeTransport
+from .streams import ExposeTransport, StreamSettings
 
 logger = logging.getLogger("taskcast.server")
 

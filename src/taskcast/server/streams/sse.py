@@ -1,15 +1,18 @@
-"""Server-Sent Events: a run's log as a ``text/event-stream`` response.
+"""The one writer of Server-Sent Events responses: run streams and ``/changes`` both use it.
 
-Each event is written as ``id: <seq>``, ``event: <type>``, ``data: <json>`` (the event's data,
-encoded once by the engine). A stream first replays the log after its cursor by itself, one
-write per batch; once it has caught up with the run's live ``Broadcast`` it becomes a member,
-and the broadcast writes each new batch to it, encoded once for all members (``broadcast.py``).
-The stream ends after the terminal event, or after ``shutdown`` when the server stops.
+An ``EventStream`` is a ``text/event-stream`` response whose body a subclass writes through a
+``Writer`` (``stream``). What every stream needs is done here, once:
 
-Per connection there are two tasks, both owned by the response: the request's own task
-(catching up, then waiting for the broadcast to be done with it) and the *peer watcher*, which
-notices a disconnect at once and writes a keep-alive comment when the line has been quiet. A
-client that stops reading is cut when its unsent data does not drain within the write deadline.
+* the connection's socket send buffer is capped (``SEND_BUFFER``), so a client that stops
+  reading shows as unsent data piling up where the write deadline sees it;
+* writes go straight to the transport when the server exposes it (HTTP/1.1 chunks, see
+  ``transport.py``), else through ASGI ``send``; every write is whole, so writers never
+  interleave mid-event;
+* a *peer watcher* task notices a disconnect at once and writes a ``: keep-alive`` comment
+  every ``keepalive`` seconds (proxies drop idle connections);
+* a client whose unsent data does not drain within ``write_timeout`` is cut (its transport
+  aborted: closing politely would wait for a drain that never comes), and the observer told;
+* a client that left ends the stream quietly.
 """
 
 from __future__ import annotations
@@ -18,18 +21,15 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from ..app import App
-from .broadcast import MAX_BUFFERED, Departure, Hub, Member, Transport
-from .replay import ReplayBudget
-from .transport import TRANSPORT_EXTENSION
-from .wire import chunk, encode_events
+from .broadcast import MAX_BUFFERED
+from .transport import TRANSPORT_EXTENSION, Transport
+from .wire import chunk
 
 logger = logging.getLogger("taskcast.server")
 
@@ -76,6 +76,12 @@ class StreamSettings:
         if self.retry_ms < 0:
             raise ValueError(f"retry_ms must be >= 0, got {self.retry_ms}")
 
+    @property
+    def retry_field(self) -> bytes:
+        """The ``retry:`` line. It rides on a stream's first event: alone, some clients
+        (httpx-sse) would report it as an empty event."""
+        return b"retry: %d\n" % self.retry_ms
+
 
 class StreamObserver(Protocol):
     """Told when streams open and close, and when one is cut for not reading (for metrics)."""
@@ -87,15 +93,15 @@ class StreamObserver(Protocol):
     def stream_dropped(self) -> None: ...
 
 
-class _ClientGone(Exception):
+class ClientGone(Exception):
     """The client closed the connection."""
 
 
-class _ClientTooSlow(Exception):
+class ClientTooSlow(Exception):
     """Unsent data did not drain within the write deadline: the client stopped reading."""
 
 
-class _Writer:
+class Writer:
     """Writes one response body: straight to the transport when it has one (HTTP/1.1 chunks),
     else through ASGI ``send``. Every write is whole, so writers never interleave mid-event."""
 
@@ -122,7 +128,7 @@ class _Writer:
         if self._complete:
             return
         if self.transport.is_closing():
-            raise _ClientGone()
+            raise ClientGone()
         self.transport.write(chunk(payload))
 
     async def settle(self) -> None:
@@ -131,11 +137,12 @@ class _Writer:
             await self.drain()
 
     async def drain(self) -> None:
-        """Wait until the client took its unsent data; ``_ClientTooSlow`` after the deadline."""
+        """Wait until the client took its unsent data; ``ClientTooSlow`` after the deadline."""
         # An empty body message writes nothing but waits for the server's flow control.
         await self._asgi(b"", more=True)
 
     async def finish(self) -> None:
+        """End the body (the last chunk); later writes are ignored."""
         await self._asgi(b"", more=False)
 
     async def _asgi(self, body: bytes, *, more: bool) -> None:
@@ -148,7 +155,7 @@ class _Writer:
                 async with asyncio.timeout(self._write_timeout):
                     await self._send(message)
             except TimeoutError:
-                raise _ClientTooSlow() from None
+                raise ClientTooSlow() from None
 
 
 def _cap_send_buffer(transport: Transport) -> None:
@@ -159,89 +166,28 @@ def _cap_send_buffer(transport: Transport) -> None:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
 
 
-def shutdown_frame(cursor: int) -> bytes:
-    """The ``shutdown`` event that ends a replay cut short by a stopping server.
-
-    It has no ``id``: the client's last event id stays ``cursor``, the last event it was sent, so
-    its reconnect (``Last-Event-ID``) resumes right there on the next server. The run's own
-    ``shutdown`` event, if it gets one, is in its log and comes in the replay like any other.
-    """
-    return b'event: shutdown\ndata: {"reason":"shutdown","resume_after":%d}\n\n' % cursor
-
-
-class _CutWhenStopping:
-    """Cancel the block the moment ``app`` begins to stop (never, with no app); ``cut`` then
-    says so and the block ends quietly.
-
-    A reconnect storm can leave thousands of streams replaying long logs when a deploy stops the
-    server: each would otherwise replay to its end before it gets its ``shutdown`` event, far past
-    the stop's bound. Live streams (members of a broadcast) are not cut: they get the run's own
-    ``shutdown`` event when the log closes.
-    """
-
-    def __init__(self, app: App | None) -> None:
-        self._app = app
-        self._scope = asyncio.timeout(None)
-        self._unsubscribe: Callable[[], None] = lambda: None
-        self.cut = False
-
-    async def __aenter__(self) -> None:
-        await self._scope.__aenter__()
-        if self._app is not None:
-            self._unsubscribe = self._app.when_stopping(self._stop)
-
-    def _stop(self) -> None:
-        self._scope.reschedule(asyncio.get_running_loop().time())
-
-    async def __aexit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, tb: Any
-    ) -> bool:
-        self._unsubscribe()
-        try:
-            await self._scope.__aexit__(kind, error, tb)
-        except TimeoutError:
-            if not self._scope.expired():
-                raise
-            self.cut = True
-            return True
-        return False
-
-
-class EventStreamResponse(Response):
-    """Stream the events of ``run_id`` after ``cursor`` until its log ends.
-
-    With a ``hub`` and a raw transport, the stream joins the run's broadcast once caught up.
-    ``observer`` hears of the stream's opening, closing and cut (if it stops reading).
-    """
+class EventStream(Response):
+    """A ``text/event-stream`` response whose body ``stream`` writes (see the module
+    docstring). ``stream`` returns once the body is complete (after ``writer.finish()``, or
+    it is finished for it); ``ClientGone`` from it ends the stream quietly."""
 
     media_type = "text/event-stream"
 
-    def __init__(
-        self,
-        app: App,
-        run_id: str,
-        cursor: int,
-        settings: StreamSettings,
-        observer: StreamObserver,
-        hub: Hub | None = None,
-        *,
-        replays: ReplayBudget,  # one per server: replays share the loop, not a slice each
-    ) -> None:
+    def __init__(self, settings: StreamSettings, observer: StreamObserver) -> None:
         super().__init__(status_code=200)
         self.raw_headers = [*EVENT_STREAM_HEADERS]
-        self._app = app
-        self._run_id = run_id
-        self._cursor = cursor
-        self._settings = settings
-        self._hub = hub
-        self._replays = replays
+        self.settings = settings
         self._observer = observer
+
+    async def stream(self, writer: Writer) -> None:
+        """Write the body (subclasses)."""
+        raise NotImplementedError
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         transport = (scope.get("extensions") or {}).get(TRANSPORT_EXTENSION)
         if transport is not None:
             _cap_send_buffer(transport)
-        writer = _Writer(send, transport, self._settings.write_timeout)
+        writer = Writer(send, transport, self.settings.write_timeout)
         await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
         self._observer.stream_opened()
         try:
@@ -249,85 +195,35 @@ class EventStreamResponse(Response):
         finally:
             self._observer.stream_closed()
 
-    async def _serve(self, receive: Receive, writer: _Writer) -> None:
+    async def _serve(self, receive: Receive, writer: Writer) -> None:
         transport = writer.transport
         try:
             async with asyncio.TaskGroup() as tasks:
                 watcher = tasks.create_task(self._watch_peer(receive, writer))
                 try:
-                    await self._stream(writer)
+                    await self.stream(writer)
+                    await writer.finish()  # harmless when the stream finished it
                 finally:
                     watcher.cancel()
-        except* _ClientGone:
+        except* ClientGone:
             pass  # nothing to tell anyone: the client left
-        except* _ClientTooSlow:
+        except* ClientTooSlow:
             self._observer.stream_dropped()
-            logger.info("cut a client that stopped reading for %gs", self._settings.write_timeout)
+            logger.info("cut a client that stopped reading for %gs", self.settings.write_timeout)
             if transport is not None:
                 transport.abort()
                 # Let the transport report the loss before we return, so the server sees a
                 # disconnected client rather than an unfinished response.
                 await asyncio.sleep(0)
 
-    async def _stream(self, writer: _Writer) -> None:
-        cursor = self._cursor
-        # The retry hint rides on the first event: alone, some clients (httpx-sse) would report
-        # it as an empty event.
-        prefix = f"retry: {self._settings.retry_ms}\n".encode()
-        # A stream that can join the run's broadcast once caught up replays by itself until
-        # then; that replay is cut short when the server begins to stop (see ``_CutWhenStopping``).
-        joins = self._hub is not None and writer.transport is not None
-        while True:
-            member: Member | None = None
-            replay = _CutWhenStopping(self._app if joins else None)
-            async with (
-                replay,
-                contextlib.aclosing(self._app.event_batches(self._run_id, after=cursor)) as batches,
-            ):
-                async for batch in batches:
-                    seq = batch[-1].seq
-                    if joins:  # a replay: in its share of the loop, with every other one
-                        with await self._replays.step():
-                            payload, prefix, cursor = prefix + encode_events(batch), b"", seq
-                            writer.put(payload)
-                        await writer.settle()
-                    else:
-                        payload, prefix, cursor = prefix + encode_events(batch), b"", seq
-                        await writer.write(payload)
-                    if batch[-1].is_terminal:
-                        break
-                    if joins:
-                        member = self._hub.try_join(self._run_id, writer.transport, cursor)  # type: ignore[union-attr,arg-type]
-                        if member is not None:
-                            break
-            if replay.cut:
-                await writer.write(prefix + shutdown_frame(cursor), wait=False)
-                await writer.finish()
-                return
-            if member is None:  # the log ended: terminal event, or the server is stopping
-                await writer.finish()
-                return
-            try:
-                departure = await member.departed
-            finally:
-                self._hub.leave(member)  # type: ignore[union-attr]
-            if departure is Departure.ENDED:
-                await writer.finish()
-                return
-            if departure is Departure.GONE:
-                raise _ClientGone()
-            # BEHIND: the client must take what it has before it reads on by itself.
-            cursor = member.seq
-            await writer.drain()
-
-    async def _watch_peer(self, receive: Receive, writer: _Writer) -> None:
-        """Raise ``_ClientGone`` when the client disconnects; keep the line alive meanwhile."""
+    async def _watch_peer(self, receive: Receive, writer: Writer) -> None:
+        """Raise ``ClientGone`` when the client disconnects; keep the line alive meanwhile."""
         while True:
             try:
-                async with asyncio.timeout(self._settings.keepalive):
+                async with asyncio.timeout(self.settings.keepalive):
                     message = await receive()
             except TimeoutError:
                 await writer.write(KEEP_ALIVE)
                 continue
             if message["type"] == "http.disconnect":
-                raise _ClientGone()
+                raise ClientGone()
