@@ -9,7 +9,7 @@ from fastapi import APIRouter, Body, Depends, Path, Query
 from fastapi.responses import Response
 
 from ...app import App
-from ...errors import RunFinished
+from ...errors import RunFinished, RunNotFound
 from ...ids import RUN_ID_PATTERN
 from ...names import NAME_CHARACTERS, NAME_PATTERN
 from ...states import RunState
@@ -102,14 +102,19 @@ async def cancel(
     """Cancel a queued or running run: 202, then its log ends with `cancelled`.
     409 if it already finished."""
     reason = (request or CancelRequest()).reason
-    if await app.cancel(run_id, reason):
+    answer = await app.request_cancel(run_id, reason)
+    if answer.accepted:
         return {"id": run_id, "cancelling": True}
-    run = await app.get(run_id)  # RunNotFound -> 404
-    if not run.is_finished:
+    if not answer.found:
+        raise RunNotFound(run_id)
+    state = answer.state
+    if state is None or not state.is_terminal:
         # It is ending another way (its terminal write is under way): name how it ended.
+        run = None
         with suppress(TimeoutError):
             run = await app.wait(run_id, timeout=FINISHING_WAIT)
-    raise RunFinished(run_id, run.state.value)
+        state = run.state if run is not None else state
+    raise RunFinished(run_id, state.value if state is not None else "finishing")
 
 
 @router.post(
