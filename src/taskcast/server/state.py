@@ -57,7 +57,6 @@ class ServerState:
 def install(api: FastAPI, state: ServerState) -> None:
     """Make ``state`` the one the routes of ``api`` use."""
     api.state.taskcast = state
-    api.state.taskcast_streams = state.streams
 
 
 def state_of(request: Request) -> ServerState:

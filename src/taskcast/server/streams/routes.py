@@ -6,7 +6,7 @@ it passes through stays suspended as a frame for as long as the connection lives
 ``EventStreamRoute``, an ASGI app outside FastAPI, takes run-stream requests first and hands
 everything else to the FastAPI app; both answer the same way (``Streams.open_run_stream``).
 
-The routes find the server's ``Streams`` at ``request.app.state.taskcast_streams``
+The routes find the server's ``Streams`` in the ``ServerState`` at ``request.app.state.taskcast``
 (``taskcast.server.state.install`` puts it there).
 """
 
@@ -33,8 +33,11 @@ EVENTS_PATH = re.compile(r"/runs/([A-Za-z0-9._~:-]{1,128})/events")
 
 
 def streams_of(request: Request) -> Streams:
-    """The ``Streams`` of the server answering ``request`` (a dependency)."""
-    streams: Streams = request.app.state.taskcast_streams
+    """The ``Streams`` of the server answering ``request`` (a dependency): those of its
+    ``ServerState`` (``taskcast.server.state``), listening to the App once it is started."""
+    state = request.app.state.taskcast
+    state.listen()  # when the host application started the App itself
+    streams: Streams = state.streams
     return streams
 
 
