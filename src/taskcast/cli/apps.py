@@ -78,6 +78,50 @@ def build_app(options: argparse.Namespace) -> App:
     return app
 
 
+def add_serve_options(parser: argparse.ArgumentParser) -> None:
+    """``serve``'s options, each also from a ``TASKCAST_*`` variable (flags win)."""
+    env = EnvOptions(parser)
+    env.add("--host", "TCP address", default="127.0.0.1")
+    env.add("--port", "TCP port, 0 for any free one", type=int, default=8000)
+    env.add("--uds", "listen on this Unix socket instead of TCP", metavar="PATH")
+    env.add(
+        "--store", f"sqlite:///PATH, memory:// or redis://HOST:PORT/DB (default {DEFAULT_STORE})"
+    )
+    env.switch(
+        "--no-worker", "serve the API only; `taskcast worker` processes run the tasks (redis://)"
+    )
+    env.add("--app", "serve your own taskcast.App", metavar="MODULE:ATTRIBUTE")
+    env.switch("--no-demo", "do not register the demo.* tasks")
+    env.switch(
+        "--enable-shell", "register the `shell` task: anyone who can submit runs can run commands"
+    )
+    add_fetch_options(env)
+    env.add("--token", "require this bearer token on every route but /health")
+    env.repeat(
+        "--allowed-host",
+        "also answer requests naming this server as NAME in their Host header (on loopback"
+        " only loopback names are answered by default, against DNS rebinding); * for any",
+        metavar="NAME",
+    )
+    add_retention_option(env)
+    env.add("--grace", "seconds running runs get to finish on shutdown (default 10)", type=float)
+    env.add(
+        "--shutdown-timeout",
+        "seconds cancelled runs get to clean up on shutdown (default 5)",
+        type=float,
+    )
+    env.add("--keepalive", "seconds between SSE keep-alive comments", type=float, default=15.0)
+    env.add(
+        "--write-timeout",
+        "seconds an SSE client may stop reading before it is cut",
+        type=float,
+        default=10.0,
+    )
+    env.switch("--access-log", "log every request")
+    add_log_options(env)
+    parser.set_defaults(environment=env)
+
+
 def add_fetch_options(env: EnvOptions) -> None:
     """Where the built-in ``http.fetch`` may connect beyond public addresses (SSRF guard)."""
     env.repeat(
