@@ -9,7 +9,9 @@ An ``EventStream`` is a ``text/event-stream`` response whose body a subclass wri
   ``transport.py``), else through ASGI ``send``; every write is whole, so writers never
   interleave mid-event;
 * a *peer watcher* task notices a disconnect at once and writes a ``: keep-alive`` comment
-  every ``keepalive`` seconds (proxies drop idle connections);
+  after ``keepalive`` seconds without a write of the stream's own (proxies drop idle
+  connections; a broadcast's writes go around the writer, so a live run stream still gets one
+  every ``keepalive`` seconds);
 * a client whose unsent data does not drain within ``write_timeout`` is cut (its transport
   aborted: closing politely would wait for a drain that never comes), and the observer told;
 * a client that left ends the stream quietly.
@@ -21,6 +23,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -111,10 +114,13 @@ class Writer:
         self._write_timeout = write_timeout
         self._sending = asyncio.Lock()  # ASGI sends only: the raw writes are synchronous
         self._complete = False
+        self.last_write = time.monotonic()
+        """When this writer last wrote (a broadcast's writes to the transport are not seen)."""
 
     async def write(self, payload: bytes, *, wait: bool = True) -> None:
         """Write ``payload``; wait while the client's unsent data is over ``MAX_BUFFERED``
         (unless not ``wait``: the last words of a stream the server is stopping)."""
+        self.last_write = time.monotonic()
         if self.transport is None:
             await self._asgi(payload, more=True)
             return
@@ -125,6 +131,7 @@ class Writer:
     def put(self, payload: bytes) -> None:
         """Write ``payload`` to the transport now, whole (raw transports only)."""
         assert self.transport is not None
+        self.last_write = time.monotonic()
         if self._complete:
             return
         if self.transport.is_closing():
@@ -217,13 +224,17 @@ class EventStream(Response):
                 await asyncio.sleep(0)
 
     async def _watch_peer(self, receive: Receive, writer: Writer) -> None:
-        """Raise ``ClientGone`` when the client disconnects; keep the line alive meanwhile."""
+        """Raise ``ClientGone`` when the client disconnects; keep the line alive meanwhile (a
+        comment once ``keepalive`` seconds passed without a write)."""
         while True:
+            quiet = self.settings.keepalive - (time.monotonic() - writer.last_write)
+            if quiet <= 0:
+                await writer.write(KEEP_ALIVE)
+                continue
             try:
-                async with asyncio.timeout(self.settings.keepalive):
+                async with asyncio.timeout(quiet):
                     message = await receive()
             except TimeoutError:
-                await writer.write(KEEP_ALIVE)
                 continue
             if message["type"] == "http.disconnect":
                 raise ClientGone()
