@@ -13,11 +13,17 @@ from ..policies import MAX_AHEAD
 from ..states import RunState
 
 
-def _json_integer(value: Any) -> Any:
-    """An integer as JSON Schema counts them: ``5`` and ``5.0``, not ``"5"`` nor ``true``."""
-    if isinstance(value, bool | str):
-        raise ValueError("Input should be a valid integer")
+def _a_number(value: Any) -> Any:
+    if isinstance(value, (bool, str)):
+        raise ValueError("must be a number, not text or true/false")
     return value
+
+
+# JSON integers in bounds: `5` or `5.0` (JSON Schema's "integer" admits both), never `"5"`,
+# `true` or `5.5`. (The bounds come before the validator, or pydantic documents them as `ge`/`le`
+# instead of `minimum`/`maximum`.)
+Attempts = Annotated[int, Field(ge=1, le=1000), BeforeValidator(_a_number)]
+Priority = Annotated[int, Field(ge=0, le=9), BeforeValidator(_a_number)]
 
 
 class SubmitRequest(BaseModel):
@@ -37,8 +43,8 @@ class SubmitRequest(BaseModel):
         strict=True,  # a number: not "5", not true
         description="Seconds per attempt, at most 30 days (overrides the task's timeout).",
     )
-    max_attempts: int | None = Field(
-        default=None, ge=1, le=1000, description="Attempts in all (overrides the task's)."
+    max_attempts: Attempts | None = Field(
+        default=None, description="Attempts in all (overrides the task's)."
     )
     id: str | None = Field(
         default=None,
@@ -67,7 +73,7 @@ class SubmitRequest(BaseModel):
         strict=True,
         description="Start it this many seconds from now (instead of `run_at`).",
     )
-    priority: Annotated[int, Field(ge=0, le=9), BeforeValidator(_json_integer)] | None = Field(
+    priority: Priority | None = Field(
         default=None,
         description="0 to 9, higher first (default: the task's); see docs/semantics.md.",
     )
