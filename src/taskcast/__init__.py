@@ -36,7 +36,7 @@ if TYPE_CHECKING:
         UnknownSchedule,
         UnknownTask,
     )
-    from .models import Event, Run
+    from .models import CancelAnswer, Event, Run
     from .policies import RateLimit, Retention
     from .resources import Pool, ResourceError, ResourceTimeout
     from .runs.context import Context
@@ -53,6 +53,7 @@ _LAZY = {
     "App": "app",
     "AsyncClient": "client",
     "BatchTimedOut": "errors",
+    "CancelAnswer": "models",
     "ChildRun": "runs.family",
     "Client": "client",
     "ConnectionFailed": "errors",
@@ -115,6 +116,7 @@ __all__ = [
     "App",
     "AsyncClient",
     "BatchTimedOut",
+    "CancelAnswer",
     "ChildRun",
     "Client",
     "ConnectionFailed",
