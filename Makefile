@@ -43,6 +43,7 @@ bench: setup
 	$(BIN)/python -m pip install -q -e '.[dev,bench]'
 	$(BIN)/python bench/redis_peers.py --n 10000 --reps 3 --pickups 300
 	$(BIN)/python bench/redis_workflows.py --children 10000 --reps 3
+	$(BIN)/python bench/steps.py --steps 1000 --overhead-steps 10000 --reps 5
 
 # The test kit over real projects' suites (downloads their sdists); writes docs/testing.md.
 realsuites: setup

@@ -25,6 +25,7 @@ DASHBOARD_FILES = {
     "charts.js",
     "bulk.js",
     "timeline.js",
+    "steps.js",
     "uPlot.iife.min.js",
     "uPlot.min.css",
     "uPlot.LICENSE.txt",

@@ -13,6 +13,7 @@ from typing import Any, TypeVar, overload
 
 import httpx
 
+from . import events
 from .cursors import check_cursor
 from .errors import (
     InvalidRequest,
@@ -34,6 +35,7 @@ from .runs.ports import QueueCounts
 from .runs.retention import Pruner
 from .runs.scheduler import Scheduler
 from .runs.shutdown import ShutdownReport
+from .runs.steps import timeline
 from .schedules import Schedule
 from .states import RunState
 from .stats import DEFAULT_STEP, DEFAULT_WINDOW, Activity, Window
@@ -547,6 +549,24 @@ class App:
         if run.waiting_for is None and run.state is RunState.QUEUED:
             run.waiting_for = coordinator.waiting_reason(run_id)
         return run
+
+    async def steps(self, run_id: str) -> list[dict[str, Any]]:
+        """The durable calls the run recorded (``ctx.step``, ``ctx.sleep``, ``ctx.signal``), in
+        log order: ``index``, ``kind``, ``name``, ``state`` (``completed`` or ``failed``, with
+        ``error``), ``attempt`` (the one that ran it), ``tries``, ``started_at`` and
+        ``finished_at`` (Unix time; a sleep's wake-up time), ``duration``, ``replayed`` (a later
+        attempt got it back without running it) and ``seq``. Raises ``RunNotFound``."""
+        run = await self.get(run_id)
+        store = self._running().store
+        records: list[Event] = []
+        after = 0
+        while True:
+            page = await store.read_events_of_type(run_id, events.STEP, after, 1000)
+            records.extend(page)
+            if len(page) < 1000:
+                break
+            after = page[-1].seq
+        return timeline(records, run.attempt)
 
     async def runs(
         self,

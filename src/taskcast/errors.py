@@ -98,6 +98,30 @@ class RunFinished(TaskcastError):
         super().__init__(f"run {run_id!r} already finished ({state})", run_id=run_id, state=state)
 
 
+class StepMismatch(TaskcastError):
+    """A body that ran again asked, at a position its run's log records, for another durable
+    call than the one recorded there (``ctx.step``, ``ctx.sleep``, ``ctx.signal``): it is not
+    the same program, so the run fails rather than mix the two (it is never retried).
+
+    Make the body ask for its steps in the same order every time it runs (decisions that vary
+    belong inside a step, whose result is recorded), or submit a new run.
+    """
+
+    code = "step_mismatch"
+    status = 409
+
+    def __init__(self, run_id: str, index: int, *, recorded: str, asked: str) -> None:
+        super().__init__(
+            f"run {run_id!r} recorded {recorded} at step position {index}, but its body now"
+            f" asks for {asked} there: the body does not make the same steps in the same order"
+            " as when it ran before",
+            run_id=run_id,
+            index=index,
+            recorded=recorded,
+            asked=asked,
+        )
+
+
 class NotRetryable(TaskcastError):
     """Only a run that ended without completing (failed, cancelled, timed out) or was
     interrupted can be retried; this one is still going, or completed."""

@@ -8,8 +8,9 @@ A run's log holds two kinds of events:
   ``timed_out``), and ``shutdown`` (the process
   stopped while the run was unfinished; its data says the state it was left in);
 * **events of the run's own**: those its task emits (``progress``, ``log``, any other type),
-  plus two the engine writes on request, ``signal`` (a signal was sent to it) and ``child`` (it
-  spawned a child run). These never change the state.
+  plus three the engine writes on request, ``signal`` (a signal was sent to it), ``child`` (it
+  spawned a child run) and ``step`` (a durable step, sleep or signal taken was recorded:
+  ``runs.steps``). These never change the state.
 
 Every other module (the context refusing reserved types, ``/changes`` and the dashboard
 following states, the engine and the worker) reads the names from here, so they cannot drift.
@@ -29,6 +30,7 @@ INTERRUPTED = "interrupted"
 SHUTDOWN = "shutdown"
 SIGNAL = "signal"
 CHILD = "child"
+STEP = "step"
 PROGRESS = "progress"
 LOG = "log"
 
@@ -48,13 +50,13 @@ STATE_AFTER: dict[str, RunState] = {
 LIFECYCLE_EVENT_TYPES = frozenset({*STATE_AFTER, SHUTDOWN})
 """Event types that change a run's state; only the engine writes them."""
 
-RESERVED_EVENT_TYPES = LIFECYCLE_EVENT_TYPES | {SIGNAL, CHILD}
+RESERVED_EVENT_TYPES = LIFECYCLE_EVENT_TYPES | {SIGNAL, CHILD, STEP}
 """Event types a task may not emit itself (``ctx.emit`` refuses them)."""
 
 
 def state_after(event_type: str, data: Any) -> RunState | None:
     """The state a run is in right after an event of ``event_type`` with ``data``, or ``None``
-    for an event that does not change it (a task's own, ``signal``, ``child``).
+    for an event that does not change it (a task's own, ``signal``, ``child``, ``step``).
 
     ``shutdown`` leaves the run in the state its data names (``queued``, ``scheduled`` or
     ``interrupted``)."""

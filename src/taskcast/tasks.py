@@ -47,6 +47,19 @@ class Context(Protocol):
 
     async def log(self, message: str, level: str = "info") -> Event: ...
 
+    async def step(
+        self,
+        name: str,
+        fn: Callable[..., Any],
+        /,
+        *args: Any,
+        retries: int = 0,
+        backoff: float = 1.0,
+        **kwargs: Any,
+    ) -> Any: ...
+
+    async def sleep(self, seconds: float) -> None: ...
+
 
 class BodyKind(Enum):
     ASYNC_FUNCTION = "async function"
@@ -367,6 +380,25 @@ class ThreadContext:
 
     def log(self, message: str) -> None:
         asyncio.run_coroutine_threadsafe(self._context.log(message), self._loop).result()
+
+    def step(
+        self,
+        name: str,
+        fn: Callable[..., Any],
+        /,
+        *args: Any,
+        retries: int = 0,
+        backoff: float = 1.0,
+        **kwargs: Any,
+    ) -> Any:
+        """``Context.step``, blocking: ``fn`` runs (a plain function in another worker thread)
+        or its recorded result comes back."""
+        call = self._context.step(name, fn, *args, retries=retries, backoff=backoff, **kwargs)
+        return asyncio.run_coroutine_threadsafe(call, self._loop).result()
+
+    def sleep(self, seconds: float) -> None:
+        """``Context.sleep``, blocking (durable: a body that runs again sleeps only the rest)."""
+        asyncio.run_coroutine_threadsafe(self._context.sleep(seconds), self._loop).result()
 
 
 def _body_kind(function: Callable[..., Any]) -> BodyKind:

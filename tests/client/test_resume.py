@@ -122,8 +122,8 @@ async def test_a_silent_connection_is_replaced_within_the_read_timeout(server: L
     noticed_after = proxy.connected_at[1] - proxy.silent_since
     # The bound is the read timeout; the margin is for a busy 2-core machine.
     assert read_timeout * 0.9 <= noticed_after <= read_timeout + 5.0
-    assert [e.seq for e in events] == [1, 2, 3, 4]
-    assert [e.type for e in events] == ["queued", "started", "signal", "completed"]
+    assert [e.seq for e in events] == [1, 2, 3, 4, 5]
+    assert [e.type for e in events] == ["queued", "started", "signal", "step", "completed"]
 
 
 async def test_keep_alives_keep_a_quiet_stream_open_past_the_read_timeout(

@@ -9,6 +9,8 @@ from typing import Any
 
 import taskcast
 
+from ..durable_app import register
+
 app = taskcast.App("memory://", grace=0.0, shutdown_timeout=2.0)
 
 
@@ -83,3 +85,6 @@ async def keeps_children(ctx: taskcast.Context) -> list[Any]:
     second = await ctx.spawn("hold")
     await ctx.emit("waiting", {"child": second.run_id, "attempt": ctx.attempt})
     return [first, await second]
+
+
+register(app)  # ``durable.plan``, for the durable steps tests

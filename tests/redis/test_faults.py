@@ -152,7 +152,7 @@ async def test_a_worker_stopped_with_sigterm_hands_its_runs_back_at_once(
                 _assert_one_clean_log(log)
                 assert [e.type for e in log] == [
                     "queued", "started", "worker", "shutdown", "retrying", "started", "worker",
-                    "signal", "completed",
+                    "signal", "step", "completed",  # step: the signal taken, recorded
                 ]  # fmt: skip
 
 

@@ -179,7 +179,7 @@ async def test_a_worker_that_shuts_down_hands_its_runs_back_at_once(
     log = [event.type async for event in api.events(runs[0].id)]
     assert log == [
         "queued", "started", "holding", "shutdown", "retrying", "started", "holding",
-        "signal", "completed",
+        "signal", "step", "completed",  # step: the signal taken, recorded
     ]  # fmt: skip
 
 

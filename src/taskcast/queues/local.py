@@ -6,7 +6,10 @@ run the store holds (those a stop or a crash interrupted). Its bound (``max_queu
 runs this process holds waiting, and the runs being stored.
 
 A run it does not hold has no other taker: a cancel moves it to ``cancelled`` in the store if it
-can (a queued run of a task this process does not register), and a signal is refused.
+can (a queued run of a task this process does not register), and a signal is refused. The
+signals in the logs of the unfinished runs are handed back with them at start, as a shared queue
+hands over those of a run it takes (the ones an attempt took already are dropped when its
+durable ``ctx.signal`` replays).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from .. import events
 from ..errors import QueueFull
 from ..models import CancelAnswer, Run
 from ..runs.ports import QueueCounts, QueueOwner
@@ -39,7 +43,25 @@ class LocalQueue:
                 f"worker=False needs a store that workers share (redis://), not {self._store.url!r}"
             )
         self._owner = owner
-        return await owner.resume(await self._store.unfinished_runs())
+        runs = await self._store.unfinished_runs()
+        signals: dict[str, list[tuple[str, Any]]] = {}
+        for run in runs:
+            if run.last_seq > 1:  # a run with only its first event was never sent a signal
+                logged = await self._signals_of(run.id)
+                if logged:
+                    signals[run.id] = logged
+        return await owner.resume(runs, signals)
+
+    async def _signals_of(self, run_id: str) -> list[tuple[str, Any]]:
+        """``(name, data)`` of every ``signal`` event of the run's log, in order."""
+        found: list[tuple[str, Any]] = []
+        after = 0
+        while True:
+            page = await self._store.read_events_of_type(run_id, events.SIGNAL, after, 1000)
+            found.extend((event.data["name"], event.data.get("data")) for event in page)
+            if len(page) < 1000:
+                return found
+            after = page[-1].seq
 
     def reserve(self, runs: Sequence[Run]) -> None:
         if self._owner.queued_count + self._reserved + len(runs) > self.max_queue:

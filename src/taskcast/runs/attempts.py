@@ -20,7 +20,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from ..errors import NotSerializable
+from ..errors import NotSerializable, StepMismatch
 from ..models import encode_json
 from ..supervisor import Supervisor
 from . import clock
@@ -119,7 +119,11 @@ class Attempts:
                 await outcomes.stopped(active, cleanup_error=exc)
             elif scope is not None and scope.expired():
                 await outcomes.timed_out(active, timeout)
-            elif attempt < run.max_attempts and definition.retry.should_retry(exc):
+            elif (
+                attempt < run.max_attempts
+                and definition.retry.should_retry(exc)
+                and not isinstance(exc, StepMismatch)  # the same body would mismatch again
+            ):
                 await self._retry(active, exc)
             else:
                 await outcomes.failed(active, exc)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
@@ -11,10 +11,11 @@ import httpx
 
 from ..events import RESERVED_EVENT_TYPES
 from ..models import Event, encode_json
-from ..names import check_event_type, check_signal_name
+from ..names import check_event_type
 from .active import ActiveRun
 from .family import ChildRun, map_children, spawn
 from .ports import RunServices
+from .steps import Steps
 
 __all__ = ["RESERVED_EVENT_TYPES", "Context"]  # the vocabulary lives in events.py
 
@@ -36,6 +37,15 @@ class Context:
         self.attempt = active.run.attempt
         self.deadline = deadline
         self._next_child = 0
+        # Durable calls (``step``, ``sleep``, ``signal``): made on first use, or at once when
+        # this attempt may replay (its events then compared with the recorded ones).
+        self._steps: Steps | None = Steps(services, active) if self.attempt > 1 else None
+
+    def _durable(self) -> Steps:
+        steps = self._steps
+        if steps is None:
+            steps = self._steps = Steps(self._services, self._active)
+        return steps
 
     def _reserve_children(self, count: int) -> int:
         """The position of the first of ``count`` children about to be spawned, in order."""
@@ -59,6 +69,12 @@ class Context:
         """
         check_event_type(type)
         data_json = encode_json(data, f"the data of event {type!r}")
+        steps = self._steps
+        if steps is not None and steps.replaying:
+            # Running again after recorded steps: an event already in the log is not repeated.
+            recorded = await steps.suppressed(type, data_json)
+            if recorded is not None:
+                return recorded
         # Not durable: the event is ordered now and committed with the next batch (before the
         # run's terminal write), so a chatty task does not wait for each one.
         return await self._services.emit(self.run_id, type, data, data_json)
@@ -85,11 +101,56 @@ class Context:
         ``InvalidRequest``). If cancelled while waiting, a signal that arrived at that moment is
         kept for the next call. Raises ``InvalidRequest`` for a name no one could send (see
         ``taskcast.names``).
+
+        Durable: the signal taken is recorded in the run's log (a ``step`` of kind ``signal``)
+        before this returns, so a body that runs again gets the same data back at once instead
+        of waiting again (a timeout is not recorded). It takes a step position (see ``step``).
         """
-        check_signal_name(name)
-        data = await self._active.mailbox.receive(name, timeout)
-        self._services.signal_taken(self.run_id, name)
-        return data
+        return await self._durable().signal(name, timeout)
+
+    async def step(
+        self,
+        name: str,
+        fn: Callable[..., Any],
+        /,
+        *args: Any,
+        retries: int = 0,
+        backoff: float = 1.0,
+        **kwargs: Any,
+    ) -> Any:
+        """Run ``fn(*args, **kwargs)`` once per run and return its result, recorded durably.
+
+        ``fn`` is a coroutine function (awaited here) or a plain function (called in a worker
+        thread). Its result must be JSON: it is written to the run's log as a ``step`` event
+        (``{"kind": "step", "name", "index", "result", ...}``) before this returns. When the
+        body runs again (resumed after a stop or crash, retried, re-delivered, or ``App.retry``),
+        a step already recorded returns the recorded result without calling ``fn`` (as JSON
+        reads it back: a tuple comes back a list); the first without a record runs. Steps are
+        at-least-once: a crash after ``fn`` returned and before the record is durable calls it
+        again.
+
+        Steps are matched by position (the n-th durable call of the body: ``step``, ``sleep``,
+        ``signal``); a recorded position asked for under another name or kind raises
+        ``StepMismatch`` and the run fails without a retry. ``retries``: further calls of ``fn``
+        after it raises, with exponential backoff from ``backoff`` seconds (full jitter); a
+        step that fails for good has its error recorded and raises it (a later attempt runs it
+        again). ``name`` follows the event-type rule (1-64 characters from letters, digits and
+        ``._:-``); bad ``name``, ``retries`` or ``backoff``: ``InvalidRequest``. Cancelling the
+        call cancels ``fn`` (a function in a thread finishes on its own; its result is dropped)
+        and records nothing. ``fn`` cannot take keyword arguments named ``retries`` or
+        ``backoff`` (wrap it in ``functools.partial``).
+        """
+        return await self._durable().step(name, fn, args, kwargs, retries, backoff)
+
+    async def sleep(self, seconds: float) -> None:
+        """Sleep ``seconds``, durably: the wake-up time is recorded first, so a body that runs
+        again (after a restart, say) sleeps only what is left of it, or not at all.
+
+        While it sleeps the run lends its concurrency slot (another run may start in it) and
+        takes one back before it returns. ``seconds``: a finite number from 0 to 30 days, else
+        ``InvalidRequest``. It takes a step position (see ``step``); cancelling it is immediate.
+        """
+        await self._durable().sleep(seconds)
 
     # -- workflows ---------------------------------------------------------------------------
 

@@ -210,8 +210,14 @@ class Coordinator:
         self._queue.room_freed()
         return resumed
 
-    async def resume(self, runs: Sequence[Run]) -> list[str]:
+    async def resume(
+        self, runs: Sequence[Run], signals: Mapping[str, Sequence[tuple[str, Any]]] | None = None
+    ) -> list[str]:
         """Own the unfinished runs found in the store at start. Returns the resumed run ids.
+
+        ``signals``: the signals each run's log holds, by run id, in order: handed to the run
+        as a work queue hands those of a run it takes over (those an earlier attempt took are
+        dropped as its durable ``ctx.signal`` records replay: ``runs.steps``).
 
         A run that was running when its process stopped (``interrupted``, or ``running`` after a
         crash) is queued again as a new attempt if it has attempts left, else it fails with a
@@ -232,7 +238,8 @@ class Coordinator:
                 if recovered is None:
                     continue
                 run = recovered
-            active = self._own(run, blocked=bool(run.after))
+            logged = signals.get(run.id, ()) if signals else ()
+            active = self._own(run, logged, blocked=bool(run.after))
             if active.waiting_for:
                 await self.dependencies.check_ended(active)
             resumed.append(run.id)
@@ -604,7 +611,7 @@ class Coordinator:
     ) -> ActiveRun:
         active = ActiveRun(run, self._tasks[run.task])
         for name, data in signals:
-            active.mailbox.deliver(name, data)
+            active.mailbox.deliver(name, data, from_log=True)
         if run.parent_id is not None:
             active.deadline_cap = self._inherited_deadline(run)
         if run.state is RunState.SCHEDULED:
@@ -703,6 +710,18 @@ class Coordinator:
         """Append an event of the run's own (not durable: ordered now, committed with the next
         batch, before the run's terminal write, so a chatty task does not wait for each one)."""
         return await self.store.append(run_id, type, data, data_json, durable=False)
+
+    async def record(self, run_id: str, type: str, data: Any, data_json: str) -> Event:
+        """Append an event the engine writes for the run (a durable ``step``), durably."""
+        return await self.store.append(run_id, type, data, data_json)
+
+    async def read_events(self, run_id: str, after: int, limit: int) -> list[Event]:
+        """See ``Store.read_events``."""
+        return await self.store.read_events(run_id, after, limit)
+
+    async def get_run(self, run_id: str) -> Run | None:
+        """See ``Store.get_run``."""
+        return await self.store.get_run(run_id)
 
     def lending_slot(self, active: ActiveRun) -> AbstractAsyncContextManager[None]:
         return self.slots.lending(active)

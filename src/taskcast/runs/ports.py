@@ -12,7 +12,7 @@ No module reaches into another's private names: each gets one of these.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
@@ -35,6 +35,19 @@ class RunServices(Protocol):
 
     async def emit(self, run_id: str, type: str, data: Any, data_json: str) -> Event:
         """Append an event of the run's own to its log (ordered now, committed shortly)."""
+        ...
+
+    async def record(self, run_id: str, type: str, data: Any, data_json: str) -> Event:
+        """Append an event the engine writes for the run (a durable step's record) to its log;
+        returns once it is durable."""
+        ...
+
+    async def read_events(self, run_id: str, after: int, limit: int) -> list[Event]:
+        """Up to ``limit`` events of the run's log after ``after``, in order."""
+        ...
+
+    async def get_run(self, run_id: str) -> Run | None:
+        """The run as stored, or None."""
         ...
 
     def lending_slot(self, active: ActiveRun) -> AbstractAsyncContextManager[None]:
@@ -159,9 +172,12 @@ class QueueOwner(Protocol):
         queue: a shared one gets such runs from the store once they may start)."""
         ...
 
-    async def resume(self, runs: Sequence[Run]) -> list[str]:
+    async def resume(
+        self, runs: Sequence[Run], signals: Mapping[str, Sequence[tuple[str, Any]]] | None = None
+    ) -> list[str]:
         """Own the unfinished runs found in the store at start (recovering the interrupted
-        ones); returns the ids resumed."""
+        ones), with the signals each one's log holds (``signals`` by run id, in order); returns
+        the ids resumed."""
         ...
 
     async def recover_interrupted(self, run: Run) -> Run | None:

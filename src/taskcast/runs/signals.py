@@ -19,7 +19,7 @@ from ..limits import MAX_PENDING_SIGNALS, check_timeout
 class Mailbox:
     """The signals of one run: those kept, those being logged, and the tasks waiting."""
 
-    __slots__ = ("_held", "_kept", "_sending", "_waiters")
+    __slots__ = ("_from_log", "_held", "_kept", "_sending", "_waiters")
 
     def __init__(self) -> None:
         self._kept: dict[str, deque[Any]] = {}
@@ -27,14 +27,37 @@ class Mailbox:
         # Signals held for the task: kept, or being logged (``_sending`` by name).
         self._held = 0
         self._sending: dict[str, int] = {}
+        # Of the signals kept by name, how many at the front were handed over from the run's
+        # log when this process took the run (some may have been taken by an earlier attempt).
+        self._from_log: dict[str, int] = {}
 
-    def deliver(self, name: str, data: Any) -> None:
-        """Hand a logged signal to the oldest waiter of ``name``, or keep it."""
+    def deliver(self, name: str, data: Any, *, from_log: bool = False) -> None:
+        """Hand a logged signal to the oldest waiter of ``name``, or keep it. ``from_log``: a
+        signal of the run's log handed over with the run (``QueueOwner.take_over``)."""
+        if from_log:
+            self._keep(name, data)
+            self._from_log[name] = self._from_log.get(name, 0) + 1
+            return
         for waiter in self._waiters.get(name, ()):
             if not waiter.done():
                 waiter.set_result(data)
                 return
         self._keep(name, data)
+
+    def discard_from_log(self, name: str) -> None:
+        """Drop the oldest signal ``name`` handed over from the log, if one is still kept: a
+        durable ``ctx.signal`` replayed its record, so an earlier attempt took it."""
+        if self._from_log.get(name):
+            self._took_from_log(name)
+            self._kept[name].popleft()
+            self._held -= 1
+
+    def _took_from_log(self, name: str) -> None:
+        left = self._from_log.get(name, 0) - 1
+        if left > 0:
+            self._from_log[name] = left
+        else:
+            self._from_log.pop(name, None)
 
     def _keep(self, name: str, data: Any, *, first: bool = False) -> None:
         pending = self._kept.setdefault(name, deque())
@@ -75,6 +98,8 @@ class Mailbox:
         pending = self._kept.get(name)
         if pending:
             self._held -= 1
+            if self._from_log:
+                self._took_from_log(name)
             return pending.popleft()
         waiter: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         waiters = self._waiters.setdefault(name, deque())

@@ -123,6 +123,31 @@ class RunBody(BaseModel):
     )
 
 
+class StepBody(BaseModel):
+    """One durable call a run recorded (``ctx.step``, ``ctx.sleep``, ``ctx.signal``)."""
+
+    index: int | None = Field(description="Its position among the body's durable calls.")
+    kind: Literal["step", "sleep", "signal"]
+    name: str
+    state: Literal["completed", "failed"]
+    attempt: int = Field(description="The attempt that ran it.")
+    tries: int = Field(description="Calls of its function (step retries included).")
+    started_at: float = Field(description="Unix time, seconds.")
+    finished_at: float = Field(description="Unix time (a sleep's wake-up time).")
+    duration: float = Field(description="Seconds.")
+    replayed: bool = Field(description="A later attempt got its result back without running it.")
+    seq: int = Field(description="The seq of its `step` event in the run's log.")
+    error: dict[str, Any] | None = Field(default=None, description='{"type", "message"}.')
+
+
+class RunDetail(RunBody):
+    """A run as stored, with the durable steps its log records (GET /runs/{id})."""
+
+    steps: list[StepBody] = Field(
+        default_factory=list, description="Its durable steps, in log order."
+    )
+
+
 class RunList(BaseModel):
     """GET /runs: newest first; pass ``next_before`` as ``before`` for the next page."""
 

@@ -204,6 +204,20 @@ class Store(abc.ABC):
     async def read_events(self, run_id: str, after: int = 0, limit: int = 1000) -> list[Event]:
         """Up to ``limit`` events of the run with ``seq > after``, in order."""
 
+    async def read_events_of_type(
+        self, run_id: str, type: str, after: int = 0, limit: int = 1000
+    ) -> list[Event]:
+        """Up to ``limit`` events of the run of one ``type`` with ``seq > after``, in order (a
+        durable run's ``step`` records). A store that can filter where the log lives does."""
+        found: list[Event] = []
+        while len(found) < limit:
+            page = await self.read_events(run_id, after, 1000)
+            found.extend(event for event in page if event.type == type)
+            if len(page) < 1000:
+                break
+            after = page[-1].seq
+        return found[:limit]
+
     @abc.abstractmethod
     async def unfinished_runs(self) -> list[Run]:
         """Every run that is queued, running or interrupted, oldest first (for recovery)."""

@@ -863,6 +863,18 @@ class SQLiteStore(Store):
         rows.sort(key=itemgetter(0))
         return [Event(run_id, r[0], r[1], json.loads(r[2]), float(r[3]), r[2]) for r in rows]
 
+    async def read_events_of_type(
+        self, run_id: str, type: str, after: int = 0, limit: int = 1000
+    ) -> list[Event]:
+        rows = await self._read_packed(
+            "json_array(seq, type, data, quote(at))",
+            "SELECT seq, type, data, at FROM events WHERE run_id = ? AND seq > ? AND type = ?"
+            " ORDER BY seq LIMIT ?",
+            [run_id, after, type, limit],
+        )
+        rows.sort(key=itemgetter(0))
+        return [Event(run_id, r[0], r[1], json.loads(r[2]), float(r[3]), r[2]) for r in rows]
+
     async def unfinished_runs(self) -> list[Run]:
         return [run.copy() for _, run in sorted(self._live.items()) if not run.state.is_terminal]
 

@@ -15,7 +15,15 @@ from ...names import NAME_CHARACTERS, NAME_PATTERN
 from ...states import RunState
 from ..bodies import StrictJSONRoute
 from ..openapi import errors
-from ..schemas import CancelAccepted, CancelRequest, RunBody, RunList, SignalAccepted, SubmitRequest
+from ..schemas import (
+    CancelAccepted,
+    CancelRequest,
+    RunBody,
+    RunDetail,
+    RunList,
+    SignalAccepted,
+    SubmitRequest,
+)
 from ..state import app_of, require_open
 
 FINISHING_WAIT = 10.0
@@ -83,10 +91,13 @@ async def list_runs(
     return {"runs": [run.to_dict() for run in runs], "next_before": next_before}
 
 
-@router.get("/runs/{run_id}", response_model=RunBody, responses=errors(404), summary="Get a run")
+@router.get("/runs/{run_id}", response_model=RunDetail, responses=errors(404), summary="Get a run")
 async def get_run(app: TheApp, run_id: RunId) -> dict[str, Any]:
-    """The run as stored: state, attempts, times, result or error."""
-    return (await app.get(run_id)).to_dict()
+    """The run as stored: state, attempts, times, result or error, and its durable steps
+    (``ctx.step``, ``ctx.sleep``, ``ctx.signal``) with their times."""
+    body = (await app.get(run_id)).to_dict()
+    body["steps"] = await app.steps(run_id)
+    return body
 
 
 @router.post(

@@ -645,6 +645,7 @@ function closeRun() {
   if (run.reader) run.reader.stop();
   Object.assign(run, { id: null, data: null, reader: null, lastSeq: 0, shown: 0, follow: true });
   workflow.close(); // timeline.js
+  stepTimeline.close(); // steps.js
 }
 
 async function openRun(id) {
@@ -671,6 +672,7 @@ async function openRun(id) {
   run.data = data;
   renderRun();
   renderRelations(data);
+  stepTimeline.open(data); // steps.js
   run.reader = new EventReader(`/runs/${encodeURIComponent(id)}/events`, {
     resume: true,
     isLast: (event) => TERMINAL.has(event.type),
@@ -708,6 +710,7 @@ function renderRun() {
   $("run-retry-of-term").hidden = $("run-retry-of-value").hidden = !data.retry_of;
   renderOutcome(data);
   workflow.runChanged(data); // timeline.js: this run's own bar
+  stepTimeline.runChanged(data); // steps.js: a new attempt replays the steps before it
 }
 
 function renderOutcome(data) {
@@ -779,6 +782,7 @@ function onRunEvents(events) {
     }
     if (event.type === "progress") progress = event.data;
     if (event.type === "child" && event.data && event.data.run_id) workflow.addChild(event.data.run_id, event.data.task, event.at);
+    if (event.type === "step") stepTimeline.add(event); // steps.js
   }
   if (!count) return;
   const log = $("log");
