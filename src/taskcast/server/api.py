@@ -19,7 +19,9 @@ from ..cursors import MAX_SEQ, SEQ_PATTERN
 from ..errors import RunFinished, ShuttingDown
 from ..ids import RUN_ID_PATTERN
 from ..names import NAME_CHARACTERS, NAME_PATTERN
+from ..owners import OWNER_PATTERN
 from ..states import RunState
+from .access import owner_of_submit
 from .api_docs import api_docs_router
 from .auth import BearerTokenAuth
 from .bodies import StrictJSONRoute
@@ -47,6 +49,7 @@ from .schemas import (
 from .sse import EventStreamResponse, StreamSettings
 from .stats_route import stats_router
 from .stream_route import EventStreamRoute, read_cursor
+from .tracing import TraceContext
 
 FINISHING_WAIT = 10.0
 """Seconds a refused cancel waits for a run whose terminal write is under way, to name its end."""
@@ -166,6 +169,7 @@ def create_app(
             run_at=request.run_at,
             delay=request.delay,
             priority=request.priority,
+            owner=owner_of_submit(request.owner),
         )
         response.headers["Location"] = f"/runs/{run.id}"
         return run.to_dict()
@@ -189,11 +193,21 @@ def create_app(
                 " upper case).",
             ),
         ] = None,
+        owner: Annotated[
+            str | None,
+            Query(pattern=OWNER_PATTERN, description="Only runs this owner submitted."),
+        ] = None,
     ) -> dict[str, Any]:
         """Runs newest first; the filters combine. Page through with `before` = the previous
         page's `next_before` (null on the last page)."""
         runs = await app.runs(
-            state=state, task=task, limit=limit, before=before, parent=parent, prefix=prefix
+            state=state,
+            task=task,
+            limit=limit,
+            before=before,
+            parent=parent,
+            prefix=prefix,
+            owner=owner,
         )
         next_before = runs[-1].id if len(runs) == limit else None
         return {"runs": [run.to_dict() for run in runs], "next_before": next_before}
@@ -431,7 +445,7 @@ def create_app(
     )
     api.include_router(dashboard_router())
     api.include_router(api_docs_router())
-    asgi: ASGIApp = EventStreamRoute(api, open_stream)
+    asgi: ASGIApp = TraceContext(EventStreamRoute(api, open_stream))
     if token:
         asgi = BearerTokenAuth(asgi, token)
     if allowed_hosts is not None and ANY_HOST not in allowed_hosts:
