@@ -20,8 +20,8 @@ nothing is imported, nothing is allocated per attempt.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-import importlib.util
 import re
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
@@ -56,7 +56,7 @@ def traceparent_error(value: object) -> str | None:
         and not value.startswith("ff")
         and value[3:35] != "0" * 32
         and value[36:52] != "0" * 16
-        and (len(value) > 55 or value.startswith("00"))
+        and (len(value) == 55 or not value.startswith("00"))  # version 00 has no more fields
     ):
         return None
     return (
@@ -80,8 +80,10 @@ def _otel() -> Any:
     global _OTEL, _CHECKED
     if not _CHECKED:
         _CHECKED = True
-        if importlib.util.find_spec("opentelemetry") is not None:
+        try:
             _OTEL = _Otel()
+        except ImportError:
+            _OTEL = None
     return _OTEL
 
 
@@ -173,8 +175,6 @@ class _Otel:
             try:
                 yield
             except BaseException as exc:
-                import asyncio
-
                 if isinstance(exc, asyncio.CancelledError):
                     ended = outcome() or "cancelled"
                     span.add_event(ended)
