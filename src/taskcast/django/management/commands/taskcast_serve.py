@@ -14,6 +14,10 @@ from django.core.management.base import BaseCommand
 class Command(BaseCommand):
     help = "Serve the project's taskcast App, API and dashboard; see taskcast serve."
 
+    def run_from_argv(self, argv: list[str]) -> None:
+        # Every option is taskcast serve's (--help too): none is Django's to parse.
+        self.handle(options=argv[2:])
+
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("options", nargs=argparse.REMAINDER, help="taskcast serve options")
 

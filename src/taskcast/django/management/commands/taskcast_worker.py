@@ -12,6 +12,10 @@ from django.core.management.base import BaseCommand
 class Command(BaseCommand):
     help = "Run the project's taskcast tasks from the shared (Redis) store; see taskcast worker."
 
+    def run_from_argv(self, argv: list[str]) -> None:
+        # Every option is taskcast worker's (--help too): none is Django's to parse.
+        self.handle(options=argv[2:])
+
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("options", nargs=argparse.REMAINDER, help="taskcast worker options")
 
