@@ -87,6 +87,15 @@ def _otel() -> Any:
     return _OTEL
 
 
+def current_traceparent() -> str | None:
+    """The current OpenTelemetry span's ``traceparent`` (for a client's request), or None:
+    no span, or no OpenTelemetry."""
+    otel = _otel()
+    if otel is None:
+        return None
+    return _format(otel.trace.get_current_span().get_span_context())
+
+
 def on_submit(run: Run, given: str | None) -> None:
     """Set ``run.traceparent`` for a new run (see the module docstring for where from)."""
     otel = _otel()

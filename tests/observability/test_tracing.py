@@ -3,11 +3,15 @@ the submitter (Python API, HTTP traceparent) into the run and across a Redis wor
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import socket
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
+import uvicorn
 from opentelemetry import trace
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
@@ -28,6 +32,23 @@ def named(spans: InMemorySpanExporter, name: str) -> list[Any]:
 def traceparent_of(span: Any) -> str:
     context = span.get_span_context()
     return f"00-{context.trace_id:032x}-{context.span_id:016x}-{int(context.trace_flags):02x}"
+
+
+@contextlib.asynccontextmanager
+async def serving(app: taskcast.App) -> AsyncIterator[str]:
+    """``app``'s HTTP API on a real uvicorn on 127.0.0.1, in this process (to see its spans)."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()  # connections wait in the backlog until uvicorn accepts them
+    config = uvicorn.Config(create_app(app), lifespan="off", log_config=None)
+    server = uvicorn.Server(config)
+    async with asyncio.TaskGroup() as tasks:
+        tasks.create_task(server.serve(sockets=[sock]))
+        try:
+            yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+        finally:
+            server.should_exit = True
+    sock.close()
 
 
 def make_app(store: str = "memory://", **options: Any) -> taskcast.App:
@@ -147,8 +168,7 @@ async def test_the_traceparent_header_of_a_submit_is_its_parent(
     spans: InMemorySpanExporter,
 ) -> None:
     async with make_app() as app:
-        transport = httpx.ASGITransport(app=create_app(app))
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        async with serving(app) as url, httpx.AsyncClient(base_url=url) as client:
             answer = await client.post(
                 "/runs",
                 json={"task": "greet", "args": {"name": "ada"}},
@@ -174,8 +194,7 @@ async def test_a_bad_traceparent_header_is_refused_naming_it_and_nothing_is_stor
     header: str,
 ) -> None:
     async with make_app() as app:
-        transport = httpx.ASGITransport(app=create_app(app))
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        async with serving(app) as url, httpx.AsyncClient(base_url=url) as client:
             answer = await client.post(
                 "/runs",
                 json={"task": "greet", "args": {"name": "x"}},
@@ -240,3 +259,17 @@ asyncio.run(main())
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == [TRACEPARENT, "[]"]
+
+
+async def test_a_client_submitting_inside_a_span_sends_its_trace_to_the_server(
+    spans: InMemorySpanExporter,
+) -> None:
+    tracer = trace.get_tracer("tests")
+    async with make_app() as app:
+        async with serving(app) as url, taskcast.AsyncClient(url) as client:
+            with tracer.start_as_current_span("client job") as caller:
+                run = await client.submit_with("greet", {"name": "ada"}, owner="ada@example.org")
+        await app.wait(run.id, timeout=30)
+    assert run.owner == "ada@example.org"
+    (submit,) = named(spans, "submit greet")
+    assert submit.parent.span_id == caller.get_span_context().span_id

@@ -106,6 +106,8 @@ class Client:
         run_at: datetime | None = None,
         delay: float | None = None,
         priority: int | None = None,
+        owner: str | None = None,
+        traceparent: str | None = None,
     ) -> Run:
         """See ``AsyncClient.submit_with``."""
         return self._call(
@@ -120,6 +122,8 @@ class Client:
                 run_at=run_at,
                 delay=delay,
                 priority=priority,
+                owner=owner,
+                traceparent=traceparent,
             )
         )
 
