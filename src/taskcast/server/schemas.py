@@ -5,13 +5,21 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 
 from ..ids import RUN_ID_PATTERN
 from ..limits import MAX_TIMEOUT
 from ..owners import OWNER_CHARACTERS, OWNER_PATTERN
 from ..policies import MAX_AHEAD
 from ..states import RunState
+
+
+def _integral(value: Any) -> Any:
+    """``9.0`` as ``9``: JSON Schema's integers include numbers written with a zero fraction
+    (the OpenAPI document promises them); strings and ``9.5`` stay refused."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
 
 
 class SubmitRequest(BaseModel):
@@ -61,7 +69,7 @@ class SubmitRequest(BaseModel):
         strict=True,
         description="Start it this many seconds from now (instead of `run_at`).",
     )
-    priority: int | None = Field(
+    priority: Annotated[int | None, BeforeValidator(_integral)] = Field(
         default=None,
         ge=0,
         le=9,
