@@ -76,7 +76,9 @@ def check_traceparent(value: Any) -> str | None:
 
 
 def _otel() -> Any:
-    """The ``_Otel`` helper if ``opentelemetry`` is installed, else None (checked once)."""
+    """The ``_Otel`` helper if ``opentelemetry`` is installed (checked once) and a tracer
+    provider is set (checked per call: the application may set it after importing taskcast),
+    else None."""
     global _OTEL, _CHECKED
     if not _CHECKED:
         _CHECKED = True
@@ -84,6 +86,8 @@ def _otel() -> Any:
             _OTEL = _Otel()
         except ImportError:
             _OTEL = None
+    if _OTEL is None or not _OTEL.tracing():
+        return None
     return _OTEL
 
 
@@ -105,18 +109,21 @@ def on_submit(run: Run, given: str | None) -> None:
     run.traceparent = otel.submitted(run, given if given is not None else incoming.get())
 
 
-@contextlib.contextmanager
-def attempt(run: Run, number: int, outcome: Callable[[], str | None]) -> Iterator[None]:
+_NOTHING = contextlib.nullcontext()
+
+
+def attempt(
+    run: Run, number: int, outcome: Callable[[], str | None]
+) -> contextlib.AbstractContextManager[None]:
     """The span of ``run``'s attempt ``number`` around its body (no-op without OpenTelemetry).
 
     ``outcome()`` is asked when the body was cancelled: ``"cancelled"``, ``"timed_out"`` or
     ``"shutdown"`` (None: a cancel from outside taskcast)."""
     otel = _otel()
     if otel is None:
-        yield
-        return
-    with otel.attempt(run, number, outcome):
-        yield
+        return _NOTHING
+    manager: contextlib.AbstractContextManager[None] = otel.attempt(run, number, outcome)
+    return manager
 
 
 class _Otel:
@@ -129,10 +136,25 @@ class _Otel:
 
         self.trace = trace
         self.context = context
+        # What get_tracer_provider returns while the application set none: spans would be
+        # dropped, so nothing is made (a run costs nothing more than without the package).
+        self.unset = (trace.ProxyTracerProvider, trace.NoOpTracerProvider)
+        self.provider_set = False
+        trace.get_tracer_provider()  # sets one up from OTEL_PYTHON_TRACER_PROVIDER, if named
         self.kind = SpanKind
         self.status = Status
         self.code = StatusCode
         self.propagator = TraceContextTextMapPropagator()
+
+    def tracing(self) -> bool:
+        """True once the application set a tracer provider (it cannot be unset again)."""
+        if self.provider_set:
+            return True
+        # The module's global, read directly: get_tracer_provider() reads os.environ on every
+        # call, which would cost every run a few microseconds while nothing is traced.
+        provider = getattr(self.trace, "_TRACER_PROVIDER", None)
+        self.provider_set = provider is not None and not isinstance(provider, self.unset)
+        return self.provider_set
 
     def _tracer(self) -> Any:
         # Asked per use: the application may set its provider after importing taskcast.
@@ -158,7 +180,7 @@ class _Otel:
             attributes={"taskcast.run_id": run.id, "taskcast.task": run.task},
         )
         span.end()
-        if not span.get_span_context().is_valid:  # no SDK configured: keep what was given
+        if not span.get_span_context().is_valid:  # a provider that records nothing
             return given if given is not None else _format(current) or incoming.get()
         carrier: dict[str, str] = {}
         self.propagator.inject(carrier, context=self.trace.set_span_in_context(span))
