@@ -164,3 +164,26 @@ def test_the_dashboard_shows_a_user_their_own_runs_only(
     page.goto(f"{server.url}/taskcast/")
     expect(page.get_by_text(mine[-8:], exact=False).first).to_be_visible()
     expect(page.get_by_text(theirs[-8:], exact=False)).to_have_count(0)
+
+
+def test_an_async_view_reads_a_runs_events_and_another_user_gets_404(sign_in: SignIn) -> None:
+    alice = sign_in("alice", "submit_run")
+    bob = sign_in("bob")
+    batch = Batch.objects.create(name="b")
+    run_id = alice.post(
+        "/taskcast/runs", json={"task": "count_items", "args": {"batch": batch.pk}}
+    ).json()["id"]
+    read = alice.get(f"/shop/runs/{run_id}/events/")
+    assert read.json()["events"] == ["queued", "started", "completed"]
+    assert bob.get(f"/shop/runs/{run_id}/events/").status_code == 404
+
+
+def test_any_signed_in_user_lists_the_tasks_and_nobody_else(
+    sign_in: SignIn, server: Uvicorn
+) -> None:
+    dave = sign_in("dave")
+    assert {task["name"] for task in dave.get("/taskcast/tasks").json()["tasks"]} >= {
+        "import_rows",
+        "count_items",
+    }
+    assert httpx.get(f"{server.url}/taskcast/tasks").status_code == 401

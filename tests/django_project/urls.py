@@ -7,4 +7,5 @@ urlpatterns = [
     path("shop/imports/<str:run_id>/cancel/", views.stop_import),
     path("shop/runs/<str:run_id>/", views.watch_page),
     path("shop/count/", views.count_view),
+    path("shop/runs/<str:run_id>/events/", views.events_view),
 ]

@@ -13,8 +13,8 @@ then holds every route to it, without the routes knowing:
   needs ``see_all``;
 - ``GET /changes`` sends a viewer without ``see_all`` the changes of its own runs only, and
   no ``counts`` (they count everyone's runs);
-- ``/stats``, ``/metrics`` and the schedules need ``see_all``; ``/tasks`` and ``/health``,
-  the dashboard's page and the API docs are open as ever.
+- ``/stats``, ``/metrics`` and the schedules need ``see_all``; ``/tasks`` any viewer;
+  ``/health``, the dashboard's page and the API docs are open as ever.
 """
 
 from __future__ import annotations
@@ -107,7 +107,7 @@ class AccessControl:
         self._access = access
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or _is_open(scope["path"]) or scope["path"] == "/tasks":
+        if scope["type"] != "http" or _is_open(scope["path"]):
             await self._asgi(scope, receive, send)
             return
         viewer = await self._access(Request(scope))

@@ -110,6 +110,16 @@ class Embedded:
                 self.app.shutdown(), name="taskcast shutdown"
             )
 
+    def _shutdown_then_raise(self, signum: int) -> None:
+        self.begin_shutdown()
+        assert self._stopping is not None
+
+        def default_action(_: object) -> None:
+            signal.signal(signum, signal.SIG_DFL)
+            signal.raise_signal(signum)
+
+        self._stopping.add_done_callback(default_action)
+
     async def _shutdown(self) -> ShutdownReport:
         self.begin_shutdown()
         assert self._stopping is not None
@@ -125,9 +135,15 @@ class Embedded:
 
         def handle(signum: int, frame: FrameType | None) -> None:
             before = previous[signum]
+            if before == signal.SIG_IGN:
+                return
             if callable(before):
                 before(signum, frame)
-            loop.call_soon_threadsafe(self.begin_shutdown)
+                loop.call_soon_threadsafe(self.begin_shutdown)
+            else:
+                # Nobody else handles it (SIG_DFL): stop the App cleanly, then let the
+                # signal's default action end the process as it would have.
+                loop.call_soon_threadsafe(self._shutdown_then_raise, signum)
 
         for signum in STOP_SIGNALS:
             signal.signal(signum, handle)

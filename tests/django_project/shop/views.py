@@ -38,6 +38,12 @@ async def count_view(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"state": done.state.value, "result": done.result})
 
 
+async def events_view(request: HttpRequest, run_id: str) -> JsonResponse:
+    """An async view: the run's events so far and to its end, read with aevents."""
+    kinds = [event.type async for event in taskcast.django.aevents(request, run_id)]
+    return JsonResponse({"events": kinds})
+
+
 PAGE = """<!doctype html>
 <title>run {run_id}</title>
 <p id="state">watching</p>
