@@ -187,3 +187,17 @@ def test_any_signed_in_user_lists_the_tasks_and_nobody_else(
         "count_items",
     }
     assert httpx.get(f"{server.url}/taskcast/tasks").status_code == 401
+
+
+def test_a_sync_view_cancels_a_run_the_user_sees_with_the_permission(sign_in: SignIn) -> None:
+    alice = sign_in("alice", "submit_run", "cancel_run")
+    bob = sign_in("bob", "cancel_run")
+    carol = sign_in("carol", "view_all_runs")
+    run_id = start(alice)
+    assert bob.post(f"/shop/imports/{run_id}/cancel-sync/").status_code == 404  # not his
+    assert carol.post(f"/shop/imports/{run_id}/cancel-sync/").status_code == 403  # sees, may not
+    assert alice.post(f"/shop/imports/{run_id}/cancel-sync/").json() == {"cancelled": True}
+    with alice.stream("GET", f"/taskcast/runs/{run_id}/events") as stream:
+        stream.read()
+    run = alice.get(f"/taskcast/runs/{run_id}").json()
+    assert run["state"] == "cancelled" and run["error"]["message"] == "stopped by a sync view"

@@ -30,6 +30,14 @@ async def stop_import(request: HttpRequest, run_id: str) -> JsonResponse:
 
 @csrf_exempt
 @require_POST
+def stop_import_sync(request: HttpRequest, run_id: str) -> JsonResponse:
+    """A sync view: cancel the import."""
+    cancelled = taskcast.django.cancel(request, run_id, "stopped by a sync view")
+    return JsonResponse({"cancelled": cancelled})
+
+
+@csrf_exempt
+@require_POST
 async def count_view(request: HttpRequest) -> JsonResponse:
     """An async view: submit the async ORM task and wait for its result."""
     batch = await Batch.objects.aget(pk=int(request.POST["batch"]))
