@@ -14,12 +14,17 @@ from ..policies import MAX_AHEAD
 from ..states import RunState
 
 
-def _integral(value: Any) -> Any:
-    """``9.0`` as ``9``: JSON Schema's integers include numbers written with a zero fraction
-    (the OpenAPI document promises them); strings and ``9.5`` stay refused."""
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
+def _a_number(value: Any) -> Any:
+    if isinstance(value, (bool, str)):
+        raise ValueError("must be a number, not text or true/false")
     return value
+
+
+# JSON integers in bounds: `5` or `5.0` (JSON Schema's "integer" admits both), never `"5"`,
+# `true` or `5.5`. (The bounds come before the validator, or pydantic documents them as `ge`/`le`
+# instead of `minimum`/`maximum`.)
+Attempts = Annotated[int, Field(ge=1, le=1000), BeforeValidator(_a_number)]
+Priority = Annotated[int, Field(ge=0, le=9), BeforeValidator(_a_number)]
 
 
 class SubmitRequest(BaseModel):
@@ -39,8 +44,8 @@ class SubmitRequest(BaseModel):
         strict=True,  # a number: not "5", not true
         description="Seconds per attempt, at most 30 days (overrides the task's timeout).",
     )
-    max_attempts: int | None = Field(
-        default=None, ge=1, le=1000, description="Attempts in all (overrides the task's)."
+    max_attempts: Attempts | None = Field(
+        default=None, description="Attempts in all (overrides the task's)."
     )
     id: str | None = Field(
         default=None,
@@ -69,11 +74,8 @@ class SubmitRequest(BaseModel):
         strict=True,
         description="Start it this many seconds from now (instead of `run_at`).",
     )
-    priority: Annotated[int | None, BeforeValidator(_integral)] = Field(
+    priority: Priority | None = Field(
         default=None,
-        ge=0,
-        le=9,
-        strict=True,
         description="0 to 9, higher first (default: the task's); see docs/semantics.md.",
     )
     owner: str | None = Field(
