@@ -115,7 +115,7 @@ def run_taskcast(port: int) -> None:
 
     import taskcast
     from taskcast.server.serve import listen_tcp, serve
-    from taskcast.server.sse import StreamSettings
+    from taskcast.server.streams import StreamSettings
 
     logging.basicConfig(level=logging.WARNING)
     app = taskcast.App(store="memory://")

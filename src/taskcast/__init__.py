@@ -35,7 +35,7 @@ if TYPE_CHECKING:
         UnknownSchedule,
         UnknownTask,
     )
-    from .models import Event, Run
+    from .models import CancelAnswer, Event, Run
     from .policies import RateLimit, Retention
     from .resources import Pool, ResourceError, ResourceTimeout
     from .runs.context import Context
@@ -54,6 +54,7 @@ _LAZY = {
     "App": "app",
     "AsyncClient": "client",
     "BatchTimedOut": "errors",
+    "CancelAnswer": "models",
     "ChildRun": "runs.family",
     "Client": "client",
     "ConnectionFailed": "errors",
@@ -117,6 +118,7 @@ __all__ = [
     "App",
     "AsyncClient",
     "BatchTimedOut",
+    "CancelAnswer",
     "ChildRun",
     "Client",
     "ConnectionFailed",

@@ -25,7 +25,7 @@ from .errors import (
 from .ids import is_run_id
 from .limits import MAX_PENDING_SIGNALS_PER_RUN, check_timeout
 from .log import EventLog
-from .models import Event, Run
+from .models import CancelAnswer, Event, Run
 from .owners import check_owner
 from .policies import Retention
 from .queues import is_shared, queue_for
@@ -632,7 +632,14 @@ class App:
         ``cancelled`` is written once that is done. Calling it again is harmless. Returns without
         waiting for the run to end: use ``wait`` for that.
         """
-        return await self._running().cancel(run_id, reason)
+        return (await self.request_cancel(run_id, reason)).accepted
+
+    async def request_cancel(self, run_id: str, reason: str = "cancelled") -> CancelAnswer:
+        """``cancel``, answering why not when the run will not end ``cancelled``: it is unknown
+        (not ``found``), finished (its terminal ``state``), or ending another way right now
+        (its end is being written: ``wait`` names it). For callers that must tell those apart
+        without reading the run again, such as ``POST /runs/{id}/cancel`` (404 or 409)."""
+        return await self._running().request_cancel(run_id, reason)
 
     async def signal(self, run_id: str, name: str, data: Any = None) -> None:
         """Send the signal ``name`` with JSON ``data`` to a queued or running run.

@@ -321,6 +321,20 @@ class Event:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class CancelAnswer:
+    """What a request to cancel a run came to (``App.request_cancel``).
+
+    ``accepted``: the run will end ``cancelled``. Otherwise ``found`` says whether the run
+    exists, and ``state`` is the state the engine found it in when it knows it: terminal for a
+    finished run; not terminal (or ``None``) for one whose end is being written right now.
+    """
+
+    accepted: bool
+    found: bool = True
+    state: RunState | None = None
+
+
 @dataclass(slots=True)
 class ScheduleState:
     """What the store keeps of a schedule between ticks and across processes: whether it is

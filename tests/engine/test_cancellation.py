@@ -156,6 +156,18 @@ async def test_cancel_returns_false_for_unknown_and_finished_runs(app: taskcast.
     assert (await app.get(run.id)).state is taskcast.RunState.COMPLETED
 
 
+async def test_request_cancel_says_why_a_cancel_was_refused(app: taskcast.App) -> None:
+    @app.task(name="noop")
+    async def noop() -> None: ...
+
+    unknown = await app.request_cancel("no-such-run")
+    assert not unknown.accepted and not unknown.found
+    run = await app.wait((await app.submit("noop")).id, timeout=5)
+    finished = await app.request_cancel(run.id)
+    assert not finished.accepted and finished.found
+    assert finished.state in (None, taskcast.RunState.COMPLETED)  # the store may not say
+
+
 async def test_cancel_twice_is_harmless(app: taskcast.App) -> None:
     gate = Gate()
 

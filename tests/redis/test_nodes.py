@@ -108,6 +108,8 @@ async def test_a_cancel_on_the_api_node_stops_the_run_on_the_worker_and_cleanup_
     log = [event async for event in api.events(run.id)]
     assert [e.type for e in log][-1] == "cancelled"
     assert await api.cancel(run.id) is False  # finished: nothing to cancel
+    answer = await api.request_cancel(run.id)  # the queue says how it ended, in one trip
+    assert answer == taskcast.CancelAnswer(False, found=True, state=taskcast.RunState.CANCELLED)
 
 
 async def test_a_cancel_of_a_queued_run_is_done_by_the_api_node_and_no_worker_runs_it(

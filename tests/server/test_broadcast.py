@@ -8,7 +8,7 @@ import pytest
 
 import taskcast
 from taskcast.builtin import register_demo_tasks
-from taskcast.server.broadcast import MAX_BUFFERED, Departure, Hub
+from taskcast.server.streams.broadcast import MAX_BUFFERED, Departure, Hub
 
 
 class FakeTransport:

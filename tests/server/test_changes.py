@@ -15,8 +15,8 @@ import pytest
 
 from taskcast import App
 from taskcast.builtin import register_demo_tasks
-from taskcast.server import changes
-from taskcast.server.changes import RunChanges
+from taskcast.server.streams import changes
+from taskcast.server.streams.changes import RunChanges
 
 from .live import LiveServer, live_server
 

@@ -54,8 +54,9 @@ NAME = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
 
 def keepable(value: Any) -> bool:
-    """True if every store can write ``value`` as JSON and read it back (the rule of SPEC
-    section 4): finite numbers, Unicode text (no lone surrogate) in strings and keys."""
+    """True if every store can write ``value`` as JSON and read it back (the rule of
+    ``models.strict_loads``): finite numbers, Unicode text (no lone surrogate) in strings and
+    keys."""
     if isinstance(value, float):
         return math.isfinite(value)
     if isinstance(value, str):

@@ -1,4 +1,4 @@
-"""POST/GET /runs, cancel, signals, /tasks, /health, /metrics: every route and error of SPEC 4."""
+"""POST/GET /runs, cancel, signals, /tasks, /health, /metrics: the routes of docs/http.md."""
 
 from collections.abc import Iterator
 from pathlib import Path

@@ -20,7 +20,7 @@ from rich.console import Console
 
 from ..errors import ConnectionFailed, ServerError, ShuttingDown, StreamLost, TaskcastError
 from . import client_commands
-from .serve_command import add_serve_options, run_serve
+from .apps import add_serve_options
 from .worker_command import add_worker_options, run_worker
 
 RUN_HELP = "the run id, or any unique prefix of it (as `taskcast runs` shows)"
@@ -135,6 +135,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     errors = Console(stderr=True, highlight=False)
     try:
         if options.verb == "serve":
+            from .serve_command import run_serve  # the server stack: not for worker or client
+
             code = run_serve(options, console)
         elif options.verb == "worker":
             code = run_worker(options, console)

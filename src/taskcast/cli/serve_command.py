@@ -1,190 +1,35 @@
-"""``taskcast serve``: build the App (the user's, or the embedded one) and serve it."""
+"""``taskcast serve``: build the App (the user's, or the embedded one) and serve it.
+
+Building the App (``apps.py``) and the life of the process (``process.py``) are shared with
+``taskcast worker``; serving is ``taskcast.server.serve``'s.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import contextlib
-import importlib
 import logging
 import os
-import sys
-from typing import NoReturn
 
 from rich.console import Console
 
-from ..app import App
-from ..builtin import FetchPolicy, register_builtin_tasks, register_demo_tasks
-from ..errors import TaskcastError
 from ..runs.shutdown import ShutdownReport
-from ..server.serve import LINGER_TIMEOUT, exit_if_not_done_in, listen_tcp, listen_unix, serve
-from ..server.sse import StreamSettings
-from ..stores import store_from_url
-from .environment import EnvOptions, configure_logging
+from ..server.serve import LINGER_TIMEOUT, listen_tcp, listen_unix, serve
+from ..server.streams import StreamSettings
+from .apps import (
+    build_app,
+    check_stop_times,
+)
+from .environment import configure_logging
+from .process import STOP_MARGIN, exit_if_not_done_in, leave_now
 
 logger = logging.getLogger("taskcast.server")
-
-DEFAULT_STORE = "sqlite:///taskcast.db"
-LOG_LEVELS = ("debug", "info", "warning")
-LOG_FORMATS = ("text", "json")
-
-STOP_MARGIN = 3.0
-"""Seconds past grace + shutdown timeout + linger after which a stop that has not finished is
-ended by force (status 70): the bound on the stop time holds even if something hangs."""
-
-
-class CannotLoadApp(TaskcastError):
-    """``--app`` does not name an importable ``taskcast.App``."""
-
-    code = "cannot_load_app"
-
-
-def load_app(spec: str) -> App:
-    """The App named by ``module:attribute`` (importable from the current directory)."""
-    module_name, sep, attribute = spec.partition(":")
-    if not sep or not module_name or not attribute:
-        raise CannotLoadApp(
-            f"--app takes module:attribute (e.g. myproject.tasks:app), got {spec!r}"
-        )
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise CannotLoadApp(f"cannot import {module_name!r} for --app: {exc}") from None
-    app = getattr(module, attribute, None)
-    if not isinstance(app, App):
-        raise CannotLoadApp(
-            f"--app {spec}: {module_name}.{attribute} is {type(app).__name__}, not a taskcast.App"
-        )
-    return app
-
-
-def build_app(options: argparse.Namespace) -> App:
-    """The App to serve: ``--app``'s or an embedded one on ``--store``, with the demo tasks
-    and the built-in ones (``http.fetch``; ``shell`` only with ``--enable-shell``)."""
-    if options.app:
-        app = load_app(options.app)
-        if options.store:
-            app.store = store_from_url(options.store)
-    else:
-        app = App(store=options.store or DEFAULT_STORE)
-    if getattr(options, "no_worker", False):
-        if not app.shared:
-            raise CannotLoadApp(
-                f"--no-worker needs a store that workers share (redis://), not {app.store.url!r}"
-            )
-        app.worker = False
-    if getattr(options, "retention", None):
-        try:
-            app.retention = options.retention
-        except ValueError as exc:
-            raise CannotLoadApp(f"--retention: {exc}") from None
-    if not options.no_demo:
-        try:
-            register_demo_tasks(app)
-        except ValueError as exc:
-            raise CannotLoadApp(f"{exc}; pass --no-demo to keep your own") from None
-    fetch = FetchPolicy.allowing(
-        options.fetch_allow or (), private=bool(options.fetch_allow_private)
-    )
-    register_builtin_tasks(app, shell=options.enable_shell, fetch=fetch)
-    return app
-
-
-def add_serve_options(parser: argparse.ArgumentParser) -> None:
-    """``serve``'s options, each also from a ``TASKCAST_*`` variable (flags win)."""
-    env = EnvOptions(parser)
-    env.add("--host", "TCP address", default="127.0.0.1")
-    env.add("--port", "TCP port, 0 for any free one", type=int, default=8000)
-    env.add("--uds", "listen on this Unix socket instead of TCP", metavar="PATH")
-    env.add(
-        "--store", f"sqlite:///PATH, memory:// or redis://HOST:PORT/DB (default {DEFAULT_STORE})"
-    )
-    env.switch(
-        "--no-worker", "serve the API only; `taskcast worker` processes run the tasks (redis://)"
-    )
-    env.add("--app", "serve your own taskcast.App", metavar="MODULE:ATTRIBUTE")
-    env.switch("--no-demo", "do not register the demo.* tasks")
-    env.switch(
-        "--enable-shell", "register the `shell` task: anyone who can submit runs can run commands"
-    )
-    add_fetch_options(env)
-    env.add("--token", "require this bearer token on every route but /health")
-    env.repeat(
-        "--allowed-host",
-        "also answer requests naming this server as NAME in their Host header (on loopback"
-        " only loopback names are answered by default, against DNS rebinding); * for any",
-        metavar="NAME",
-    )
-    add_retention_option(env)
-    env.add("--grace", "seconds running runs get to finish on shutdown (default 10)", type=float)
-    env.add(
-        "--shutdown-timeout",
-        "seconds cancelled runs get to clean up on shutdown (default 5)",
-        type=float,
-    )
-    env.add("--keepalive", "seconds between SSE keep-alive comments", type=float, default=15.0)
-    env.add(
-        "--write-timeout",
-        "seconds an SSE client may stop reading before it is cut",
-        type=float,
-        default=10.0,
-    )
-    env.switch("--access-log", "log every request")
-    add_log_options(env)
-    parser.set_defaults(environment=env)
-
-
-def add_fetch_options(env: EnvOptions) -> None:
-    """Where the built-in ``http.fetch`` may connect beyond public addresses (SSRF guard)."""
-    env.repeat(
-        "--fetch-allow",
-        "let http.fetch reach HOST even at a loopback, private or link-local address",
-        metavar="HOST",
-    )
-    env.switch(
-        "--fetch-allow-private",
-        "let http.fetch reach any address, the cloud metadata service included",
-    )
-
-
-def add_retention_option(env: EnvOptions) -> None:
-    env.add(
-        "--retention",
-        "keep finished runs this long and/or this many per task, then prune them: 7d, 1h,10000,"
-        " forever (default: the store's; memory:// 1h,10000, else 7d)",
-    )
-
-
-def add_log_options(env: EnvOptions) -> None:
-    env.add("--log-level", "how much to log", choices=LOG_LEVELS, default="info")
-    env.add(
-        "--log-format",
-        "text for people, json (one object a line) for collectors",
-        choices=LOG_FORMATS,
-        default="text",
-    )
-
-
-def _leave_now(options: argparse.Namespace) -> NoReturn:
-    if options.uds:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(options.uds)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    logging.shutdown()
-    os._exit(0)
 
 
 def run_serve(options: argparse.Namespace, console: Console) -> int:
     options.environment.resolve(options)
-    for name, value in (
-        ("--grace", options.grace),
-        ("--shutdown-timeout", options.shutdown_timeout),
-    ):
-        if value is not None and not value >= 0:
-            raise CannotLoadApp(f"{name} must be a number of seconds >= 0, got {value}")
+    check_stop_times(options)
     configure_logging(options.log_level, options.log_format)
     settings = StreamSettings(keepalive=options.keepalive, write_timeout=options.write_timeout)
     app = build_app(options)
@@ -238,7 +83,7 @@ def run_serve(options: argparse.Namespace, console: Console) -> int:
                 highlight=False,
                 soft_wrap=True,
             )
-            _leave_now(options)
+            leave_now(lambda: os.unlink(options.uds) if options.uds else None)
         return report
 
     try:

@@ -12,25 +12,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
-import os
-import signal
-import sys
 
 from rich.console import Console
 
 from ..app import App
 from ..runs.shutdown import ShutdownReport
-from ..server.serve import exit_if_not_done_in
-from .environment import EnvOptions, configure_logging
-from .serve_command import (
-    STOP_MARGIN,
+from .apps import (
     CannotLoadApp,
     add_fetch_options,
     add_log_options,
     add_retention_option,
     build_app,
+    check_stop_times,
 )
+from .environment import EnvOptions, configure_logging
+from .process import STOP_MARGIN, exit_if_not_done_in, leave_now, stop_signals
 
 
 def add_worker_options(parser: argparse.ArgumentParser) -> None:
@@ -72,13 +68,28 @@ def _build(options: argparse.Namespace) -> App:
         if options.concurrency < 1:
             raise CannotLoadApp(f"--concurrency must be >= 1, got {options.concurrency}")
         app.max_concurrency = options.concurrency
-    for name, value in (
-        ("--grace", options.grace),
-        ("--shutdown-timeout", options.shutdown_timeout),
-    ):
-        if value is not None and not value >= 0:
-            raise CannotLoadApp(f"{name} must be a number of seconds >= 0, got {value}")
+    check_stop_times(options)
     return app
+
+
+async def _work(
+    app: App, stop: asyncio.Event, grace: float, timeout: float, console: Console
+) -> ShutdownReport:
+    await app.start()
+    consumer = getattr(app.store, "consumer", "?")
+    tasks = ", ".join(sorted(app.tasks)) or "none"
+    console.print(
+        f"taskcast worker {consumer} ready on {app.store.url}; concurrency"
+        f" {app.max_concurrency}; tasks: {tasks}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    console.file.flush()
+    try:
+        await stop.wait()
+    finally:
+        report = await app.shutdown(grace, timeout)
+    return report
 
 
 def run_worker(options: argparse.Namespace, console: Console) -> int:
@@ -90,41 +101,19 @@ def run_worker(options: argparse.Namespace, console: Console) -> int:
     timeout = app.shutdown_timeout if options.shutdown_timeout is None else options.shutdown_timeout
 
     async def work() -> ShutdownReport:
-        loop = asyncio.get_running_loop()
         stop = asyncio.Event()
 
         def on_signal(signum: int) -> None:
-            if stop.is_set():  # the second signal: leave now
-                sys.stderr.write(f"taskcast worker: signal {signum} again; exiting at once\n")
-                sys.stderr.flush()
-                os._exit(128 + signum)
             stop.set()
+            # Armed until the process ends: the interpreter's own teardown is covered too.
             exit_if_not_done_in(grace + timeout + STOP_MARGIN)
 
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, on_signal, signum)
-        await app.start()
-        consumer = getattr(app.store, "consumer", "?")
-        tasks = ", ".join(sorted(app.tasks)) or "none"
-        console.print(
-            f"taskcast worker {consumer} ready on {app.store.url}; concurrency"
-            f" {app.max_concurrency}; tasks: {tasks}",
-            highlight=False,
-            soft_wrap=True,
-        )
-        console.file.flush()
-        try:
-            await stop.wait()
-        finally:
-            report = await app.shutdown(grace, timeout)
-        return report
+        with stop_signals(on_signal, "taskcast worker"):
+            return await _work(app, stop, grace, timeout, console)
 
     report = asyncio.run(work())
     console.print(f"taskcast worker stopped: {report}", highlight=False, soft_wrap=True)
     console.file.flush()
     if report.stuck:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        logging.shutdown()
-        os._exit(0)
+        leave_now()
     return 0

@@ -15,10 +15,10 @@ from ..errors import TaskcastError
 from ..models import Event, Run
 from ..states import RunState
 from . import calls
+from .base import ClientBase
 from .calls import Call, TaskInfo
-from .config import ClientConfig
 from .errors import connection_failed
-from .stream import Follower, ReconnectPolicy
+from .stream import Follower
 
 T = TypeVar("T")
 
@@ -41,44 +41,15 @@ def _texts(response: httpx.Response) -> AsyncGenerator[str, None]:
     return cast(AsyncGenerator[str, None], response.aiter_text())
 
 
-class AsyncClient:
-    """A taskcast server at ``url`` (``http://host:port``), over one pool of connections.
-
-    ``token``: the server's bearer token. ``uds``: reach the server through this Unix socket
-    (``url`` then only names it). ``timeout``: seconds to connect, send, and wait for each
-    answer. Event streams wait up to ``read_timeout`` seconds for data (keep-alive comments
-    count; keep it above the server's ``--keepalive``, 15 s by default): a connection silent
-    longer is taken for dead and replaced. After a break a stream reconnects up to
-    ``reconnects`` times in a row, waiting the server's ``retry:`` hint doubled per failure and
-    capped at ``max_reconnect_delay`` seconds, with jitter.
-
-    Use it as ``async with AsyncClient(url) as client:`` (or call ``aclose()``). Methods raise
-    the typed errors of the in-process API (``RunNotFound``, ``QueueFull``...) with the server's
-    message, ``Unauthorized`` for a missing or wrong token, ``ServerError`` for an answer of
-    another kind, and ``ConnectionFailed`` when the server cannot be reached or the connection
-    breaks. Cancelling a call closes its connection.
+class AsyncClient(ClientBase):
+    __doc__ = f"""{ClientBase.__doc__}
+    Use it as ``async with AsyncClient(url) as client:`` (or call ``aclose()``). Cancelling a
+    call closes its connection.
     """
 
-    def __init__(
-        self,
-        url: str = "http://127.0.0.1:8000",
-        token: str | None = None,
-        *,
-        uds: str | None = None,
-        timeout: float = 30.0,
-        read_timeout: float = 60.0,
-        reconnects: int = 10,
-        max_reconnect_delay: float = 30.0,
-    ) -> None:
-        self._config = ClientConfig(
-            url, token, timeout, read_timeout, ReconnectPolicy(reconnects, max_reconnect_delay)
-        )
-        transport = httpx.AsyncHTTPTransport(uds=uds) if uds else None
-        self._http = httpx.AsyncClient(**self._config.http_options(), transport=transport)
-
-    @property
-    def url(self) -> str:
-        return self._config.url
+    _http_class = httpx.AsyncClient
+    _transport_class = httpx.AsyncHTTPTransport
+    _http: httpx.AsyncClient
 
     async def __aenter__(self) -> AsyncClient:
         return self

@@ -15,10 +15,11 @@ from ..errors import TaskcastError
 from ..models import Event, Run
 from ..states import RunState
 from . import calls
+from .async_client import AsyncClient
+from .base import ClientBase, documented_like
 from .calls import Call, TaskInfo
-from .config import ClientConfig
 from .errors import connection_failed
-from .stream import Follower, ReconnectPolicy
+from .stream import Follower
 
 T = TypeVar("T")
 
@@ -38,34 +39,17 @@ def _time_left(deadline: float | None) -> float | None:
     return left
 
 
-class Client:
-    """The same API as ``AsyncClient``, blocking: every method there is a method here that
-    returns what the coroutine would, and ``events`` is an iterator. Same arguments, same
-    errors, same resume logic (see ``AsyncClient``).
-
+@documented_like(AsyncClient)
+class Client(ClientBase):
+    __doc__ = f"""{ClientBase.__doc__}
+    The same API as ``AsyncClient``, blocking: every method there is a method here that returns
+    what the coroutine would, and ``events`` is an iterator; same errors, same resume logic.
     Use it as ``with Client(url) as client:`` (or call ``close()``).
     """
 
-    def __init__(
-        self,
-        url: str = "http://127.0.0.1:8000",
-        token: str | None = None,
-        *,
-        uds: str | None = None,
-        timeout: float = 30.0,
-        read_timeout: float = 60.0,
-        reconnects: int = 10,
-        max_reconnect_delay: float = 30.0,
-    ) -> None:
-        self._config = ClientConfig(
-            url, token, timeout, read_timeout, ReconnectPolicy(reconnects, max_reconnect_delay)
-        )
-        transport = httpx.HTTPTransport(uds=uds) if uds else None
-        self._http = httpx.Client(**self._config.http_options(), transport=transport)
-
-    @property
-    def url(self) -> str:
-        return self._config.url
+    _http_class = httpx.Client
+    _transport_class = httpx.HTTPTransport
+    _http: httpx.Client
 
     def __enter__(self) -> Client:
         return self
@@ -90,7 +74,6 @@ class Client:
         return call.read(response)
 
     def submit(self, task: str, /, **args: Any) -> Run:
-        """See ``AsyncClient.submit``."""
         return self.submit_with(task, args)
 
     def submit_with(
@@ -109,7 +92,6 @@ class Client:
         owner: str | None = None,
         traceparent: str | None = None,
     ) -> Run:
-        """See ``AsyncClient.submit_with``."""
         return self._call(
             calls.submit(
                 task,
@@ -128,7 +110,6 @@ class Client:
         )
 
     def get(self, run_id: str) -> Run:
-        """See ``AsyncClient.get``."""
         return self._call(calls.get(run_id))
 
     def runs(
@@ -141,42 +122,33 @@ class Client:
         parent: str | None = None,
         prefix: str | None = None,
     ) -> list[Run]:
-        """See ``AsyncClient.runs``."""
         call = calls.runs(
             state=state, task=task, limit=limit, before=before, parent=parent, prefix=prefix
         )
         return self._call(call)
 
     def retry(self, run_id: str) -> Run:
-        """See ``AsyncClient.retry``."""
         return self._call(calls.retry(run_id))
 
     def cancel(self, run_id: str, reason: str | None = None) -> bool:
-        """See ``AsyncClient.cancel``."""
         return self._call(calls.cancel(run_id, reason))
 
     def signal(self, run_id: str, name: str, data: Any = None) -> None:
-        """See ``AsyncClient.signal``."""
         self._call(calls.signal(run_id, name, data))
 
     def tasks(self) -> list[TaskInfo]:
-        """See ``AsyncClient.tasks``."""
         return self._call(calls.tasks())
 
     def schedules(self) -> list[dict[str, Any]]:
-        """See ``AsyncClient.schedules``."""
         return self._call(calls.schedules())
 
     def pause_schedule(self, name: str) -> dict[str, Any]:
-        """See ``AsyncClient.pause_schedule``."""
         return self._call(calls.set_schedule_paused(name, True))
 
     def resume_schedule(self, name: str) -> dict[str, Any]:
-        """See ``AsyncClient.resume_schedule``."""
         return self._call(calls.set_schedule_paused(name, False))
 
     def trigger_schedule(self, name: str) -> Run:
-        """See ``AsyncClient.trigger_schedule``."""
         return self._call(calls.trigger_schedule(name))
 
     def events(self, run_id: str, after: int = 0) -> Generator[Event, None, None]:

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..errors import QueueFull
-from ..models import Run
+from ..models import CancelAnswer, Run
 from ..runs.ports import QueueCounts, QueueOwner
 from ..stores.base import Store
 
@@ -70,7 +70,7 @@ class LocalQueue:
     def take_back_at_once(self, run_id: str) -> None:
         """Nothing to do (see ``lend``)."""
 
-    async def cancel(self, run_id: str, reason: str) -> bool:
+    async def cancel(self, run_id: str, reason: str) -> CancelAnswer:
         return await self._owner.cancel_in_store(run_id, reason)
 
     async def signal(self, run_id: str, name: str, data: Any) -> None:

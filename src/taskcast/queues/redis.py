@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import secrets
@@ -53,7 +54,7 @@ from redis.exceptions import RedisError
 from .. import events
 from ..errors import StoreError
 from ..limits import MAX_PENDING_SIGNALS
-from ..models import Event, Run, compact_json
+from ..models import CancelAnswer, Event, Run, compact_json
 from ..policies import AGEING
 from ..runs import clock
 from ..runs.ports import QueueCounts, QueueOwner
@@ -221,13 +222,17 @@ class RedisQueue:
             self._nudging = True
             self._supervisor.spawn(self._nudge(), name="taskcast claim nudge")
 
-    async def cancel(self, run_id: str, reason: str) -> bool:
+    async def cancel(self, run_id: str, reason: str) -> CancelAnswer:
         """REQUEST_CANCEL: a queued (or held) or interrupted run is cancelled by the script; a
         running one is flagged ``_cancel`` (its worker records ``cancelled``; any other ending
         of it is turned into ``cancelled``) and its worker told on ``control``."""
         args = [self._store.prefix, run_id, reason, repr(time.time())]
         reply = await self._store.write(self._scripts["REQUEST_CANCEL"], args)
-        return int(reply[0]) > 0
+        if int(reply[0]) == -1:
+            return CancelAnswer(False, found=False)
+        if int(reply[0]) == 0:  # finished: the script says how
+            return CancelAnswer(False, state=RunState(json.loads(reply[1])))
+        return CancelAnswer(True)
 
     async def signal(self, run_id: str, name: str, data: Any) -> None:
         """Log the signal; whoever holds the run (this process or another) gets it from

@@ -46,7 +46,7 @@ from ..errors import (
 from ..ids import is_run_id, new_run_id
 from ..limits import MAX_PENDING_SIGNALS_PER_RUN, MAX_REASON, check_timeout
 from ..log import EventLog
-from ..models import Event, Run, encode_json, lone_surrogate
+from ..models import CancelAnswer, Event, Run, encode_json, lone_surrogate
 from ..names import check_signal_name
 from ..owners import check_owner
 from ..policies import check_priority, start_time
@@ -256,7 +256,7 @@ class Coordinator:
         """See ``Outcomes.worker_lost``."""
         return await self.outcomes.worker_lost(run, reason)
 
-    async def cancel_in_store(self, run_id: str, reason: str) -> bool:
+    async def cancel_in_store(self, run_id: str, reason: str) -> CancelAnswer:
         """See ``Outcomes.cancel_in_store``."""
         return await self.outcomes.cancel_in_store(run_id, reason)
 
@@ -879,6 +879,10 @@ class Coordinator:
 
     async def cancel(self, run_id: str, reason: str) -> bool:
         """See ``App.cancel``."""
+        return (await self.request_cancel(run_id, reason)).accepted
+
+    async def request_cancel(self, run_id: str, reason: str) -> CancelAnswer:
+        """See ``App.request_cancel``."""
         if not isinstance(reason, str) or len(reason) > MAX_REASON or lone_surrogate(reason):
             raise InvalidRequest(
                 f"reason must be text of at most {MAX_REASON} characters, got {reason!r:.80}"
@@ -904,17 +908,16 @@ class Coordinator:
         if active.phase in (Phase.STARTING, Phase.RESCHEDULING):
             if active.stop is None:
                 active.stop, active.stop_reason = StopKind.CANCEL, reason
-            return active.stop is StopKind.CANCEL
-        if active.phase is Phase.RUNNING:
+        elif active.phase is Phase.RUNNING:
             if active.stop is None:
                 active.stop, active.stop_reason = StopKind.CANCEL, reason
                 assert active.task is not None
                 active.task.cancel()
                 self.attempts.watch_cancel(active)
-            return active.stop is StopKind.CANCEL
         # FINISHING: the body ended and its terminal write is under way. A cancel that ended it
-        # is still in progress (a second cancel is accepted too); anything else is a 409.
-        return active.stop is StopKind.CANCEL
+        # is still in progress (a second cancel is accepted too); anything else is refused, the
+        # run's end being written (its state: not terminal yet).
+        return CancelAnswer(active.stop is StopKind.CANCEL, state=active.run.state)
 
     # -- signals -----------------------------------------------------------------------------
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from .. import events
 from ..errors import RunNotFound
-from ..models import Event, Run, text
+from ..models import CancelAnswer, Event, Run, text
 from ..states import RunState
 from ..stores.base import Store
 from . import clock
@@ -187,10 +187,11 @@ class Outcomes:
         )
         return None if moved is None else moved[0]
 
-    async def cancel_in_store(self, run_id: str, reason: str) -> bool:
+    async def cancel_in_store(self, run_id: str, reason: str) -> CancelAnswer:
         """Cancel a run nobody executes (queued, or interrupted) by its stored state alone.
 
-        True if it moved to ``cancelled``; False for an unknown, running or finished run.
+        Accepted if it moved to ``cancelled``; refused for an unknown (not ``found``), running
+        or finished run.
         """
         error = {"type": "Cancelled", "message": reason}
         try:
@@ -203,8 +204,8 @@ class Outcomes:
                 finished_at=clock.now(),
             )
         except RunNotFound:
-            return False
-        return moved is not None
+            return CancelAnswer(False, found=False)
+        return CancelAnswer(moved is not None)
 
     async def worker_lost(self, run: Run, reason: str) -> Run | None:
         """Record that the process running ``run`` stopped (``interrupted``); the run as

@@ -17,7 +17,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from ..models import Event, Run
+from ..models import CancelAnswer, Event, Run
 from ..resources import Resources
 from ..tasks import TaskDefinition
 from .active import ActiveRun
@@ -173,7 +173,7 @@ class QueueOwner(Protocol):
         """Record that the process that ran ``run`` stopped (``interrupted``)."""
         ...
 
-    async def cancel_in_store(self, run_id: str, reason: str) -> bool:
+    async def cancel_in_store(self, run_id: str, reason: str) -> CancelAnswer:
         """Cancel a run nobody executes, by its stored state alone."""
         ...
 
@@ -260,8 +260,9 @@ class WorkQueue(Leases, Protocol):
 
     # ``lend``, ``take_back`` and ``take_back_at_once``: see ``Leases``.
 
-    async def cancel(self, run_id: str, reason: str) -> bool:
-        """Cancel a run this process does not hold: True if it will end ``cancelled``."""
+    async def cancel(self, run_id: str, reason: str) -> CancelAnswer:
+        """Cancel a run this process does not hold: accepted if it will end ``cancelled``, or
+        why not (unknown, or finished: with its state when the queue knows it)."""
         ...
 
     async def signal(self, run_id: str, name: str, data: Any) -> None:

@@ -84,20 +84,19 @@ def _serve(request: Request, name: str, media_type: str) -> Response:
     return Response(data, media_type=media_type, headers=headers)
 
 
-def api_docs_router() -> APIRouter:
-    """Routes serving the docs page (``/docs``) and its files (``/docs/<name>``)."""
-    router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False)
+"""The docs page (``/docs``) and its files (``/docs/<name>``)."""
 
-    @router.get(PATH)
-    async def page(request: Request) -> Response:
-        """Swagger UI for /openapi.json."""
-        return _serve(request, "", "text/html; charset=utf-8")
 
-    @router.get(PREFIX + "{name}")
-    async def page_file(request: Request, name: str) -> Response:
-        """One of the page's files; 404 for any other name."""
-        if name not in _TYPES:
-            raise HTTPException(404)  # the usual not_found body
-        return _serve(request, name, _TYPES[name])
+@router.get(PATH)
+async def page(request: Request) -> Response:
+    """Swagger UI for /openapi.json."""
+    return _serve(request, "", "text/html; charset=utf-8")
 
-    return router
+
+@router.get(PREFIX + "{name}")
+async def page_file(request: Request, name: str) -> Response:
+    """One of the page's files; 404 for any other name."""
+    if name not in _TYPES:
+        raise HTTPException(404)  # the usual not_found body
+    return _serve(request, name, _TYPES[name])

@@ -35,7 +35,7 @@ from ..runs.shutdown import ShutdownReport
 from .access import Access, AccessControl
 from .api import create_app
 from .body_limit import DEFAULT_MAX_BODY
-from .sse import StreamSettings
+from .streams import StreamSettings
 
 logger = logging.getLogger("taskcast")
 

@@ -17,7 +17,15 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Match
 from starlette.types import Send
 
-from ..errors import QueueFull, StoreUnavailable, TaskcastError, TooManySignals
+from ..app import App
+from ..errors import QueueFull, ShuttingDown, StoreUnavailable, TaskcastError, TooManySignals
+
+
+def refuse_if_stopped(app: App) -> None:
+    """Raise ``ShuttingDown`` (503) once ``app`` stopped: its store is closed, so a route that
+    reads it refuses cleanly instead of failing on it."""
+    if app.stopped:
+        raise ShuttingDown("taskcast is shutting down; retry against another instance")
 
 
 def error_body(code: str, message: str, **details: Any) -> dict[str, Any]:

@@ -18,14 +18,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import faulthandler
 import logging
 import os
 import signal
 import socket
 import stat
 import sys
-import threading
 from collections.abc import Callable, Generator, Iterator, Sequence
 
 import uvicorn
@@ -35,8 +33,7 @@ from ..errors import TaskcastError
 from ..runs.shutdown import ShutdownReport
 from .api import create_app
 from .hosts import allowed_hosts_for, listens_on_loopback
-from .sse import StreamSettings
-from .transport import ExposeTransport
+from .streams import ExposeTransport, StreamSettings
 
 logger = logging.getLogger("taskcast.server")
 
@@ -200,23 +197,6 @@ async def serve(
             return await _run_until_stopped(app, server, sock, stop, grace, shutdown_timeout)
     finally:
         sock.close()
-
-
-def exit_if_not_done_in(seconds: float) -> threading.Timer:
-    """Start a daemon timer that ends the process (status 70) in ``seconds``, printing every
-    thread's stack first. For the command line: a stop must stay bounded even if something
-    hangs that should not, and the stacks say what."""
-
-    def overdue() -> None:
-        sys.stderr.write(f"taskcast: the stop took over {seconds:g}s; exiting by force. Stacks:\n")
-        faulthandler.dump_traceback(all_threads=True)
-        sys.stderr.flush()
-        os._exit(70)
-
-    timer = threading.Timer(seconds, overdue)
-    timer.daemon = True
-    timer.start()
-    return timer
 
 
 async def _run_until_stopped(

@@ -445,13 +445,13 @@ REQUEST_CANCEL = (
 -- ARGV: P, id, reason, at.
 -- A queued (held for dependencies too) or interrupted run is cancelled here and now ({1}); a
 -- running one is asked to stop (the request is kept on the run and published to the workers)
--- ({2}); {0} finished; {-1} unknown.
+-- ({2}); {0, state} finished (its state as stored: JSON); {-1} unknown.
 local id = ARGV[2]
 local rkey = P .. 'run:' .. id
 local current = redis.call('HGET', rkey, 'state')
 if not current then return {-1} end
 current = cjson.decode(current)
-if TERMINAL[current] then return {0} end
+if TERMINAL[current] then return {0, cjson.encode(current)} end
 if request_cancel(id, rkey, current, ARGV[3], ARGV[4]) then
   cascade(id, 'cancelled', ARGV[4])
   return {1}

@@ -15,6 +15,7 @@ It draws on canvases and styles elements through the DOM, never with inline ``<s
 
 from __future__ import annotations
 
+import functools
 from importlib.resources import files
 
 from fastapi import APIRouter
@@ -53,29 +54,30 @@ PAGE_HEADERS = {
 }
 
 
-def _load() -> dict[str, bytes]:
+@functools.cache
+def _contents() -> dict[str, bytes]:
+    """The page's files, read from the package once."""
     static = files(__name__) / "static"
     return {name: (static / name).read_bytes() for name in _TYPES}
 
 
-def dashboard_router() -> APIRouter:
-    """Routes serving the dashboard page (``/``) and its files (``/dashboard/<name>``)."""
-    contents = _load()
-    router = APIRouter(include_in_schema=False)
+def _serve(name: str) -> Response:
+    return Response(_contents()[name], media_type=_TYPES[name], headers=PAGE_HEADERS)
 
-    def serve(name: str) -> Response:
-        return Response(contents[name], media_type=_TYPES[name], headers=PAGE_HEADERS)
 
-    @router.get("/")
-    async def home() -> Response:
-        """The dashboard page."""
-        return serve("index.html")
+router = APIRouter(include_in_schema=False)
+"""The dashboard page (``/``) and its files (``/dashboard/<name>``)."""
 
-    @router.get(PREFIX + "{name}")
-    async def static_file(name: str) -> Response:
-        """One of the page's files; 404 for any other name."""
-        if name not in contents or name == "index.html":
-            raise HTTPException(404)  # the usual not_found body
-        return serve(name)
 
-    return router
+@router.get("/")
+async def home() -> Response:
+    """The dashboard page."""
+    return _serve("index.html")
+
+
+@router.get(PREFIX + "{name}")
+async def static_file(name: str) -> Response:
+    """One of the page's files; 404 for any other name."""
+    if name not in _TYPES or name == "index.html":
+        raise HTTPException(404)  # the usual not_found body
+    return _serve(name)

@@ -22,11 +22,11 @@ import asyncio
 import contextlib
 import enum
 import logging
-from typing import Any, Protocol
 
-from ..app import App
-from ..models import Event
-from ..supervisor import Supervisor
+from ...app import App
+from ...models import Event
+from ...supervisor import Supervisor
+from .transport import Transport
 from .wire import chunk, encode_events
 
 logger = logging.getLogger("taskcast.server")
@@ -37,20 +37,6 @@ MAX_BUFFERED = 64 * 1024
 BATCH_INTERVAL = 0.002
 """Seconds a broadcast rests after each write: under a burst, what arrives meanwhile goes out
 as one write per member instead of one per event. Idle runs see no delay at all."""
-
-
-class Transport(Protocol):
-    """What a broadcast needs of a connection (an ``asyncio.WriteTransport``)."""
-
-    def write(self, data: bytes) -> None: ...
-
-    def is_closing(self) -> bool: ...
-
-    def get_write_buffer_size(self) -> int: ...
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any: ...
-
-    def abort(self) -> None: ...
 
 
 class Departure(enum.Enum):

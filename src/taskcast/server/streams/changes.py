@@ -9,7 +9,9 @@ it each batch of committed events, and it keeps only the lifecycle ones (``queue
 
 Each stream gets, in this order: a ``counts`` event (runs by state, from the store), then one
 ``run`` event per change, a fresh ``counts`` at most once per ``COUNTS_INTERVAL`` while runs
-change, and ``shutdown`` when the server stops, after which it ends. Nothing here slows a run:
+change, and ``shutdown`` when the server stops, after which it ends. It is written by the same
+``EventStream`` writer as run streams (``sse.py``: keep-alive, write deadline, a client gone,
+all handled there). Nothing here slows a run:
 the listener only appends encoded bytes to each stream's pending list. That list is bounded: a
 stream that falls ``MAX_PENDING`` changes behind drops them and gets one ``reset`` event
 instead, meaning "list the runs again" (what a client does on every (re)connect anyway).
@@ -24,15 +26,12 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from starlette.responses import Response
-from starlette.types import Receive, Scope, Send
-
-from .. import events
-from ..app import App
-from ..errors import TaskcastError
-from ..models import Event
-from ..states import RunState
-from .sse import EVENT_STREAM_HEADERS, KEEP_ALIVE, StreamSettings
+from ... import events
+from ...app import App
+from ...errors import TaskcastError
+from ...models import Event
+from ...states import RunState
+from .sse import EventStream, StreamObserver, StreamSettings, Writer
 
 MAX_PENDING = 10_000
 """Changes a stream may have waiting to be written; beyond, it gets ``reset`` instead."""
@@ -133,9 +132,9 @@ class RunChanges:
         finally:
             self._streams.discard(pending)
 
-    def response(self, settings: StreamSettings) -> Response:
+    def response(self, settings: StreamSettings, observer: StreamObserver) -> ChangesStream:
         """A new stream of changes, from now on."""
-        return _ChangesResponse(self, settings)
+        return ChangesStream(self, settings, observer)
 
     async def counts_event(self) -> bytes:
         """A ``counts`` event: runs in the store by state, every state named (0 if none)."""
@@ -145,44 +144,25 @@ class RunChanges:
         return _sse("counts", counts).encode()
 
 
-class _ClientGone(Exception):
-    """The client closed the connection."""
+class ChangesStream(EventStream):
+    """One ``/changes`` stream (see the module docstring); keep-alive, write deadline and
+    disconnects are the writer's (``sse.py``)."""
 
-
-class _ChangesResponse(Response):
-    """One ``/changes`` stream (see the module docstring)."""
-
-    media_type = "text/event-stream"
-
-    def __init__(self, changes: RunChanges, settings: StreamSettings) -> None:
-        super().__init__(status_code=200)
-        self.raw_headers = [*EVENT_STREAM_HEADERS]
+    def __init__(
+        self, changes: RunChanges, settings: StreamSettings, observer: StreamObserver
+    ) -> None:
+        super().__init__(settings, observer)
         self._changes = changes
-        self._settings = settings
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+    async def stream(self, writer: Writer) -> None:
         with self._changes.subscribe() as pending:
-            try:
-                async with asyncio.TaskGroup() as tasks:
-                    watcher = tasks.create_task(self._watch_peer(receive))
-                    try:
-                        await self._stream(pending, send)
-                    finally:
-                        watcher.cancel()
-            except* (_ClientGone, TimeoutError):
-                pass  # gone, or stopped reading for the write deadline: nothing to finish
+            await self._write_changes(pending, writer)
 
-    async def _write(self, send: Send, payload: bytes, *, more: bool = True) -> None:
-        async with asyncio.timeout(self._settings.write_timeout):
-            await send({"type": "http.response.body", "body": payload, "more_body": more})
-
-    async def _stream(self, pending: _Pending, send: Send) -> None:
+    async def _write_changes(self, pending: _Pending, writer: Writer) -> None:
         app = self._changes.app
-        retry = f"retry: {self._settings.retry_ms}\n".encode()
         counts = await self._changes.counts_event() if app.accepting else b""
-        await self._write(send, retry + counts)
-        last_write = last_counts = time.monotonic()
+        await writer.write(self.settings.retry_field + counts)
+        last_counts = time.monotonic()
         counts_due = False
         while True:
             with contextlib.suppress(TimeoutError):
@@ -205,16 +185,7 @@ class _ChangesResponse(Response):
                     out.append(await self._changes.counts_event())
             if app.stopped:
                 out.append(_sse("shutdown", {"reason": "the server is stopping"}).encode())
-                await self._write(send, b"".join(out), more=False)
+                await writer.write(b"".join(out), wait=False)
                 return
-            if not out and now - last_write >= self._settings.keepalive:
-                out.append(KEEP_ALIVE)
             if out:
-                await self._write(send, b"".join(out))
-                last_write = now
-
-    async def _watch_peer(self, receive: Receive) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise _ClientGone()
+                await writer.write(b"".join(out))

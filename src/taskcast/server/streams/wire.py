@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ..models import Event
+from ...models import Event
 
 
 def encode_events(events: Sequence[Event]) -> bytes:

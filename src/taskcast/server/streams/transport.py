@@ -14,9 +14,25 @@ outermost, reaches it when it is there and adds nothing otherwise (streams then 
 
 from __future__ import annotations
 
+from typing import Any, Protocol
+
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 TRANSPORT_EXTENSION = "taskcast.transport"
+
+
+class Transport(Protocol):
+    """What a broadcast needs of a connection (an ``asyncio.WriteTransport``)."""
+
+    def write(self, data: bytes) -> None: ...
+
+    def is_closing(self) -> bool: ...
+
+    def get_write_buffer_size(self) -> int: ...
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any: ...
+
+    def abort(self) -> None: ...
 
 
 class ExposeTransport:

@@ -1,4 +1,5 @@
-"""The share of the event loop that streams replaying a log may take, together.
+"""Streams replaying a log: the share of the event loop they may take together, and their cut
+when the server stops.
 
 After a deploy every client reconnects at once and replays from its ``Last-Event-ID``: a
 thousand streams each writing a page of a thousand events is a second of work, and done as it
@@ -16,6 +17,9 @@ interval (5 ms) for it, for each commit. Waiting streams go oldest first.
 
 Waking every waiting stream each time would itself cost a slice, so each refill wakes about as
 many as the bucket fits, by the measured cost of a step.
+
+A replay is also cut short the moment the server begins to stop (``CutWhenStopping``): it ends
+with a ``shutdown`` event that names where the client resumes (``shutdown_frame``).
 """
 
 from __future__ import annotations
@@ -24,6 +28,10 @@ import asyncio
 import math
 import time
 from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from ...app import App
 
 
 class ReplayBudget:
@@ -107,3 +115,51 @@ class _Step:
 
     def __exit__(self, *exc: object) -> None:
         self._budget._spend(time.perf_counter() - self._began)
+
+
+def shutdown_frame(cursor: int) -> bytes:
+    """The ``shutdown`` event that ends a replay cut short by a stopping server.
+
+    It has no ``id``: the client's last event id stays ``cursor``, the last event it was sent, so
+    its reconnect (``Last-Event-ID``) resumes right there on the next server. The run's own
+    ``shutdown`` event, if it gets one, is in its log and comes in the replay like any other.
+    """
+    return b'event: shutdown\ndata: {"reason":"shutdown","resume_after":%d}\n\n' % cursor
+
+
+class CutWhenStopping:
+    """Cancel the block the moment ``app`` begins to stop (never, with no app); ``cut`` then
+    says so and the block ends quietly.
+
+    A reconnect storm can leave thousands of streams replaying long logs when a deploy stops the
+    server: each would otherwise replay to its end before it gets its ``shutdown`` event, far past
+    the stop's bound. Live streams (members of a broadcast) are not cut: they get the run's own
+    ``shutdown`` event when the log closes.
+    """
+
+    def __init__(self, app: App | None) -> None:
+        self._app = app
+        self._scope = asyncio.timeout(None)
+        self._unsubscribe: Callable[[], None] = lambda: None
+        self.cut = False
+
+    async def __aenter__(self) -> None:
+        await self._scope.__aenter__()
+        if self._app is not None:
+            self._unsubscribe = self._app.when_stopping(self._stop)
+
+    def _stop(self) -> None:
+        self._scope.reschedule(asyncio.get_running_loop().time())
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, tb: Any
+    ) -> bool:
+        self._unsubscribe()
+        try:
+            await self._scope.__aexit__(kind, error, tb)
+        except TimeoutError:
+            if not self._scope.expired():
+                raise
+            self.cut = True
+            return True
+        return False
