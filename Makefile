@@ -38,6 +38,7 @@ bench: setup
 	$(BIN)/python bench/reconnect_storm.py
 	$(BIN)/python bench/testkit.py
 	$(BIN)/python bench/workflows.py --reps 3 --children 10000
+	$(BIN)/python bench/tracing.py --runs 5000 --repeat 5
 	$(BIN)/python bench/stats.py --runs 1000000 --recent 10000 --reps 7 --redis-runs 10000
 	$(BIN)/python bench/time_and_order.py --due 100000 --margin 90
 	$(BIN)/python -m pip install -q -e '.[dev,bench]'

@@ -43,6 +43,8 @@ if TYPE_CHECKING:
     from .runs.family import ChildRun
     from .runs.shutdown import ShutdownReport
     from .schedules import Schedule
+    from .server.access import Viewer
+    from .server.embed import asgi
     from .states import RunState
     from .tasks import ThreadContext
 
@@ -89,6 +91,8 @@ _LAZY = {
     "Unauthorized": "errors",
     "UnknownSchedule": "errors",
     "UnknownTask": "errors",
+    "Viewer": "server.access",
+    "asgi": "server.embed",
 }
 
 
@@ -152,5 +156,7 @@ __all__ = [
     "Unauthorized",
     "UnknownSchedule",
     "UnknownTask",
+    "Viewer",
     "__version__",
+    "asgi",
 ]

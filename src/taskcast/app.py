@@ -27,6 +27,7 @@ from .ids import is_run_id
 from .limits import MAX_PENDING_SIGNALS_PER_RUN, check_timeout
 from .log import EventLog
 from .models import CancelAnswer, Event, Run
+from .owners import check_owner
 from .policies import Retention
 from .queues import is_shared, queue_for
 from .resources import Pool, Resources
@@ -473,6 +474,8 @@ class App:
         run_at: datetime | None = None,
         delay: float | None = None,
         priority: int | None = None,
+        owner: str | None = None,
+        traceparent: str | None = None,
     ) -> Run:
         """``submit`` with options: a per-run ``timeout`` (seconds per attempt), ``max_attempts``
         (overrides the task's), and ``id``, an idempotency key: submitting an id that exists
@@ -489,6 +492,12 @@ class App:
         with an error naming that one (``after_policy="fail"``), or starts anyway
         (``after_policy="always"``). Raises ``InvalidRequest`` naming an id no run has, or one
         that would make a cycle (possible only by re-using an ``id``).
+
+        ``owner``: who submits it (``taskcast.owners``: 1 to 128 letters, digits and
+        ``._~:@+-``); access control shows the run only to its owner and to viewers who may
+        see all. ``traceparent``: the W3C trace context it continues (default: the current
+        OpenTelemetry span's, see ``taskcast.tracing``). Bad values raise ``InvalidRequest``
+        naming the field.
         """
         coordinator = self._running()
         definition = self.definition(task)
@@ -503,6 +512,8 @@ class App:
             run_at=run_at,
             delay=delay,
             priority=priority,
+            owner=owner,
+            traceparent=traceparent,
         )
         return run.copy()  # the coordinator keeps its own; the caller may change this one
 
@@ -516,6 +527,7 @@ class App:
         run_at: datetime | None = None,
         delay: float | None = None,
         priority: int | None = None,
+        owner: str | None = None,
     ) -> list[Run]:
         """Queue one run of ``task`` per mapping in ``many_args``; return them, in order.
 
@@ -523,7 +535,7 @@ class App:
         e.g. ``[3].n``), and ``QueueFull`` is raised unless the queue has room for them all.
         The runs are stored together (for SQLite, one commit), which makes this the fast way to
         queue many runs at once. ``timeout``, ``max_attempts``, ``run_at`` or ``delay``, and
-        ``priority`` apply to each run (see ``submit_with``).
+        ``priority`` and ``owner`` apply to each run (see ``submit_with``).
         """
         coordinator = self._running()
         definition = self.definition(task)
@@ -535,6 +547,7 @@ class App:
             run_at=run_at,
             delay=delay,
             priority=priority,
+            owner=owner,
         )
         return [run.copy() for run in runs]
 
@@ -577,9 +590,15 @@ class App:
         before: str | None = None,
         parent: str | None = None,
         prefix: str | None = None,
+        owner: str | None = None,
     ) -> list[Run]:
         """Runs newest first, filtered by ``state``, ``task``, ``parent`` (the children of
-        that run) and ``prefix`` (ids that start with it); page with ``before=<last id>``."""
+        that run), ``prefix`` (ids that start with it) and ``owner``; page with
+        ``before=<last id>``.
+
+        The ``owner`` filter reads the store's pages newest first and keeps that owner's runs
+        until ``limit`` are found or the store has no more: its cost follows the runs newer
+        than the page's last, not that owner's."""
         if state is not None and not isinstance(state, RunState):
             try:
                 state = RunState(state)
@@ -593,9 +612,22 @@ class App:
                 f"prefix must be the start of a run id (letters, digits and ._~:-), got {prefix!r}",
                 param="prefix",
             )
-        return await self._running().store.list_runs(
-            state=state, task=task, limit=limit, before=before, parent=parent, prefix=prefix
-        )
+        store = self._running().store
+        check_owner(owner)
+        if owner is None:
+            return await store.list_runs(
+                state=state, task=task, limit=limit, before=before, parent=parent, prefix=prefix
+            )
+        found: list[Run] = []
+        while len(found) < limit:
+            page = await store.list_runs(
+                state=state, task=task, limit=1000, before=before, parent=parent, prefix=prefix
+            )
+            found.extend(run for run in page if run.owner == owner)
+            if len(page) < 1000:
+                break
+            before = page[-1].id
+        return found[:limit]
 
     def event_batches(self, run_id: str, after: int = 0) -> AsyncGenerator[list[Event], None]:
         """Like ``events`` but yields lists of events (what is available at once)."""
@@ -745,6 +777,7 @@ class App:
             timeout=old.timeout,
             max_attempts=old.max_attempts,
             retry_of=old.id,
+            owner=old.owner,
         )
         return run.copy()
 

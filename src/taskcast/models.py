@@ -172,7 +172,10 @@ class Run:
     ``scheduled`` until then); ``priority`` 0 to 9, higher first (``policies.rank``).
     ``waiting_for`` says why a queued run does not start yet, when the engine knows
     (``"rate_limit"``, ``"concurrency"``, ``"dependencies"``); it is not a stored field on every
-    store: ``App.get`` fills it in.
+    store: ``App.get`` fills it in. ``owner`` names who submitted it (``taskcast.owners``):
+    access control shows a run only to its owner unless the viewer may see all; children and
+    retries keep their run's owner. ``traceparent`` is the W3C trace context the run continues
+    (``taskcast.tracing``), stored so that whichever process runs it joins the same trace.
     """
 
     id: str
@@ -197,6 +200,8 @@ class Run:
     priority: int = 0
     waiting_for: str | None = None
     not_after: float | None = None
+    owner: str | None = None
+    traceparent: str | None = None
 
     @property
     def is_finished(self) -> bool:
@@ -230,6 +235,8 @@ class Run:
             self.priority,
             self.waiting_for,
             self.not_after,
+            self.owner,
+            self.traceparent,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -255,6 +262,8 @@ class Run:
             "run_at": self.run_at,
             "priority": self.priority,
             "waiting_for": self.waiting_for,
+            "owner": self.owner,
+            "traceparent": self.traceparent,
         }
 
 

@@ -157,9 +157,9 @@ def test_health_and_metrics(api: httpx.Client) -> None:
     assert metrics.headers["content-type"].startswith("text/plain")
     text = metrics.text
     assert 'taskcast_runs{state="completed",task="demo.count"} 1.0' in text
-    assert 'taskcast_run_duration_seconds_count{state="completed"} 1.0' in text
-    assert "taskcast_queue_wait_seconds_count 1.0" in text
-    assert "taskcast_events_total 5.0" in text
+    assert 'taskcast_run_duration_seconds_count{state="completed",task="demo.count"} 1.0' in text
+    assert 'taskcast_queue_wait_seconds_count{task="demo.count"} 1.0' in text
+    assert 'taskcast_events_total{task="demo.count"} 5.0' in text
     assert "taskcast_watchers_dropped_total 0.0" in text
     assert "taskcast_event_streams 0.0" in text
 

@@ -96,12 +96,16 @@ class AsyncClient(ClientBase):
         run_at: datetime | None = None,
         delay: float | None = None,
         priority: int | None = None,
+        owner: str | None = None,
+        traceparent: str | None = None,
     ) -> Run:
         """``submit`` with options: ``timeout`` (seconds per attempt), ``max_attempts``
         (overrides the task's), and ``id``, an idempotency key: submitting an id that exists
         returns that run and queues nothing; ``after`` and ``after_policy`` as for
-        ``App.submit_with``. Raises what ``submit`` raises, and ``InvalidRequest`` for a bad
-        option (or an ``after`` id no run has, or a cycle)."""
+        ``App.submit_with``; ``owner`` (who submits it) and ``traceparent`` (default: the
+        current OpenTelemetry span's, sent as the ``traceparent`` header). Raises what
+        ``submit`` raises, and ``InvalidRequest`` for a bad option (or an ``after`` id no run
+        has, or a cycle)."""
         call = calls.submit(
             task,
             args,
@@ -113,6 +117,8 @@ class AsyncClient(ClientBase):
             run_at=run_at,
             delay=delay,
             priority=priority,
+            owner=owner,
+            traceparent=traceparent,
         )
         return await self._call(call)
 

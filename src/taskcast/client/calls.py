@@ -18,6 +18,7 @@ import httpx
 from ..errors import RunFinished, RunNotFound
 from ..models import Run
 from ..states import RunState
+from ..tracing import current_traceparent
 from .errors import error_from_response
 
 T = TypeVar("T")
@@ -45,9 +46,12 @@ class Call(Generic[T]):
     read: Callable[[httpx.Response], T]
     json: Any = None
     params: Mapping[str, str | int] | None = None
+    headers: Mapping[str, str] | None = None
 
     def request(self, http: httpx.Client | httpx.AsyncClient) -> httpx.Request:
-        return http.build_request(self.method, self.path, json=self.json, params=self.params)
+        return http.build_request(
+            self.method, self.path, json=self.json, params=self.params, headers=self.headers
+        )
 
 
 def run_path(run_id: str) -> str:
@@ -78,6 +82,8 @@ def run_from_json(body: Mapping[str, Any]) -> Run:
         run_at=body.get("run_at"),
         priority=body.get("priority", 0),
         waiting_for=body.get("waiting_for"),
+        owner=body.get("owner"),
+        traceparent=body.get("traceparent"),
     )
 
 
@@ -127,7 +133,11 @@ def submit(
     run_at: datetime | None = None,
     delay: float | None = None,
     priority: int | None = None,
+    owner: str | None = None,
+    traceparent: str | None = None,
 ) -> Call[Run]:
+    """``POST /runs``; the ``traceparent`` header is the one given, else the current
+    OpenTelemetry span's (``taskcast.tracing``), so the run joins the caller's trace."""
     body: dict[str, Any] = {"task": task, "args": dict(args or {})}
     options = {
         "id": id,
@@ -136,13 +146,16 @@ def submit(
         "run_at": None if run_at is None else run_at.isoformat(),
         "delay": delay,
         "priority": priority,
+        "owner": owner,
     }
     body.update({name: value for name, value in options.items() if value is not None})
     if after:
         body["after"] = list(after)
     if after_policy != "fail":
         body["after_policy"] = after_policy
-    return Call("POST", "/runs", _run, json=body)
+    trace = traceparent if traceparent is not None else current_traceparent()
+    headers = None if trace is None else {"traceparent": trace}
+    return Call("POST", "/runs", _run, json=body, headers=headers)
 
 
 def get(run_id: str) -> Call[Run]:

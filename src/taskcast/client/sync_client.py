@@ -89,6 +89,8 @@ class Client(ClientBase):
         run_at: datetime | None = None,
         delay: float | None = None,
         priority: int | None = None,
+        owner: str | None = None,
+        traceparent: str | None = None,
     ) -> Run:
         return self._call(
             calls.submit(
@@ -102,6 +104,8 @@ class Client(ClientBase):
                 run_at=run_at,
                 delay=delay,
                 priority=priority,
+                owner=owner,
+                traceparent=traceparent,
             )
         )
 

@@ -20,6 +20,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from .. import tracing
 from ..errors import NotSerializable, StepMismatch
 from ..models import encode_json
 from ..supervisor import Supervisor
@@ -154,7 +155,8 @@ class Attempts:
         active.body_over = False
         active.waits, active.lent = 0, False
         try:
-            result = await active.definition.invoke(context, active.run.args)
+            with tracing.attempt(active.run, active.run.attempt, lambda: _why_stopped(active)):
+                result = await active.definition.invoke(context, active.run.args)
         except asyncio.CancelledError:
             active.body_over = True
             # A shutdown (or a cancel from outside taskcast) stops the children by itself and
@@ -226,3 +228,15 @@ class Attempts:
         self._supervisor.spawn(
             self._outcomes.abandoned(active), name=f"taskcast abandon {active.run.id}"
         )
+
+
+def _why_stopped(active: ActiveRun) -> str | None:
+    """What cancelled ``active``'s body, for its attempt's span (``taskcast.tracing``)."""
+    if active.stop is StopKind.CANCEL:
+        return "cancelled"
+    if active.stop is not None:
+        return "shutdown"
+    deadline = active.deadline
+    if deadline is not None and asyncio.get_running_loop().time() >= deadline:
+        return "timed_out"
+    return None

@@ -32,6 +32,7 @@ from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
+from .. import tracing
 from ..errors import (
     InvalidArguments,
     InvalidRequest,
@@ -47,12 +48,14 @@ from ..limits import MAX_PENDING_SIGNALS_PER_RUN, MAX_REASON, check_timeout
 from ..log import EventLog
 from ..models import CancelAnswer, Event, Run, encode_json, lone_surrogate
 from ..names import check_signal_name
+from ..owners import check_owner
 from ..policies import check_priority, start_time
 from ..resources import Resources
 from ..states import RunState
 from ..stores.base import Store
 from ..supervisor import Supervisor
 from ..tasks import TaskDefinition
+from ..tracing import check_traceparent
 from . import clock
 from .active import ActiveRun, Phase, StopKind
 from .attempts import Attempts
@@ -280,6 +283,8 @@ class Coordinator:
         run_at: Any = None,
         delay: Any = None,
         priority: Any = None,
+        owner: str | None = None,
+        traceparent: str | None = None,
     ) -> Run:
         """Validate, store and queue (or schedule) a run; see ``App.submit_with`` for the
         contract. ``retry_of``: the id of the run this one retries (``App.retry``)."""
@@ -295,6 +300,8 @@ class Coordinator:
             run_at=run_at,
             delay=delay,
             priority=priority,
+            owner=owner,
+            traceparent=traceparent,
         )
         return run
 
@@ -387,6 +394,8 @@ class Coordinator:
         delay: Any = None,
         priority: Any = None,
         origin: dict[str, Any] | None = None,
+        owner: str | None = None,
+        traceparent: str | None = None,
     ) -> tuple[Run, bool, asyncio.Future[Event] | None]:
         """Store and queue a run; returns it, whether it was created now (False: the id
         existed), and for a child the future of its end."""
@@ -394,6 +403,8 @@ class Coordinator:
         starts_at = start_time(run_at, delay, clock.now())
         if priority is not None:
             check_priority(priority)
+        check_owner(owner)
+        check_traceparent(traceparent)
         if run_id is not None and not is_run_id(run_id):
             raise InvalidRequest(
                 "id must be a string of 1 to 128 letters, digits and ._~:- (it goes in URLs and"
@@ -412,9 +423,11 @@ class Coordinator:
         )
         expected = False
         ending: asyncio.Future[Event] | None = None
+        run.owner = owner
         if parent is not None:
             run.parent_id = parent.run.id
             run.not_after = _unix_deadline(parent)
+            run.owner = parent.run.owner  # a child is seen by whoever sees its parent
             # Another process may take the child and finish it before the store's answer
             # reaches us: follow the store's announcements, and await its end, first.
             await self.endings.follow()
@@ -424,6 +437,7 @@ class Coordinator:
         if after_policy != run.after_policy:
             run.after_policy = after_policy
         run.retry_of = retry_of
+        tracing.on_submit(run, traceparent)
         try:
             self._queue.reserve((run,))  # the place is taken before waiting for the store
         except BaseException:
@@ -504,12 +518,16 @@ class Coordinator:
         run_at: Any = None,
         delay: Any = None,
         priority: Any = None,
+        owner: str | None = None,
+        traceparent: str | None = None,
     ) -> list[Run]:
         """Validate, store and queue several runs at once; see ``App.submit_many``."""
         self._check_submit_options(timeout, max_attempts)
         starts_at = start_time(run_at, delay, clock.now())
         if priority is not None:
             check_priority(priority)
+        check_owner(owner)
+        check_traceparent(traceparent)
         stored_args = []
         for index, args in enumerate(many_args):
             try:
@@ -524,6 +542,9 @@ class Coordinator:
             self._new_run(definition, args, timeout, max_attempts, None, starts_at, priority)
             for args in stored_args
         ]
+        for run in runs:
+            run.owner = owner
+            tracing.on_submit(run, traceparent)
         self._queue.reserve(runs)
         try:
             data = self._first_event_data(runs[0]) if runs else {}

@@ -80,6 +80,7 @@ class Outcomes:
             events.STARTED,
             {
                 "attempt": attempt,
+                "task": run.task,  # for whoever counts by task without having seen it queued
                 "waited": round(started_at - (run.not_before or run.created_at), 6),
             },
             attempt=attempt,

@@ -23,6 +23,7 @@ from .hosts import ANY_HOST, HostCheck
 from .openapi import complete
 from .state import ServerState, install
 from .streams import EventStreamRoute, StreamSettings
+from .tracing import TraceContext
 
 DESCRIPTION = """\
 Submit runs of registered tasks, watch their events live over Server-Sent Events, cancel them.
@@ -101,7 +102,7 @@ def create_app(
     """
     api = create_api(app, bearer=bool(token), stream_settings=stream_settings, max_body=max_body)
     state: ServerState = api.state.taskcast
-    asgi: ASGIApp = EventStreamRoute(api, state.streams)
+    asgi: ASGIApp = TraceContext(EventStreamRoute(api, state.streams))
     if token:
         asgi = BearerTokenAuth(asgi, token)
     if allowed_hosts is not None and ANY_HOST not in allowed_hosts:

@@ -1,11 +1,15 @@
 """Prometheus metrics of one App, in their own registry (``GET /metrics``).
 
 Counters and histograms are fed by an event listener (every committed batch passes through it
-once); run counts by task and state and the live gauges are read when scraped.
+once); run counts by task and state and the live gauges are read when scraped. The queue wait
+and run duration histograms and the events counter are labelled by task: the listener learns a
+run's task from its ``queued``/``scheduled`` or ``started`` event (``RunTasks``), so it counts
+the runs this process submits or executes. Example queries are in docs/observability.md.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -16,6 +20,9 @@ from prometheus_client.registry import Collector
 from ..app import App
 from ..events import TERMINAL_EVENT_TYPES
 from ..models import Event
+
+UNKNOWN_TASK = ""
+"""The ``task`` label of events of runs this process saw neither queued nor started."""
 
 DURATION_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600, float("inf"))
 WAIT_BUCKETS = (0.001, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 60, 300, float("inf"))
@@ -53,20 +60,25 @@ class Metrics:
         )
         self.durations = Histogram(
             "taskcast_run_duration_seconds",
-            "Time of the last attempt of finished runs, by outcome.",
-            ["state"],
+            "Time of the last attempt of finished runs, by task and outcome.",
+            ["task", "state"],
             buckets=DURATION_BUCKETS,
             registry=self.registry,
         )
         self.queue_wait = Histogram(
             "taskcast_queue_wait_seconds",
-            "Time attempts waited in the queue before starting.",
+            "Time attempts waited in the queue before starting, by task.",
+            ["task"],
             buckets=WAIT_BUCKETS,
             registry=self.registry,
         )
         self.events = Counter(
-            "taskcast_events", "Events written to run logs.", registry=self.registry
+            "taskcast_events",
+            "Events written to run logs, by task.",
+            ["task"],
+            registry=self.registry,
         )
+        self._tasks = RunTasks()
         self.streams = Gauge(
             "taskcast_event_streams",
             "SSE streams open now (GET /runs/{id}/events).",
@@ -93,16 +105,23 @@ class Metrics:
         self._app.add_listener(self._on_events)
 
     def _on_events(self, events: Sequence[Event]) -> None:
-        self.events.inc(len(events))
+        tasks = self._tasks
+        counted: dict[str, int] = {}
         for event in events:
+            data = event.data if isinstance(event.data, dict) else {}
+            task = tasks.learn(event.run_id, data.get("task"))
+            counted[task] = counted.get(task, 0) + 1
             if event.type == "started":
-                waited = event.data.get("waited") if isinstance(event.data, dict) else None
+                waited = data.get("waited")
                 if isinstance(waited, int | float):
-                    self.queue_wait.observe(waited)
+                    self.queue_wait.labels(task).observe(waited)
             elif event.type in TERMINAL_EVENT_TYPES:
-                duration = event.data.get("duration") if isinstance(event.data, dict) else None
+                duration = data.get("duration")
                 if isinstance(duration, int | float):
-                    self.durations.labels(event.type).observe(duration)
+                    self.durations.labels(task, event.type).observe(duration)
+                tasks.forget(event.run_id)
+        for task, count in counted.items():
+            self.events.labels(task).inc(count)
 
     async def render(self) -> bytes:
         """The Prometheus text exposition, with the gauges read now."""
@@ -121,6 +140,29 @@ class Metrics:
         self.watchers.set(stats["watchers"])
         self.streams.set(self.open_streams)
         return generate_latest(self.registry)
+
+
+class RunTasks:
+    """The task of each run this process has seen and that has not ended, at most ``limit``
+    (the oldest forgotten first: a run queued here and run elsewhere never ends here)."""
+
+    def __init__(self, limit: int = 100_000) -> None:
+        self.limit = limit
+        self._tasks: OrderedDict[str, str] = OrderedDict()
+
+    def learn(self, run_id: str, task: Any) -> str:
+        """The task of ``run_id``: ``task`` if it is a name (remembered), else what was
+        learnt before, else ``UNKNOWN_TASK``."""
+        if isinstance(task, str):
+            if run_id not in self._tasks:
+                self._tasks[run_id] = task
+                if len(self._tasks) > self.limit:
+                    self._tasks.popitem(last=False)
+            return task
+        return self._tasks.get(run_id, UNKNOWN_TASK)
+
+    def forget(self, run_id: str) -> None:
+        self._tasks.pop(run_id, None)
 
 
 class _TimeCounters(Collector):

@@ -9,6 +9,7 @@ from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Fiel
 
 from ..ids import RUN_ID_PATTERN
 from ..limits import MAX_TIMEOUT
+from ..owners import OWNER_CHARACTERS, OWNER_PATTERN
 from ..policies import MAX_AHEAD
 from ..states import RunState
 
@@ -77,6 +78,12 @@ class SubmitRequest(BaseModel):
         default=None,
         description="0 to 9, higher first (default: the task's); see docs/semantics.md.",
     )
+    owner: str | None = Field(
+        default=None,
+        pattern=OWNER_PATTERN,
+        description=f"Who submits it ({OWNER_CHARACTERS}). Under access control it is the"
+        " signed-in user: another name is refused (403) unless the user may see all runs.",
+    )
 
 
 class CancelRequest(BaseModel):
@@ -120,6 +127,10 @@ class RunBody(BaseModel):
     waiting_for: Literal["rate_limit", "concurrency", "dependencies"] | None = Field(
         default=None,
         description="Why a queued run does not start yet, when a limit holds it.",
+    )
+    owner: str | None = Field(default=None, description="Who submitted it, if named.")
+    traceparent: str | None = Field(
+        default=None, description="The W3C trace context it continues, if any."
     )
 
 

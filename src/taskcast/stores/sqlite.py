@@ -43,7 +43,7 @@ from .base import Store, apply_transition
 
 logger = logging.getLogger("taskcast")
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 """1: the engine's runs and events. 2: adds the workflow columns ``parent_id``, ``after_ids`` and
 ``after_policy``. 3: the index by state keeps only the rarely listed end states (see
 ``_RARE_STATES``). 4: adds ``retry_of``, ``runs_by_finished`` for ``activity`` (see
@@ -51,7 +51,8 @@ SCHEMA_VERSION = 6
 each commit (``count_runs`` reads it and the unfinished runs in memory, never the whole table).
 5: adds ``not_after`` (a child's cap: its parent's deadline). 6: time and order: the columns
 ``run_at`` and ``priority``, the index of finished runs by task and finish time (retention),
-the ``schedules`` table. ``_MIGRATIONS`` moves an older file up."""
+the ``schedules`` table. 7: the columns ``owner`` (who submitted the run, for access control)
+and ``traceparent`` (the trace it continues). ``_MIGRATIONS`` moves an older file up."""
 
 _RARE_STATES = ("failed", "cancelled", "timed_out")
 """The states the ``runs_by_state`` index covers. Unfinished runs are listed from memory (every
@@ -95,7 +96,9 @@ CREATE TABLE IF NOT EXISTS runs (
     retry_of TEXT,
     not_after REAL,
     run_at REAL,
-    priority INTEGER NOT NULL DEFAULT 0
+    priority INTEGER NOT NULL DEFAULT 0,
+    owner TEXT,
+    traceparent TEXT
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS runs_by_state ON runs (state, id) WHERE state IN ({rare});
 CREATE INDEX IF NOT EXISTS runs_by_task ON runs (task, id);
@@ -161,13 +164,19 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
         "CREATE TABLE IF NOT EXISTS schedules (name TEXT PRIMARY KEY, paused INTEGER,"
         " last_tick REAL, last_run TEXT) WITHOUT ROWID",
     ),
+    # From version 6 to 7: who submitted each run, and the trace it continues.
+    6: (
+        "ALTER TABLE runs ADD COLUMN owner TEXT",
+        "ALTER TABLE runs ADD COLUMN traceparent TEXT",
+    ),
 }
 """Statements that move a file from version ``key`` to ``key + 1``."""
 
 _RUN_COLUMNS = (
     "id, task, args, state, attempt, max_attempts, timeout, result, error,"
     " created_at, started_at, finished_at, not_before, last_seq,"
-    " parent_id, after_ids, after_policy, retry_of, not_after, run_at, priority"
+    " parent_id, after_ids, after_policy, retry_of, not_after, run_at, priority,"
+    " owner, traceparent"
 )
 _RUN_COLUMN_NAMES = [column.strip() for column in _RUN_COLUMNS.split(",")]
 _REAL_RUN_COLUMNS = frozenset(
@@ -180,7 +189,7 @@ _PACKED_RUN = "json_array({})".format(
 where SQLite's JSON rendering keeps only 15 digits); see ``SQLiteStore._query_packed``."""
 _REAL_RUN_INDEXES = tuple(i for i, c in enumerate(_RUN_COLUMN_NAMES) if c in _REAL_RUN_COLUMNS)
 _UPSERT_RUN = (
-    f"INSERT INTO runs ({_RUN_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+    f"INSERT INTO runs ({_RUN_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
     " ON CONFLICT (id) DO UPDATE SET state=excluded.state, attempt=excluded.attempt,"
     " max_attempts=excluded.max_attempts, timeout=excluded.timeout, result=excluded.result,"
     " error=excluded.error, started_at=excluded.started_at, finished_at=excluded.finished_at,"
@@ -257,6 +266,8 @@ def _run_row(run: Run, args_json: str) -> RunRow:
         run.not_after,
         run.run_at,
         run.priority,
+        run.owner,
+        run.traceparent,
     )
 
 
@@ -283,6 +294,8 @@ def _run_from_row(row: Sequence[Any]) -> Run:
         not_after=row[18],
         run_at=row[19],
         priority=row[20],
+        owner=row[21],
+        traceparent=row[22],
     )
 
 

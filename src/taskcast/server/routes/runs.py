@@ -12,7 +12,9 @@ from ...app import App
 from ...errors import RunFinished, RunNotFound
 from ...ids import RUN_ID_PATTERN
 from ...names import NAME_CHARACTERS, NAME_PATTERN
+from ...owners import OWNER_PATTERN
 from ...states import RunState
+from ..access import owner_of_submit
 from ..bodies import StrictJSONRoute
 from ..openapi import errors
 from ..schemas import (
@@ -57,6 +59,7 @@ async def submit(app: TheApp, request: SubmitRequest, response: Response) -> dic
         run_at=request.run_at,
         delay=request.delay,
         priority=request.priority,
+        owner=owner_of_submit(request.owner),
     )
     response.headers["Location"] = f"/runs/{run.id}"
     return run.to_dict()
@@ -81,11 +84,20 @@ async def list_runs(
             description="Only runs whose id starts with this (case matters: ids are upper case).",
         ),
     ] = None,
+    owner: Annotated[
+        str | None, Query(pattern=OWNER_PATTERN, description="Only runs this owner submitted.")
+    ] = None,
 ) -> dict[str, Any]:
     """Runs newest first; the filters combine. Page through with `before` = the previous
     page's `next_before` (null on the last page)."""
     runs = await app.runs(
-        state=state, task=task, limit=limit, before=before, parent=parent, prefix=prefix
+        state=state,
+        task=task,
+        limit=limit,
+        before=before,
+        parent=parent,
+        prefix=prefix,
+        owner=owner,
     )
     next_before = runs[-1].id if len(runs) == limit else None
     return {"runs": [run.to_dict() for run in runs], "next_before": next_before}

@@ -57,10 +57,18 @@ function authHeaders(extra = {}) {
   return token ? { ...extra, Authorization: `Bearer ${token}` } : extra;
 }
 
+/**
+ * A route of the API (`/runs`) relative to the page, so the dashboard works wherever the API is
+ * mounted (`/`, or `/taskcast/` inside another application).
+ */
+function apiUrl(path) {
+  return path.replace(/^\//, "");
+}
+
 /** fetch() a JSON route; throws HttpError, or AuthRequired after showing the sign-in form. */
 async function api(path, options = {}) {
   const headers = authHeaders(options.body ? { "Content-Type": "application/json" } : {});
-  const response = await fetch(path, { ...options, headers, cache: "no-store" });
+  const response = await fetch(apiUrl(path), { ...options, headers, cache: "no-store" });
   if (response.status === 401) {
     requireLogin();
     throw new AuthRequired();
@@ -131,7 +139,7 @@ class EventReader {
 
   async readOnce() {
     const url = this.resume && this.after > 0 ? `${this.path}?after=${this.after}` : this.path;
-    const response = await fetch(url, {
+    const response = await fetch(apiUrl(url), {
       headers: authHeaders({ Accept: "text/event-stream" }),
       signal: this.controller.signal,
       cache: "no-store",
@@ -1039,7 +1047,7 @@ function setUpLogin() {
     const token = $("token").value.trim();
     let response;
     try {
-      response = await fetch("/tasks", { headers: { Authorization: `Bearer ${token}` } });
+      response = await fetch(apiUrl("/tasks"), { headers: { Authorization: `Bearer ${token}` } });
     } catch (error) {
       $("login-error").textContent = `Cannot reach the server: ${error.message}`;
       return;
