@@ -384,7 +384,9 @@ class Coordinator:
         """Store and queue a run; returns it, whether it was created now (False: the id
         existed), and for a child the future of its end."""
         self._check_submit_options(timeout, max_attempts, child=parent is not None)
-        starts_at = start_time(run_at, delay, clock.now())
+        starts_at = (
+            None if run_at is None and delay is None else start_time(run_at, delay, clock.now())
+        )
         if priority is not None:
             check_priority(priority)
         if run_id is not None and not is_run_id(run_id):
@@ -535,7 +537,8 @@ class Coordinator:
         # are part of the work that is finishing.
         if not self._accepting and not (child and self._in_grace):
             raise ShuttingDown("taskcast is shutting down (or not started) and takes no new runs")
-        check_timeout(timeout)
+        if timeout is not None:
+            check_timeout(timeout)
         if max_attempts is not None and not (isinstance(max_attempts, int) and max_attempts >= 1):
             raise InvalidRequest(f"max_attempts must be an integer >= 1, got {max_attempts!r}")
 

@@ -25,7 +25,7 @@ import abc
 from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
-from ..models import Event, Run, ScheduleState, encode_json
+from ..models import Event, Run, ScheduleState, compact_json, encode_json
 from ..policies import Retention
 from ..states import ALLOWED_TRANSITIONS, RunState
 from ..stats import Activity, Window
@@ -43,12 +43,20 @@ def encode_transition(
     """The event's data and the run's JSON ``fields`` as JSON, checked before a store changes
     anything: a transition that could not be written back fails alone (``NotSerializable``),
     it never reaches a writer that commits many runs' changes at once."""
-    data_json = encode_json(data, f"the data of the {event_type!r} event")
-    encoded = {
-        name: encode_json(value, f"the {name} of the run")
-        for name, value in fields.items()
-        if name in JSON_FIELDS
-    }
+    # The messages are only made for a value that fails: this runs for every transition.
+    try:
+        data_json = compact_json(data)
+    except (TypeError, ValueError, RecursionError):
+        encode_json(data, f"the data of the {event_type!r} event")  # raises NotSerializable
+        raise
+    encoded = {}
+    for name, value in fields.items():
+        if name in JSON_FIELDS:
+            try:
+                encoded[name] = "null" if value is None else compact_json(value)
+            except (TypeError, ValueError, RecursionError):
+                encode_json(value, f"the {name} of the run")  # raises NotSerializable
+                raise
     return data_json, encoded
 
 
