@@ -849,7 +849,7 @@ class Coordinator:
         self.queued_count -= 1
         self.slots.take(active)
         active.phase = Phase.STARTING
-        active.task = self._supervisor.spawn(
+        active.task = self._supervisor.start(
             self.attempts.execute(active), name=f"taskcast run {active.run.id}"
         )
 
