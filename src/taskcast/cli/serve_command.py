@@ -6,10 +6,13 @@ import argparse
 import asyncio
 import contextlib
 import importlib
+import importlib.metadata
+import importlib.util
 import logging
 import os
 import sys
-from typing import NoReturn
+from collections.abc import Coroutine
+from typing import Any, NoReturn, TypeVar
 
 from rich.console import Console
 
@@ -118,6 +121,7 @@ def add_serve_options(parser: argparse.ArgumentParser) -> None:
         metavar="NAME",
     )
     add_retention_option(env)
+    add_loop_option(env)
     env.add("--grace", "seconds running runs get to finish on shutdown (default 10)", type=float)
     env.add(
         "--shutdown-timeout",
@@ -157,6 +161,37 @@ def add_retention_option(env: EnvOptions) -> None:
     )
 
 
+_T = TypeVar("_T")
+
+LOOPS = ("asyncio", "uvloop")
+
+
+def add_loop_option(env: EnvOptions) -> None:
+    env.add(
+        "--loop",
+        "the event loop: asyncio's own, or uvloop (pip install 'taskcast[uvloop]')",
+        choices=LOOPS,
+        default="asyncio",
+    )
+
+
+def check_loop(options: argparse.Namespace) -> None:
+    """Refuse ``--loop uvloop`` before anything starts when uvloop is not installed."""
+    if options.loop == "uvloop" and importlib.util.find_spec("uvloop") is None:
+        raise CannotLoadApp("--loop uvloop needs uvloop: pip install 'taskcast[uvloop]'")
+
+
+def run_on_loop(main: Coroutine[Any, Any, _T], loop: str) -> _T:
+    """``asyncio.run(main)``, on a new loop of the kind ``--loop`` names."""
+    if loop == "uvloop":
+        import uvloop
+
+        logger.info("event loop: uvloop %s", importlib.metadata.version("uvloop"))
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            return runner.run(main)
+    return asyncio.run(main)
+
+
 def add_log_options(env: EnvOptions) -> None:
     env.add("--log-level", "how much to log", choices=LOG_LEVELS, default="info")
     env.add(
@@ -185,6 +220,7 @@ def run_serve(options: argparse.Namespace, console: Console) -> int:
     ):
         if value is not None and not value >= 0:
             raise CannotLoadApp(f"{name} must be a number of seconds >= 0, got {value}")
+    check_loop(options)
     configure_logging(options.log_level, options.log_format)
     settings = StreamSettings(keepalive=options.keepalive, write_timeout=options.write_timeout)
     app = build_app(options)
@@ -242,7 +278,7 @@ def run_serve(options: argparse.Namespace, console: Console) -> int:
         return report
 
     try:
-        report = asyncio.run(serve_app())
+        report = run_on_loop(serve_app(), options.loop)
     finally:
         if options.uds:
             with contextlib.suppress(FileNotFoundError):

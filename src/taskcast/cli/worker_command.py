@@ -28,8 +28,11 @@ from .serve_command import (
     CannotLoadApp,
     add_fetch_options,
     add_log_options,
+    add_loop_option,
     add_retention_option,
     build_app,
+    check_loop,
+    run_on_loop,
 )
 
 
@@ -43,6 +46,7 @@ def add_worker_options(parser: argparse.ArgumentParser) -> None:
     add_fetch_options(env)
     env.add("--concurrency", "runs executing at once (default: the App's, 100)", type=int)
     add_retention_option(env)
+    add_loop_option(env)
     env.add("--grace", "seconds running runs get to finish on shutdown (default 10)", type=float)
     env.add(
         "--shutdown-timeout",
@@ -84,6 +88,7 @@ def _build(options: argparse.Namespace) -> App:
 def run_worker(options: argparse.Namespace, console: Console) -> int:
     """Run a worker until SIGTERM/SIGINT; returns the exit status (0 after a clean drain)."""
     options.environment.resolve(options)
+    check_loop(options)
     configure_logging(options.log_level, options.log_format)
     app = _build(options)
     grace = app.grace if options.grace is None else options.grace
@@ -119,7 +124,7 @@ def run_worker(options: argparse.Namespace, console: Console) -> int:
             report = await app.shutdown(grace, timeout)
         return report
 
-    report = asyncio.run(work())
+    report = run_on_loop(work(), options.loop)
     console.print(f"taskcast worker stopped: {report}", highlight=False, soft_wrap=True)
     console.file.flush()
     if report.stuck:
