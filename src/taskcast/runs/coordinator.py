@@ -707,6 +707,10 @@ class Coordinator:
         batch, before the run's terminal write, so a chatty task does not wait for each one)."""
         return await self.store.append(run_id, type, data, data_json, durable=False)
 
+    async def emit_many(self, run_id: str, entries: Sequence[tuple[str, Any, str]]) -> list[Event]:
+        """``emit`` for several events, handed to the store as one write."""
+        return await self.store.append_many(run_id, entries, durable=False)
+
     def lending_slot(self, active: ActiveRun) -> AbstractAsyncContextManager[None]:
         return self.slots.lending(active)
 

@@ -22,6 +22,7 @@ write: stores hand it over before their first suspension.
 from __future__ import annotations
 
 import abc
+import asyncio
 from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
@@ -161,6 +162,24 @@ class Store(abc.ABC):
 
         Raises ``RunNotFound`` for an unknown run and ``RunFinished`` once the run is terminal.
         """
+
+    async def append_many(
+        self, run_id: str, entries: Sequence[tuple[str, Any, str]], *, durable: bool = True
+    ) -> list[Event]:
+        """Append events ``(type, data, data_json)`` to one run's log, in order: what as many
+        ``append`` calls would do (each is handed over before the first suspension, the first
+        error is raised once all are done). Stores that can write them as one do."""
+        if len(entries) == 1:
+            type, data, data_json = entries[0]
+            return [await self.append(run_id, type, data, data_json, durable=durable)]
+        outcomes = await asyncio.gather(
+            *(self.append(run_id, t, d, j, durable=durable) for t, d, j in entries),
+            return_exceptions=True,
+        )
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+        return outcomes  # type: ignore[return-value]  # no exception among them
 
     @abc.abstractmethod
     async def transition(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import bisect
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from ..errors import RunFinished, RunNotFound
@@ -78,6 +78,18 @@ class MemoryStore(Store):
         event = self._new_event(run, type, data, data_json)
         self._announce((event,))
         return event
+
+    async def append_many(
+        self, run_id: str, entries: Sequence[tuple[str, Any, str]], *, durable: bool = True
+    ) -> list[Event]:
+        run = self._runs.get(run_id)
+        if run is None:
+            raise RunNotFound(run_id)
+        if run.state.is_terminal:
+            raise RunFinished(run_id, run.state)
+        written = [self._new_event(run, t, d, j) for t, d, j in entries]
+        self._announce(written)
+        return written
 
     async def transition(
         self,
