@@ -39,7 +39,7 @@ class Supervisor:
         task.add_done_callback(self._reap)
         return task
 
-    def start(self, coroutine: Coroutine[Any, Any, None], *, name: str) -> asyncio.Task[None]:
+    def start(self, coroutine: Coroutine[Any, Any, _T], *, name: str) -> asyncio.Task[_T]:
         """Like ``spawn``, for a coroutine that ends by handing its task back with ``done``
         and that lets no exception out (``spawn`` logs one): the task needs no done callback,
         which spares the loop a callback per task (the engine starts one per run)."""

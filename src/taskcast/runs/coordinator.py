@@ -328,7 +328,7 @@ class Coordinator:
         # Owned by the supervisor and awaited shielded: a parent cancelled while the store
         # takes the child cannot leave it stored but never queued; it is queued, then cancelled
         # as the orphan of a body that is over (see ``_accepted``).
-        return self._supervisor.spawn(
+        return self._supervisor.start(
             self._submit_owned(definition, args, run_id, parent, fresh or run_id is None),
             name=f"taskcast spawn from {parent.run.id}",
         )
@@ -351,12 +351,16 @@ class Coordinator:
         parent: ActiveRun,
         fresh_id: bool,
     ) -> ChildSubmission | Exception:
+        """The child's submission, as a task of its own (``Supervisor.start``: it hands its
+        task back as it ends, and lets no exception out)."""
         try:
             run, created, ending = await self._submit(
                 definition, args, run_id=run_id, parent=parent, fresh_id=fresh_id
             )
         except Exception as exc:  # the caller raises it (the supervisor would log it)
             return exc
+        finally:
+            self._supervisor.done(asyncio.current_task())
         if not created:
             return ChildSubmission(run, None)
         # Made before the child was stored: it may have ended (elsewhere) already.
