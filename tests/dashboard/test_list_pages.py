@@ -66,10 +66,12 @@ def test_runs_are_found_by_id_prefix_together_with_task_and_state(
     page.get_by_label("Filter by task").select_option("demo.fail")
     expect(page.locator("#runs-body tr")).to_have_count(1)
     page.get_by_label("Filter by state").select_option("failed")
-    assert dashboard.listed_ids() == ["nightly-report-1"]
+    # The list is redrawn for the new filter: wait for the summary that names it, then its row.
     expect(page.locator("#list-summary")).to_have_text(
         "1 run (failed, demo.fail, id starting with nightly-report)"
     )
+    expect(page.locator("#runs-body tr")).to_have_count(1)
+    assert dashboard.listed_ids() == ["nightly-report-1"]
     page.get_by_label("Run id starts with").fill("nightly-")
     expect(page.locator("#runs-body tr")).to_have_count(2)  # nightly-report-1, nightly-sync-1
     # Live: a new failing run with the prefix joins the list, another prefix does not.

@@ -52,7 +52,7 @@ async def test_a_version_1_file_is_migrated_and_keeps_its_runs(tmp_path: Path) -
         new = await app.submit_with("noop", after=["old"])
         assert (await app.wait(new.id, timeout=10)).after == ["old"]
     with sqlite3.connect(path) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
         row = conn.execute("SELECT after_ids FROM runs WHERE id = ?", [new.id]).fetchone()
     conn.close()
     assert row == ('["old"]',)

@@ -5,12 +5,25 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 
 from ..ids import RUN_ID_PATTERN
 from ..limits import MAX_TIMEOUT
 from ..policies import MAX_AHEAD
 from ..states import RunState
+
+
+def _a_number(value: Any) -> Any:
+    if isinstance(value, (bool, str)):
+        raise ValueError("must be a number, not text or true/false")
+    return value
+
+
+# JSON integers in bounds: `5` or `5.0` (JSON Schema's "integer" admits both), never `"5"`,
+# `true` or `5.5`. (The bounds come before the validator, or pydantic documents them as `ge`/`le`
+# instead of `minimum`/`maximum`.)
+Attempts = Annotated[int, Field(ge=1, le=1000), BeforeValidator(_a_number)]
+Priority = Annotated[int, Field(ge=0, le=9), BeforeValidator(_a_number)]
 
 
 class SubmitRequest(BaseModel):
@@ -30,8 +43,8 @@ class SubmitRequest(BaseModel):
         strict=True,  # a number: not "5", not true
         description="Seconds per attempt, at most 30 days (overrides the task's timeout).",
     )
-    max_attempts: int | None = Field(
-        default=None, ge=1, le=1000, description="Attempts in all (overrides the task's)."
+    max_attempts: Attempts | None = Field(
+        default=None, description="Attempts in all (overrides the task's)."
     )
     id: str | None = Field(
         default=None,
@@ -60,11 +73,8 @@ class SubmitRequest(BaseModel):
         strict=True,
         description="Start it this many seconds from now (instead of `run_at`).",
     )
-    priority: int | None = Field(
+    priority: Priority | None = Field(
         default=None,
-        ge=0,
-        le=9,
-        strict=True,
         description="0 to 9, higher first (default: the task's); see docs/semantics.md.",
     )
 
