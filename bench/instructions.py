@@ -6,9 +6,17 @@ counts the instructions of a fixed workload at two sizes and reports the differe
 so start-up and imports cancel out:
 
 * ``runs``: N no-op runs submitted (500 at a time) and finished, memory store;
-* ``children``: one parent that maps N no-op children, memory store.
+* ``throughput``: N no-op runs as ``bench/engine.py`` measures them: submitted one after another
+  (memory store), until a listener has seen the N-th ``completed``;
+* ``sqlite``: the same on SQLite, as ``submit_many`` of 500 at a time (instructions of both
+  threads: the loop's and the writer's);
+* ``children``: one parent that maps N no-op children, memory store;
+* ``aiojobs``: the baseline of the first: N no-op jobs through ``aiojobs.Scheduler`` (spawn
+  and wait, ``limit=None``), as ``bench/engine.py`` runs them;
+* ``taskgroup``: the baseline of the second: N no-op coroutines in an ``asyncio.TaskGroup``.
 
-Run:  .venv/bin/python bench/instructions.py [--n 2000] [--workload runs|children]
+Run:  .venv/bin/python bench/instructions.py [--n 2000]
+      [--workload runs|children|aiojobs|taskgroup]
       (needs valgrind; each measurement takes a minute or two under it)
 It prints ``instructions per run`` (or per child). Use it to compare two versions of the code
 (e.g. PYTHONPATH=/path/to/other/src), not as an absolute speed.
@@ -22,6 +30,7 @@ import re
 import subprocess
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import taskcast
@@ -44,6 +53,40 @@ async def _runs(n: int) -> None:
             done += chunk
 
 
+async def _throughput(n: int, url: str = "memory://") -> None:
+    app = taskcast.App(url, max_concurrency=100, max_queue=n + 1)
+
+    @app.task(name="noop")
+    async def noop() -> None:
+        pass
+
+    finished = asyncio.Event()
+    count = 0
+
+    def on_events(events: Sequence[taskcast.Event]) -> None:
+        nonlocal count
+        for event in events:
+            if event.type == "completed":
+                count += 1
+        if count >= n:
+            finished.set()
+
+    async with app:
+        app.add_listener(on_events)
+        if url.startswith("memory"):
+            for _ in range(n):
+                await app.submit("noop")
+        else:
+            for offset in range(0, n, 500):
+                await app.submit_many("noop", [{}] * min(500, n - offset))
+        await finished.wait()
+
+
+async def _sqlite(n: int) -> None:
+    with tempfile.TemporaryDirectory() as directory:
+        await _throughput(n, f"sqlite:///{directory}/bench.db")
+
+
 async def _children(n: int) -> None:
     app = taskcast.App("memory://", max_queue=n + 10, max_concurrency=100)
 
@@ -58,6 +101,44 @@ async def _children(n: int) -> None:
     async with app:
         run = await app.submit("parent", n=n)
         assert (await app.wait(run.id, timeout=600)).result == n
+
+
+async def _aiojobs(n: int) -> None:
+    import aiojobs  # the bench extra
+
+    done = 0
+    finished = asyncio.Event()
+
+    async def job() -> None:
+        nonlocal done
+        done += 1
+        if done == n:
+            finished.set()
+
+    scheduler = aiojobs.Scheduler(limit=None)
+    for _ in range(n):
+        await scheduler.spawn(job())
+    await finished.wait()
+    await scheduler.close()
+
+
+async def _taskgroup(n: int) -> None:
+    async def noop() -> None:
+        pass
+
+    async with asyncio.TaskGroup() as group:
+        for _ in range(n):
+            group.create_task(noop())
+
+
+WORKLOADS = {
+    "runs": _runs,
+    "throughput": _throughput,
+    "sqlite": _sqlite,
+    "children": _children,
+    "aiojobs": _aiojobs,
+    "taskgroup": _taskgroup,
+}
 
 
 def _count(workload: str, n: int) -> int:
@@ -87,17 +168,16 @@ def _count(workload: str, n: int) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=2000)
-    parser.add_argument("--workload", choices=["runs", "children"], default="runs")
-    parser.add_argument("--inner", choices=["runs", "children"], help=argparse.SUPPRESS)
+    parser.add_argument("--workload", choices=list(WORKLOADS), default="runs")
+    parser.add_argument("--inner", choices=list(WORKLOADS), help=argparse.SUPPRESS)
     options = parser.parse_args()
     if options.inner:
-        work = _runs if options.inner == "runs" else _children
-        asyncio.run(work(options.n))
+        asyncio.run(WORKLOADS[options.inner](options.n))
         return
     small = _count(options.workload, options.n)
     large = _count(options.workload, 2 * options.n)
     per_item = (large - small) / options.n
-    item = "run" if options.workload == "runs" else "child"
+    item = {"children": "child", "aiojobs": "job", "taskgroup": "task"}.get(options.workload, "run")
     print(f"{options.workload}: {per_item:,.0f} instructions per {item} (n={options.n})")
 
 

@@ -146,8 +146,8 @@ def _start(command: list[str], ready: str, log: Path) -> subprocess.Popen[bytes]
     return process
 
 
-def _taskcast_worker(url: str, log: Path) -> subprocess.Popen[bytes]:
-    command = [sys.executable, "-m", "taskcast", "worker", "--store", url]
+def _taskcast_worker(url: str, log: Path, loop: str = "asyncio") -> subprocess.Popen[bytes]:
+    command = [sys.executable, "-m", "taskcast", "worker", "--store", url, "--loop", loop]
     command += ["--app", "bench.redis_peers:app", "--no-demo", "--concurrency", str(CONCURRENCY)]
     return _start([*command, "--log-level", "warning"], "ready", log)
 
@@ -194,9 +194,9 @@ async def _wait_counter(port: int, n: int) -> None:
         await client.aclose()
 
 
-async def taskcast_throughput(port: int, n: int, workdir: Path) -> float:
+async def taskcast_throughput(port: int, n: int, workdir: Path, loop: str = "asyncio") -> float:
     url = f"redis://127.0.0.1:{port}/0"
-    workers = [_taskcast_worker(url, workdir / f"taskcast-worker-{i}.log") for i in range(2)]
+    workers = [_taskcast_worker(url, workdir / f"taskcast-worker-{i}.log", loop) for i in range(2)]
     try:
         api = taskcast.App(url, worker=False, max_queue=10 * n)
         api.task(name="noop")(noop)
@@ -223,9 +223,11 @@ async def taskcast_throughput(port: int, n: int, workdir: Path) -> float:
             _stop(worker)
 
 
-async def taskcast_pickups(port: int, runs: int, workdir: Path) -> list[float]:
+async def taskcast_pickups(
+    port: int, runs: int, workdir: Path, loop: str = "asyncio"
+) -> list[float]:
     url = f"redis://127.0.0.1:{port}/0"
-    workers = [_taskcast_worker(url, workdir / f"taskcast-pickup-{i}.log") for i in range(2)]
+    workers = [_taskcast_worker(url, workdir / f"taskcast-pickup-{i}.log", loop) for i in range(2)]
     try:
         api = taskcast.App(url, worker=False)
         api.task(name="noop")(noop)
@@ -286,26 +288,37 @@ async def main(options: argparse.Namespace) -> None:
         command = ["redis-server", "--port", str(port), "--bind", "127.0.0.1"]
         command += ["--save", "", "--appendonly", "no", "--dir", directory]
         server = _start(command, "Ready to accept connections", workdir / "redis.log")
-        results: dict[str, list[float]] = {"taskcast": [], "arq": [], "saq": []}
-        p50s: list[float] = []
-        p99s: list[float] = []
+        loops = options.loops.split(",")
+        taskcasts = [f"taskcast ({loop} workers)" for loop in loops]
+        results: dict[str, list[float]] = {name: [] for name in (*taskcasts, "arq", "saq")}
+        p50s: dict[str, list[float]] = {loop: [] for loop in loops}
+        p99s: dict[str, list[float]] = {loop: [] for loop in loops}
         try:
             for rep in range(options.reps):
-                for system in ("taskcast", "arq", "saq"):
+                for system in results:
                     await _flush(port)
-                    if system == "taskcast":
-                        rate = await taskcast_throughput(port, options.n, workdir)
+                    if system in taskcasts:
+                        loop = loops[taskcasts.index(system)]
+                        rate = await taskcast_throughput(port, options.n, workdir, loop)
                     else:
                         rate = await peer_throughput(system, port, options.n, workdir)
                     results[system].append(rate)
                     print(json.dumps({"rep": rep, "system": system, "jobs_per_s": round(rate)}))
-                await _flush(port)
-                pickups = await taskcast_pickups(port, options.pickups, workdir)
-                p50s.append(_percentile(pickups, 0.5))
-                p99s.append(_percentile(pickups, 0.99))
-                print(
-                    json.dumps({"rep": rep, "pickup_ms_p50": p50s[-1], "pickup_ms_p99": p99s[-1]})
-                )
+                for loop in loops:
+                    await _flush(port)
+                    pickups = await taskcast_pickups(port, options.pickups, workdir, loop)
+                    p50s[loop].append(_percentile(pickups, 0.5))
+                    p99s[loop].append(_percentile(pickups, 0.99))
+                    print(
+                        json.dumps(
+                            {
+                                "rep": rep,
+                                "loop": loop,
+                                "pickup_ms_p50": p50s[loop][-1],
+                                "pickup_ms_p99": p99s[loop][-1],
+                            }
+                        )
+                    )
         finally:
             _stop(server)
     saq = statistics.median(results["saq"])
@@ -318,10 +331,14 @@ async def main(options: argparse.Namespace) -> None:
             f"| {system} | {statistics.median(rates):,.0f} ({min(rates):,.0f} to"
             f" {max(rates):,.0f}) | {statistics.median(rates) / saq:.2f} |"
         )
-    print(
-        f"| taskcast pickup latency | p50 {statistics.median(p50s):.2f} ms,"
-        f" p99 {statistics.median(p99s):.2f} ms (median over reps) | |"
-    )
+    for name in taskcasts:
+        ratios = [a / b for a, b in zip(results[name], results["saq"], strict=True)]
+        print(f"| {name} / SAQ per repetition | {', '.join(f'{r:.2f}' for r in ratios)} | |")
+    for loop in loops:
+        print(
+            f"| taskcast pickup latency ({loop} workers) | p50 {statistics.median(p50s[loop]):.2f}"
+            f" ms, p99 {statistics.median(p99s[loop]):.2f} ms (median over reps) | |"
+        )
 
 
 if __name__ == "__main__":
@@ -333,6 +350,11 @@ if __name__ == "__main__":
     parser.add_argument("--n", type=int, default=10_000)
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--pickups", type=int, default=500)
+    parser.add_argument(
+        "--loops",
+        default="asyncio",
+        help="the taskcast workers' --loop, comma-separated to measure each (asyncio,uvloop)",
+    )
     options = parser.parse_args()
     if options.mode == "worker":
         asyncio.run(

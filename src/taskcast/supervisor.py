@@ -39,6 +39,21 @@ class Supervisor:
         task.add_done_callback(self._reap)
         return task
 
+    def start(self, coroutine: Coroutine[Any, Any, _T], *, name: str) -> asyncio.Task[_T]:
+        """Like ``spawn``, for a coroutine that ends by handing its task back with ``done``
+        and that lets no exception out (``spawn`` logs one): the task needs no done callback,
+        which spares the loop a callback per task (the engine starts one per run)."""
+        if self.closed:
+            coroutine.close()
+            raise RuntimeError("the supervisor is closed")
+        task = asyncio.get_running_loop().create_task(coroutine, name=name)
+        self._tasks.add(task)
+        return task
+
+    def done(self, task: asyncio.Task[Any] | None) -> None:
+        """``task``, started with ``start``, is ending: forget it."""
+        self._tasks.discard(task)
+
     def _reap(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:

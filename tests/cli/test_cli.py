@@ -307,3 +307,20 @@ def test_retry_json_prints_the_new_run_and_refuses_a_completed_one(server: LiveS
     taskcast(server, "watch", failed["id"])
     retried = json.loads(taskcast(server, "retry", failed["id"], "--json").stdout)
     assert (retried["task"], retried["retry_of"]) == ("demo.fail", failed["id"])
+
+
+def test_serve_on_uvloop_runs_a_run_to_its_end_and_stops_cleanly(tmp_path: Path) -> None:
+    with live_server(tmp_path, "--loop", "uvloop", "--grace", "0") as server:
+        result = taskcast(server, "submit", "--watch", "demo.count", "n=3")
+        assert result.returncode == 0, result.stderr
+        assert "completed" in result.stdout
+        server.signal(signal.SIGTERM)
+        assert server.wait(30) == 0
+    assert "event loop: uvloop" in server.output()
+    assert "taskcast stopped" in server.output()
+
+
+def test_an_unknown_loop_is_refused_naming_the_choices() -> None:
+    result = taskcast(None, "serve", "--loop", "trio")
+    assert result.returncode != 0
+    assert "--loop" in result.stderr and "uvloop" in result.stderr

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import os
 import sys
 
@@ -104,6 +105,7 @@ def add_serve_options(parser: argparse.ArgumentParser) -> None:
         metavar="NAME",
     )
     add_retention_option(env)
+    add_loop_option(env)
     env.add("--grace", "seconds running runs get to finish on shutdown (default 10)", type=float)
     env.add(
         "--shutdown-timeout",
@@ -141,6 +143,24 @@ def add_retention_option(env: EnvOptions) -> None:
         "keep finished runs this long and/or this many per task, then prune them: 7d, 1h,10000,"
         " forever (default: the store's; memory:// 1h,10000, else 7d)",
     )
+
+
+LOOPS = ("asyncio", "uvloop")
+
+
+def add_loop_option(env: EnvOptions) -> None:
+    env.add(
+        "--loop",
+        "the event loop: asyncio's own, or uvloop (pip install 'taskcast[uvloop]')",
+        choices=LOOPS,
+        default="asyncio",
+    )
+
+
+def check_loop(options: argparse.Namespace) -> None:
+    """Refuse ``--loop uvloop`` before anything starts when uvloop is not installed."""
+    if options.loop == "uvloop" and importlib.util.find_spec("uvloop") is None:
+        raise CannotLoadApp("--loop uvloop needs uvloop: pip install 'taskcast[uvloop]'")
 
 
 def add_log_options(env: EnvOptions) -> None:

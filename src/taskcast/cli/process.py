@@ -11,13 +11,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import faulthandler
+import importlib.metadata
 import logging
 import os
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator
-from typing import NoReturn
+from collections.abc import Callable, Coroutine, Iterator
+from typing import Any, NoReturn, TypeVar
 
 STOP_MARGIN = 3.0
 """Seconds past grace + shutdown timeout (+ the server's linger) after which a stop that has not
@@ -79,3 +80,19 @@ def leave_now(*cleanups: Callable[[], None]) -> NoReturn:
     sys.stderr.flush()
     logging.shutdown()
     os._exit(0)
+
+
+_T = TypeVar("_T")
+
+
+def run_on_loop(main: Coroutine[Any, Any, _T], loop: str) -> _T:
+    """``asyncio.run(main)``, on a new loop of the kind ``--loop`` names."""
+    if loop == "uvloop":
+        import uvloop
+
+        logging.getLogger("taskcast").info(
+            "event loop: uvloop %s", importlib.metadata.version("uvloop")
+        )
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            return runner.run(main)
+    return asyncio.run(main)

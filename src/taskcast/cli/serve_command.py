@@ -7,7 +7,6 @@ Building the App (``apps.py``) and the life of the process (``process.py``) are 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import logging
 import os
@@ -19,10 +18,11 @@ from ..server.serve import LINGER_TIMEOUT, listen_tcp, listen_unix, serve
 from ..server.streams import StreamSettings
 from .apps import (
     build_app,
+    check_loop,
     check_stop_times,
 )
 from .environment import configure_logging
-from .process import STOP_MARGIN, exit_if_not_done_in, leave_now
+from .process import STOP_MARGIN, exit_if_not_done_in, leave_now, run_on_loop
 
 logger = logging.getLogger("taskcast.server")
 
@@ -30,6 +30,7 @@ logger = logging.getLogger("taskcast.server")
 def run_serve(options: argparse.Namespace, console: Console) -> int:
     options.environment.resolve(options)
     check_stop_times(options)
+    check_loop(options)
     configure_logging(options.log_level, options.log_format)
     settings = StreamSettings(keepalive=options.keepalive, write_timeout=options.write_timeout)
     app = build_app(options)
@@ -87,7 +88,7 @@ def run_serve(options: argparse.Namespace, console: Console) -> int:
         return report
 
     try:
-        report = asyncio.run(serve_app())
+        report = run_on_loop(serve_app(), options.loop)
     finally:
         if options.uds:
             with contextlib.suppress(FileNotFoundError):

@@ -21,12 +21,14 @@ from .apps import (
     CannotLoadApp,
     add_fetch_options,
     add_log_options,
+    add_loop_option,
     add_retention_option,
     build_app,
+    check_loop,
     check_stop_times,
 )
 from .environment import EnvOptions, configure_logging
-from .process import STOP_MARGIN, exit_if_not_done_in, leave_now, stop_signals
+from .process import STOP_MARGIN, exit_if_not_done_in, leave_now, run_on_loop, stop_signals
 
 
 def add_worker_options(parser: argparse.ArgumentParser) -> None:
@@ -39,6 +41,7 @@ def add_worker_options(parser: argparse.ArgumentParser) -> None:
     add_fetch_options(env)
     env.add("--concurrency", "runs executing at once (default: the App's, 100)", type=int)
     add_retention_option(env)
+    add_loop_option(env)
     env.add("--grace", "seconds running runs get to finish on shutdown (default 10)", type=float)
     env.add(
         "--shutdown-timeout",
@@ -95,6 +98,7 @@ async def _work(
 def run_worker(options: argparse.Namespace, console: Console) -> int:
     """Run a worker until SIGTERM/SIGINT; returns the exit status (0 after a clean drain)."""
     options.environment.resolve(options)
+    check_loop(options)
     configure_logging(options.log_level, options.log_format)
     app = _build(options)
     grace = app.grace if options.grace is None else options.grace
@@ -111,7 +115,7 @@ def run_worker(options: argparse.Namespace, console: Console) -> int:
         with stop_signals(on_signal, "taskcast worker"):
             return await _work(app, stop, grace, timeout, console)
 
-    report = asyncio.run(work())
+    report = run_on_loop(work(), options.loop)
     console.print(f"taskcast worker stopped: {report}", highlight=False, soft_wrap=True)
     console.file.flush()
     if report.stuck:

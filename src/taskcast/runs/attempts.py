@@ -64,7 +64,8 @@ class Attempts:
         self._over = over
 
     async def execute(self, active: ActiveRun) -> None:
-        """The run's task: one attempt, or what a stop before its first turn means."""
+        """The run's task (``Supervisor.start``): one attempt, or what a stop before its first
+        turn means."""
         try:
             if active.stop is None:
                 await self._attempt(active)
@@ -73,11 +74,14 @@ class Attempts:
                 await self._outcomes.cancel_in_store(active.run.id, active.stop_reason)
             else:  # shutdown before its first turn: it never started, so it stays queued
                 active.phase = Phase.WAITING
+        except Exception:  # a bug: logged as the supervisor logs its tasks' crashes
+            logger.exception("task taskcast run %s crashed", active.run.id)
         finally:
             if active.stop is not None:
                 active.cancel_timer()  # the cancel watchdog: the body did stop
             self._slots.release(active)
             self._over(active)
+            self._supervisor.done(active.task)
 
     async def _attempt(self, active: ActiveRun) -> None:
         active.phase = Phase.RUNNING

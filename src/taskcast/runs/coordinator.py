@@ -342,7 +342,7 @@ class Coordinator:
         # Owned by the supervisor and awaited shielded: a parent cancelled while the store
         # takes the child cannot leave it stored but never queued; it is queued, then cancelled
         # as the orphan of a body that is over (see ``_accepted``).
-        return self._supervisor.spawn(
+        return self._supervisor.start(
             self._submit_owned(definition, args, run_id, parent, fresh or run_id is None),
             name=f"taskcast spawn from {parent.run.id}",
         )
@@ -365,12 +365,16 @@ class Coordinator:
         parent: ActiveRun,
         fresh_id: bool,
     ) -> ChildSubmission | Exception:
+        """The child's submission, as a task of its own (``Supervisor.start``: it hands its
+        task back as it ends, and lets no exception out)."""
         try:
             run, created, ending = await self._submit(
                 definition, args, run_id=run_id, parent=parent, fresh_id=fresh_id
             )
         except Exception as exc:  # the caller raises it (the supervisor would log it)
             return exc
+        finally:
+            self._supervisor.done(asyncio.current_task())
         if not created:
             return ChildSubmission(run, None)
         # Made before the child was stored: it may have ended (elsewhere) already.
@@ -400,7 +404,9 @@ class Coordinator:
         """Store and queue a run; returns it, whether it was created now (False: the id
         existed), and for a child the future of its end."""
         self._check_submit_options(timeout, max_attempts, child=parent is not None)
-        starts_at = start_time(run_at, delay, clock.now())
+        starts_at = (
+            None if run_at is None and delay is None else start_time(run_at, delay, clock.now())
+        )
         if priority is not None:
             check_priority(priority)
         check_owner(owner)
@@ -563,7 +569,8 @@ class Coordinator:
         # are part of the work that is finishing.
         if not self._accepting and not (child and self._in_grace):
             raise ShuttingDown("taskcast is shutting down (or not started) and takes no new runs")
-        check_timeout(timeout)
+        if timeout is not None:
+            check_timeout(timeout)
         if max_attempts is not None and not (isinstance(max_attempts, int) and max_attempts >= 1):
             raise InvalidRequest(f"max_attempts must be an integer >= 1, got {max_attempts!r}")
 
@@ -744,6 +751,10 @@ class Coordinator:
         """See ``Store.get_run``."""
         return await self.store.get_run(run_id)
 
+    async def emit_many(self, run_id: str, entries: Sequence[tuple[str, Any, str]]) -> list[Event]:
+        """``emit`` for several events, handed to the store as one write."""
+        return await self.store.append_many(run_id, entries, durable=False)
+
     def lending_slot(self, active: ActiveRun) -> AbstractAsyncContextManager[None]:
         return self.slots.lending(active)
 
@@ -886,7 +897,7 @@ class Coordinator:
         self.queued_count -= 1
         self.slots.take(active)
         active.phase = Phase.STARTING
-        active.task = self._supervisor.spawn(
+        active.task = self._supervisor.start(
             self.attempts.execute(active), name=f"taskcast run {active.run.id}"
         )
 

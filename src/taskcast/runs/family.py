@@ -146,18 +146,13 @@ async def spawn_many(
             if not ending.done():
                 services.adopt(parent, run.id)
         handles.append(ChildRun(services, parent, run, ending))
-    # The `child` events, written together: each is handed to the store in order as its
-    # coroutine starts, so a store that answers over the network answers them in one go.
+    # The `child` events, written together (``Store.append_many``: one write where the store
+    # can, else handed over in order and answered in one go by a store over the network).
     notes = []
     for handle in handles:
         data = {"run_id": handle.run_id, "task": handle.task}
-        notes.append(services.emit(parent.run.id, events.CHILD, data, compact_json(data)))
-    if len(notes) == 1:
-        await notes[0]
-    else:
-        for outcome in await asyncio.gather(*notes, return_exceptions=True):
-            if isinstance(outcome, BaseException):
-                raise outcome
+        notes.append((events.CHILD, data, compact_json(data)))
+    await services.emit_many(parent.run.id, notes)
     return handles
 
 

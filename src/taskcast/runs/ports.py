@@ -50,6 +50,10 @@ class RunServices(Protocol):
         """The run as stored, or None."""
         ...
 
+    async def emit_many(self, run_id: str, entries: Sequence[tuple[str, Any, str]]) -> list[Event]:
+        """``emit`` for several events ``(type, data, data_json)``, written together."""
+        ...
+
     def lending_slot(self, active: ActiveRun) -> AbstractAsyncContextManager[None]:
         """Lend the run's concurrency slot while the block inside waits for children."""
         ...

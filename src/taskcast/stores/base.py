@@ -22,10 +22,11 @@ write: stores hand it over before their first suspension.
 from __future__ import annotations
 
 import abc
+import asyncio
 from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
-from ..models import Event, Run, ScheduleState, encode_json
+from ..models import Event, Run, ScheduleState, compact_json, encode_json
 from ..policies import Retention
 from ..states import ALLOWED_TRANSITIONS, RunState
 from ..stats import Activity, Window
@@ -43,12 +44,20 @@ def encode_transition(
     """The event's data and the run's JSON ``fields`` as JSON, checked before a store changes
     anything: a transition that could not be written back fails alone (``NotSerializable``),
     it never reaches a writer that commits many runs' changes at once."""
-    data_json = encode_json(data, f"the data of the {event_type!r} event")
-    encoded = {
-        name: encode_json(value, f"the {name} of the run")
-        for name, value in fields.items()
-        if name in JSON_FIELDS
-    }
+    # The messages are only made for a value that fails: this runs for every transition.
+    try:
+        data_json = compact_json(data)
+    except (TypeError, ValueError, RecursionError):
+        encode_json(data, f"the data of the {event_type!r} event")  # raises NotSerializable
+        raise
+    encoded = {}
+    for name, value in fields.items():
+        if name in JSON_FIELDS:
+            try:
+                encoded[name] = "null" if value is None else compact_json(value)
+            except (TypeError, ValueError, RecursionError):
+                encode_json(value, f"the {name} of the run")  # raises NotSerializable
+                raise
     return data_json, encoded
 
 
@@ -153,6 +162,24 @@ class Store(abc.ABC):
 
         Raises ``RunNotFound`` for an unknown run and ``RunFinished`` once the run is terminal.
         """
+
+    async def append_many(
+        self, run_id: str, entries: Sequence[tuple[str, Any, str]], *, durable: bool = True
+    ) -> list[Event]:
+        """Append events ``(type, data, data_json)`` to one run's log, in order: what as many
+        ``append`` calls would do (each is handed over before the first suspension, the first
+        error is raised once all are done). Stores that can write them as one do."""
+        if len(entries) == 1:
+            type, data, data_json = entries[0]
+            return [await self.append(run_id, type, data, data_json, durable=durable)]
+        outcomes = await asyncio.gather(
+            *(self.append(run_id, t, d, j, durable=durable) for t, d, j in entries),
+            return_exceptions=True,
+        )
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+        return outcomes  # type: ignore[return-value]  # no exception among them
 
     @abc.abstractmethod
     async def transition(

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import bisect
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from ..errors import RunFinished, RunNotFound
 from ..models import Event, Run, ScheduleState
 from ..policies import Retention
-from ..states import RunState
+from ..states import TERMINAL_STATES, RunState
 from ..stats import Activity, RunTimes, Window, tally
 from .base import Store, apply_transition
 
@@ -57,10 +57,13 @@ class MemoryStore(Store):
             return existing.copy(), None
         stored = run
         self._runs[run.id] = stored
-        self._logs[run.id] = []
         self._unfinished[run.id] = stored
-        self._count(run.task, run.state, 1)
-        event = self._new_event(stored, stored.state.value, data, None)
+        key = (run.task, run.state)
+        counts = self._counts
+        counts[key] = counts.get(key, 0) + 1
+        seq = run.last_seq = run.last_seq + 1
+        event = Event(run.id, seq, _VALUES[run.state], data, time.time(), None)
+        self._logs[run.id] = [event]
         self._announce((event,))
         return stored.copy(), event
 
@@ -75,6 +78,18 @@ class MemoryStore(Store):
         event = self._new_event(run, type, data, data_json)
         self._announce((event,))
         return event
+
+    async def append_many(
+        self, run_id: str, entries: Sequence[tuple[str, Any, str]], *, durable: bool = True
+    ) -> list[Event]:
+        run = self._runs.get(run_id)
+        if run is None:
+            raise RunNotFound(run_id)
+        if run.state.is_terminal:
+            raise RunFinished(run_id, run.state)
+        written = [self._new_event(run, t, d, j) for t, d, j in entries]
+        self._announce(written)
+        return written
 
     async def transition(
         self,
@@ -93,20 +108,35 @@ class MemoryStore(Store):
         data_json = apply_transition(run, target, event_type, data, fields)
         if data_json is None:
             return None
-        self._count(run.task, before, -1)
-        self._count(run.task, target, 1)
-        if target.is_terminal:
-            self._unfinished.pop(run_id, None)
-            if run.finished_at is not None:  # usually the newest: insort appends
-                bisect.insort(self._by_finish, (run.finished_at, run_id))
-        event = self._new_event(run, event_type, data, data_json)
-        if target.is_terminal:
-            finished = self._finished.get(run.task)
-            if finished is None:
-                finished = self._finished[run.task] = {}
-            finished[run_id] = None
+        counts = self._counts
+        key = (run.task, before)
+        left = counts[key] - 1
+        if left:
+            counts[key] = left
+        else:
+            del counts[key]
+        key = (run.task, target)
+        counts[key] = counts.get(key, 0) + 1
+        seq = run.last_seq = run.last_seq + 1
+        event = Event(run_id, seq, event_type, data, time.time(), data_json)
+        self._logs[run_id].append(event)
+        if target not in TERMINAL_STATES:
+            self._announce((event,))
+            return run.copy(), event
+        self._unfinished.pop(run_id, None)
+        if run.finished_at is not None:
+            by_finish = self._by_finish
+            entry = (run.finished_at, run_id)
+            if not by_finish or by_finish[-1] <= entry:  # usually the newest
+                by_finish.append(entry)
+            else:
+                bisect.insort(by_finish, entry)
+        finished = self._finished.get(run.task)
+        if finished is None:
+            finished = self._finished[run.task] = {}
+        finished[run_id] = None
         self._announce((event,))
-        return (run if target.is_terminal else run.copy()), event
+        return run, event
 
     async def get_run(self, run_id: str) -> Run | None:
         run = self._runs.get(run_id)
@@ -245,6 +275,10 @@ class MemoryStore(Store):
             state.last_run = run_id
         elif state.last_tick is None or tick > state.last_tick:
             state.last_tick, state.last_run = tick, run_id
+
+
+_VALUES = {state: state.value for state in RunState}
+"""Each state's value as a plain ``str`` (an event's type), without the enum's descriptor."""
 
 
 def _fields(state: ScheduleState) -> tuple[str, bool | None, float | None, str | None]:

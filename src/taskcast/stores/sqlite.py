@@ -717,6 +717,19 @@ class SQLiteStore(Store):
         await self._settle(self._stage(run.copy(), [event]), durable)
         return event
 
+    async def append_many(
+        self, run_id: str, entries: Sequence[tuple[str, Any, str]], *, durable: bool = True
+    ) -> list[Event]:
+        run = self._live.get(run_id)
+        if run is None or run.state.is_terminal:
+            stored = run or await self.get_run(run_id)
+            if stored is None:
+                raise RunNotFound(run_id)
+            raise RunFinished(run_id, stored.state)
+        written = [self._new_event(run, t, d, j) for t, d, j in entries]
+        await self._settle(self._stage(run.copy(), written), durable)
+        return written
+
     async def transition(
         self,
         run_id: str,
