@@ -22,15 +22,25 @@ async def parent(
 
 
 @app.task(name="sample.ticker")
-async def ticker(ctx: taskcast.Context, rate: float = 100.0, count: int = 500) -> int:
+async def ticker(
+    ctx: taskcast.Context, rate: float = 100.0, count: int = 500, until_stopped: bool = False
+) -> int:
     """Emit ``count`` progress events at ``rate`` per second, on a schedule that does not drift
-    (a late tick is followed by a shorter wait), and return ``count``."""
+    (a late tick is followed by a shorter wait), and return how many it emitted. With
+    ``until_stopped`` it goes on ticking past ``count`` until it gets the signal ``stop``."""
     loop = asyncio.get_running_loop()
+    stop = asyncio.ensure_future(ctx.signal("stop")) if until_stopped else None
     start = loop.time()
-    for index in range(1, count + 1):
-        await asyncio.sleep(max(0.0, start + index / rate - loop.time()))
-        await ctx.progress(index, count, message=f"tick {index}")
-    return count
+    index = 0
+    try:
+        while index < count or (stop is not None and not stop.done()):
+            index += 1
+            await asyncio.sleep(max(0.0, start + index / rate - loop.time()))
+            await ctx.progress(index, max(count, index), message=f"tick {index}")
+    finally:
+        if stop is not None:
+            stop.cancel()
+    return index
 
 
 @app.task(name="sample.step")
