@@ -46,7 +46,7 @@ const workflow = {
   self: null,
   children: new Map(), // id -> run
   early: new Map(), // child id -> changes seen before the child was read (a read in flight)
-  ordered: null, // children sorted by creation, rebuilt when one joins
+  ordered: null, // children in the order the parent asked for them, rebuilt when one joins
   dependencies: new Map(), // id -> run (fetched)
   loading: false,
   capped: false,
@@ -201,7 +201,16 @@ const workflow = {
 
   sortedChildren() {
     if (!this.ordered) {
-      this.ordered = [...this.children.values()].sort((a, b) => a.created_at - b.created_at || (a.id < b.id ? -1 : 1));
+      // In the order the parent asked for them: a child's id is the parent's, a dot and its
+      // position (`.7`, or `.7~2` for the one made by a later attempt); children submitted
+      // together are created in no set order. Other ids follow, by creation.
+      const position = (child) => {
+        const n = Number.parseInt(child.id.slice(this.id.length + 1), 10);
+        return Number.isNaN(n) ? Number.POSITIVE_INFINITY : n;
+      };
+      this.ordered = [...this.children.values()].sort(
+        (a, b) => position(a) - position(b) || a.created_at - b.created_at || (a.id < b.id ? -1 : 1),
+      );
     }
     return this.ordered;
   },
